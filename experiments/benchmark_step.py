@@ -1,0 +1,104 @@
+"""Speed of one SVI step of the Pyro model against a plain PyTorch step of the same LRT objective.
+
+    python experiments/benchmark_step.py [--batch 128] [--threads 2] [--repeats 200]
+
+Both are timed in the same run, interleaved in rounds, on real Decoy MNIST batches (LeNet,
+1 particle). Reports median ms/step and the ratios the issue asks for.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import pyro
+import torch
+from pyro.infer import SVI
+
+from pyro_ebnn.build import build_elbo, build_model
+from pyro_ebnn.config import load_config
+from pyro_ebnn.data import load_dataset
+from pyro_ebnn.optim import JointOptim
+from pyro_ebnn.reference import negative_elbo
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--elbo", default="meanfield")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config("configs/decoy_mnist_position.yaml", {"max_train_images": 4096, "elbo": args.elbo})
+    trainval, _ = load_dataset(cfg)
+    n = 40000  # the size of a [000] training fold: sets the N/B scale only
+
+    def batches():
+        while True:
+            perm = torch.randperm(len(trainval))
+            for s in range(0, len(perm) - args.batch + 1, args.batch):
+                i = perm[s:s + args.batch]
+                yield trainval.images[i], trainval.labels[i], trainval.masks[i]
+
+    def pyro_step(feedback):
+        cfg.mode = "feedback" if feedback else "none"
+        pyro.clear_param_store()
+        bnn = build_model(cfg, (1, 28, 28), 10)
+        svi = SVI(bnn.model, bnn.guide, JointOptim(torch.optim.Adam, {"lr": 1e-3}), build_elbo(cfg))
+
+        def step(x, y, m):
+            with pyro.validation_enabled(False):  # as in training
+                return svi.step(x, y, m if feedback else None, data_size=n)
+        return step
+
+    def torch_step(feedback):
+        cfg.mode = "none"
+        net = build_model(cfg, (1, 28, 28), 10).net
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+        def step(x, y, m):
+            opt.zero_grad()
+            loss = negative_elbo(net, x, y, n, m if feedback else None, cfg.lam)
+            loss.backward()
+            opt.step()
+            return loss.item()
+        return step
+
+    variants = {"torch": torch_step(False), "pyro": pyro_step(False),
+                "torch+feedback": torch_step(True), "pyro+feedback": pyro_step(True)}
+    data = batches()
+    times = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, step in variants.items():
+            for _ in range(10):  # warm-up
+                step(*next(data))
+            t0 = time.perf_counter()
+            for _ in range(args.repeats // args.rounds):
+                step(*next(data))
+            times[name].append((time.perf_counter() - t0) / (args.repeats // args.rounds) * 1e3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "ms_per_step": med,
+        "pyro_over_torch": med["pyro"] / med["torch"],
+        "pyro_over_torch_feedback": med["pyro+feedback"] / med["torch+feedback"],
+        "feedback_over_none_pyro": med["pyro+feedback"] / med["pyro"],
+        "setup": {"batch": args.batch, "threads": args.threads, "elbo": args.elbo, "steps_timed": args.repeats,
+                  "torch": torch.__version__, "pyro": pyro.__version__},
+    }
+    print(f"ms/step (median of {args.rounds} rounds, batch {args.batch}, {args.threads} threads, {args.elbo} ELBO):")
+    for k, v in med.items():
+        print(f"  {k:16s} {v:7.2f}")
+    print(f"Pyro / PyTorch (no feedback):  {result['pyro_over_torch']:.3f}")
+    print(f"Pyro / PyTorch (feedback):     {result['pyro_over_torch_feedback']:.3f}")
+    print(f"feedback / none (Pyro):        {result['feedback_over_none_pyro']:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Turn a :class:`Config` into the swappable pieces: network, prior, likelihood, evidence, ELBO."""
+from __future__ import annotations
+
+import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from .feedback import FeedbackEvidence
+from .likelihoods import CategoricalLikelihood
+from .model import FeedbackBNN
+from .nets import alexnet, lenet
+from .priors import PRIORS
+
+
+def build_net(cfg, input_shape, num_classes):
+    c, h, w = input_shape
+    if cfg.architecture == "lenet":
+        return lenet(num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
+    return alexnet(num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
+
+
+def build_evidence(cfg, lam=None):
+    if cfg.mode != "feedback":
+        return None
+    return FeedbackEvidence(lam=cfg.lam if lam is None else lam, pool=cfg.mask_pool,
+                            gradient_filter=cfg.gradient_filter)
+
+
+def build_model(cfg, input_shape, num_classes, lam=None) -> FeedbackBNN:
+    net = build_net(cfg, input_shape, num_classes)
+    prior = PRIORS[cfg.prior](scale=cfg.prior_scale)
+    return FeedbackBNN(net, prior=prior, likelihood=CategoricalLikelihood(cfg.class_weights),
+                       evidence=build_evidence(cfg, lam))
+
+
+def build_elbo(cfg):
+    cls = TraceMeanField_ELBO if cfg.elbo == "meanfield" else Trace_ELBO
+    return cls(num_particles=cfg.num_particles, vectorize_particles=cfg.num_particles > 1,
+               max_plate_nesting=1)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from .errors import ConfigError
+        raise ConfigError("device cuda requested but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)

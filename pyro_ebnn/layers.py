@@ -1,0 +1,156 @@
+"""Mean-field Gaussian layers evaluated with the local reparameterization trick (LRT).
+
+Each layer owns the variational parameters of its weights, q(w) = prod_i N(mu_i, sigma_i^2) with
+sigma = softplus(rho), and never samples weights when it runs: it samples activations
+(Kingma et al. 2015; [000] Sec. 2.2, [001] Ex. 1-2):
+
+    linear:  gamma = z @ M + m_b,          delta = z^2 @ S^2 + s_b^2
+    conv:    mu_U  = Z * M + m_b,          sigma_U^2 = Z^2 * S^2 + s_b^2
+    sample:  U = mu_U + sigma_U * eps,     eps ~ N(0, 1)
+
+Inputs may carry any number of leading sample dimensions (e.g. vectorized ELBO particles); they
+are flattened into the batch for the convolution and restored afterwards.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import pyro.distributions as dist
+
+#: Floor added to every activation variance so that sigma_U > 0 even for an all-zero input.
+VARIANCE_FLOOR = 1e-8
+
+
+class BayesianLayer(nn.Module):
+    """Base class: variational parameters for ``weight`` and ``bias`` and the LRT moments."""
+
+    def __init__(self, weight_shape, bias_shape, rho_init: float, fan_in: int):
+        super().__init__()
+        self.weight_loc = nn.Parameter(torch.empty(weight_shape))
+        nn.init.kaiming_uniform_(self.weight_loc, nonlinearity="relu")
+        bound = 1.0 / math.sqrt(fan_in)
+        self.bias_loc = nn.Parameter(torch.empty(bias_shape).uniform_(-bound, bound))
+        self.weight_rho = nn.Parameter(torch.full(weight_shape, float(rho_init)))
+        self.bias_rho = nn.Parameter(torch.full(bias_shape, float(rho_init)))
+
+    # -- the variational posterior -------------------------------------------------------------
+    @property
+    def weight_scale(self) -> torch.Tensor:
+        return F.softplus(self.weight_rho)
+
+    @property
+    def bias_scale(self) -> torch.Tensor:
+        return F.softplus(self.bias_rho)
+
+    def posterior(self) -> dict[str, dist.Distribution]:
+        """q(w) for this layer's parameters, keyed by the parameter name ('weight', 'bias')."""
+        return {
+            "weight": dist.Normal(self.weight_loc, self.weight_scale).to_event(self.weight_loc.dim()),
+            "bias": dist.Normal(self.bias_loc, self.bias_scale).to_event(1),
+        }
+
+    def shapes(self) -> dict[str, torch.Size]:
+        return {"weight": self.weight_loc.shape, "bias": self.bias_loc.shape}
+
+    # -- the local reparameterization trick ----------------------------------------------------
+    def _affine(self, z, weight, bias):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    _event_dims = 1
+
+    def moments(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of the pre-activation under q(w), given the input ``z``."""
+        k = self._event_dims
+        lead = z.shape[:-k]
+        flat = z.reshape((-1,) + z.shape[-k:])
+        mean = self._affine(flat, self.weight_loc, self.bias_loc)
+        var = self._affine(flat.square(), self.weight_scale.square(), self.bias_scale.square())
+        std = (var + VARIANCE_FLOOR).sqrt()
+        out = mean.shape[1:]
+        return mean.reshape(lead + out), std.reshape(lead + out)
+
+    def forward(self, z: torch.Tensor, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """One LRT sample of the pre-activation (its mean in eval mode)."""
+        mean, std = self.moments(z)
+        if not self.training:
+            return mean
+        return mean + std * torch.randn(sample_shape + mean.shape, device=mean.device, dtype=mean.dtype)
+
+
+class BayesianConv2d(BayesianLayer):
+    _event_dims = 3
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, rho_init: float = -2.0):
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        super().__init__(shape, (out_channels,), rho_init, in_channels * kernel_size ** 2)
+        self.stride, self.padding = stride, padding
+
+    def _affine(self, z, weight, bias):
+        return F.conv2d(z, weight, bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        o, i, k, _ = self.weight_loc.shape
+        return f"{i}, {o}, kernel_size={k}, stride={self.stride}, padding={self.padding}"
+
+
+class BayesianLinear(BayesianLayer):
+    _event_dims = 1
+
+    def __init__(self, in_features: int, out_features: int, rho_init: float = -2.0):
+        super().__init__((out_features, in_features), (out_features,), rho_init, in_features)
+
+    def _affine(self, z, weight, bias):
+        return F.linear(z, weight, bias)
+
+    def extra_repr(self) -> str:
+        o, i = self.weight_loc.shape
+        return f"in_features={i}, out_features={o}"
+
+
+def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    """Run a (possibly nested) stack of modules whose Bayesian layers sample activations.
+
+    Deterministic modules (ReLU, pooling, flatten) see the leading sample dimensions folded into
+    the batch. ``sample_shape`` adds independent draws at the first Bayesian layer only.
+    """
+    if isinstance(module, BayesianLayer):
+        return module(z, sample_shape)
+    if isinstance(module, nn.Sequential):
+        for child in module:
+            z = run_lrt(child, z, sample_shape)
+            if isinstance(child, BayesianLayer):
+                sample_shape = torch.Size()
+        return z
+    # plain module: fold leading sample dims into the batch
+    lead = z.dim() - _input_rank(module, z)
+    if lead <= 0:
+        return module(z)
+    out = module(z.flatten(0, lead))
+    return out.reshape(z.shape[: lead + 1] + out.shape[1:])
+
+
+#: Plain modules that expect an N x C x H x W input (all others act elementwise).
+_IMAGE_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+                  nn.BatchNorm2d, nn.Flatten)
+
+
+def _input_rank(module: nn.Module, z: torch.Tensor) -> int:
+    """Rank (batch included) that a plain module expects."""
+    return 4 if isinstance(module, _IMAGE_MODULES) else z.dim()
+
+
+def bayesian_layers(module: nn.Module) -> dict[str, BayesianLayer]:
+    """All Bayesian layers of a network in definition order, named like the papers' diagrams:
+    conv1, conv2, ..., fc1, fc2, ... (these names prefix the weight sites)."""
+    names, counts = {}, {"conv": 0, "fc": 0}
+    for m in module.modules():
+        if isinstance(m, BayesianLayer):
+            kind = "conv" if isinstance(m, BayesianConv2d) else "fc"
+            counts[kind] += 1
+            names[f"{kind}{counts[kind]}"] = m
+    return names

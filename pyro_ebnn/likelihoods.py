@@ -1,0 +1,27 @@
+"""Observation models P(y | a). Any callable ``likelihood(logits, y)`` that issues Pyro sample
+sites inside the data plate can replace these."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import pyro
+import pyro.distributions as dist
+from pyro import poutine
+
+
+class CategoricalLikelihood:
+    """y ~ Categorical(softmax(logits)); optional per-class weights (e.g. ISIC's class-weighted
+    loss) scale each datum's log-likelihood by the weight of its class."""
+
+    site = "label"
+
+    def __init__(self, class_weights: Optional[Sequence[float]] = None):
+        self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float)
+
+    def __call__(self, logits: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        fn = dist.Categorical(logits=logits)
+        if self.class_weights is None or y is None:
+            return pyro.sample(self.site, fn, obs=y)
+        with poutine.scale(scale=self.class_weights.to(logits.device)[y]):
+            return pyro.sample(self.site, fn, obs=y)

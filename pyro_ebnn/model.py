@@ -1,0 +1,128 @@
+"""The Pyro model and guide of a Bayesian CNN that takes explanation feedback as evidence.
+
+    model:  w ~ P(w)                                      sites "<layer>.weight", "<layer>.bias"
+            for each image i in the subsampled data plate (scale N / B):
+                a_i ~ N(mu_U, sigma_U^2)                  site  "last_conv.preactivation"
+                a_iF = 0 observed, weight lambda          site  "feedback.irrelevant_preactivation"
+                y_i ~ Categorical(head(a_i))              site  "label"
+    guide:  w ~ q(w) = prod N(mu, softplus(rho)^2);  a_i ~ the same LRT Gaussian N(mu_U, sigma_U^2)
+
+The negative ELBO of this pair is [000] Eq. (3) with the likelihood of Eq. (4):
+    KL(q(w) || P(w)) - N/B sum_i [log P(y_i | a_i, a_iF = 0) + lambda log N(0; mu_U, sigma_U^2)_F].
+(The latent pre-activation has the same distribution in model and guide, so it adds nothing but
+ the sample that the head sees.)
+
+Both model and guide need mu_U and sigma_U; the guide computes them and hands them to the model,
+which runs right after it on the same batch, so a step makes exactly one forward pass.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import pyro
+from pyro import poutine
+
+from .feedback import PREACTIVATION_SITE, FeedbackEvidence, preactivation_distribution
+from .layers import bayesian_layers
+from .likelihoods import CategoricalLikelihood
+from .nets import BayesianCNN
+from .priors import NormalPrior
+
+LOGITS_SITE = "logits"
+
+
+class FeedbackBNN:
+    """Model and guide (plain callables for SVI and Predictive) around a :class:`BayesianCNN`.
+
+    prior      : ``prior(site, shape, device) -> Distribution``        (default N(0, 0.1^2))
+    likelihood : ``likelihood(logits, y)`` issuing the observation site (default Categorical)
+    evidence   : ``evidence(mean, std, irrelevant) -> activation`` plus ``irrelevant_cells(mask, mean,
+                 head)``; ``None`` trains without feedback (no evidence site at all).
+    """
+
+    def __init__(self, net: BayesianCNN, prior: Callable = NormalPrior(0.1),
+                 likelihood: Callable = CategoricalLikelihood(), evidence: Optional[FeedbackEvidence] = None,
+                 name: str = "bnn"):
+        self.net, self.prior, self.likelihood, self.evidence, self.name = net, prior, likelihood, evidence, name
+        self.layers = bayesian_layers(net)
+        self._handoff = None
+
+    # -- sites on the weights ------------------------------------------------------------------
+    def _weight_sites(self, distributions_of) -> torch.Size:
+        """Sample every weight site; return the leading (particle) shape of the samples."""
+        lead = None
+        for lname, layer in self.layers.items():
+            for pname, fn in distributions_of(lname, layer).items():
+                w = pyro.sample(f"{lname}.{pname}", fn)
+                if lead is None:
+                    lead = w.shape[: w.dim() - fn.event_dim]
+        return lead
+
+    def _priors_of(self, lname, layer):
+        dev = layer.weight_loc.device
+        return {p: self.prior(f"{lname}.{p}", shape, dev) for p, shape in layer.shapes().items()}
+
+    @staticmethod
+    def _posteriors_of(lname, layer):
+        return layer.posterior()
+
+    # -- the shared LRT pass up to the evidence layer ------------------------------------------
+    def _evidence_inputs(self, x, mask, lead):
+        # Under vectorized particles the weight samples have batch shape (P, ..., 1), the last 1
+        # being the data plate; draw the LRT noise of the body once per particle.
+        particles = lead[:-1]
+        n = math.prod(particles)
+        mean, std = self.net.evidence_moments(x, torch.Size([n]) if n > 1 else torch.Size())
+        if mean.dim() == x.dim() + 1:
+            mean, std = (t.reshape(particles + t.shape[1:]) for t in (mean, std))
+        irrelevant = None
+        if self.evidence is not None and mask is not None:
+            irrelevant = self.evidence.irrelevant_cells(mask, mean, self.net.head_at_mean)
+        return mean, std, irrelevant
+
+    def _key(self, x, mask):
+        return (id(x), id(mask), x._version, sum(p._version for p in self.net.parameters()))
+
+    # -- Pyro programs ---------------------------------------------------------------------------
+    def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+              data_size: Optional[int] = None):
+        pyro.module(self.name, self.net)
+        lead = self._weight_sites(self._posteriors_of)
+        with self._data_plate(x, data_size):
+            mean, std, irrelevant = self._evidence_inputs(x, mask, lead)
+            pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std, irrelevant))
+        self._handoff = (self._key(x, mask), (mean, std, irrelevant))
+
+    def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+              data_size: Optional[int] = None) -> torch.Tensor:
+        lead = self._weight_sites(self._priors_of)
+        with self._data_plate(x, data_size):
+            handoff, self._handoff = self._handoff, None
+            if handoff is not None and handoff[0] == self._key(x, mask):
+                mean, std, irrelevant = handoff[1]
+            else:  # run on its own (prior predictive, or Predictive with posterior samples)
+                mean, std, irrelevant = self._evidence_inputs(x, mask, lead)
+            if irrelevant is None:
+                a = pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std))
+            else:
+                a = self.evidence(mean, std, irrelevant)
+            logits = pyro.deterministic(LOGITS_SITE, self.net.classify(a), event_dim=1)
+            return self.likelihood(logits, y)
+
+    @staticmethod
+    def _data_plate(x, data_size):
+        n = len(x) if data_size is None else int(data_size)
+        return pyro.plate("data", size=n, subsample=torch.arange(len(x), device=x.device))
+
+    # -- convenience -----------------------------------------------------------------------------
+    def kl(self) -> torch.Tensor:
+        """Closed-form KL(q(w) || P(w)) summed over all weights (for Gaussian priors)."""
+        from torch.distributions import kl_divergence
+        total = 0.0
+        for lname, layer in self.layers.items():
+            prior = self._priors_of(lname, layer)
+            for pname, q in layer.posterior().items():
+                total = total + kl_divergence(q, prior[pname])
+        return total

@@ -1,0 +1,82 @@
+"""Architectures: a Bayesian CNN split at its last convolution, which carries the evidence.
+
+``body``  : everything that produces the input of the last convolution;
+``evidence_layer``: the last (Bayesian) convolution, whose pre-activation is a Pyro sample site;
+``head``  : the nonlinearity after it, pooling, and the classifier.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
+
+
+class BayesianCNN(nn.Module):
+    def __init__(self, body: nn.Module, evidence_layer: BayesianConv2d, head: nn.Module, input_shape):
+        super().__init__()
+        self.body, self.evidence_layer, self.head = body, evidence_layer, head
+        self.input_shape = tuple(input_shape)
+        with torch.no_grad():
+            mean, _ = self.evidence_moments(torch.zeros((1,) + self.input_shape))
+        self.evidence_shape = tuple(mean.shape[1:])
+
+    def evidence_moments(self, x: torch.Tensor, sample_shape: torch.Size = torch.Size()):
+        """mu_U and sigma_U of the last-conv pre-activation (LRT through the body)."""
+        return self.evidence_layer.moments(run_lrt(self.body, x, sample_shape))
+
+    def classify(self, a: torch.Tensor) -> torch.Tensor:
+        """Logits from a (sampled) last-conv pre-activation."""
+        return run_lrt(self.head, a)
+
+    def head_at_mean(self, a: torch.Tensor) -> torch.Tensor:
+        """The head with every Bayesian layer at its posterior mean (used by the Eq. 12 filter)."""
+        z = a
+        for m in self.head:
+            z = m.moments(z)[0] if isinstance(m, BayesianLayer) else m(z)
+        return z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One LRT sample of the logits (posterior-mean logits in eval mode)."""
+        mean, std = self.evidence_moments(x)
+        a = mean if not self.training else mean + std * torch.randn_like(std)
+        return self.classify(a)
+
+
+def lenet(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, rho_init: float = -2.0) -> BayesianCNN:
+    """LeNet of [000]: conv(c->6,3) ReLU pool2 conv(6->16,3) ReLU pool2 fc 400-120-84-K.
+
+    For 28-pixel inputs the last conv is 16 x 11 x 11."""
+    body = nn.Sequential(BayesianConv2d(in_channels, 6, 3, rho_init=rho_init), nn.ReLU(), nn.MaxPool2d(2))
+    evidence = BayesianConv2d(6, 16, 3, rho_init=rho_init)
+    side = ((image_size - 2) // 2 - 2) // 2
+    head = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(1),
+                         BayesianLinear(16 * side * side, 120, rho_init), nn.ReLU(),
+                         BayesianLinear(120, 84, rho_init), nn.ReLU(),
+                         BayesianLinear(84, num_classes, rho_init))
+    return BayesianCNN(body, evidence, head, (in_channels, image_size, image_size))
+
+
+def alexnet(num_classes: int, in_channels: int = 3, image_size: int = 224, rho_init: float = -3.8,
+            batch_norm: bool = False) -> BayesianCNN:
+    """AlexNet of [000] (torchvision layout; last conv 256 x 13 x 13 for 224-pixel inputs).
+
+    ``batch_norm=True`` adds batch norm after each convolution, as [001] does (no dropout).
+    """
+    def bn(c):
+        return [nn.BatchNorm2d(c)] if batch_norm else []
+
+    body = nn.Sequential(
+        BayesianConv2d(in_channels, 64, 11, 4, 2, rho_init), *bn(64), nn.ReLU(), nn.MaxPool2d(3, 2),
+        BayesianConv2d(64, 192, 5, padding=2, rho_init=rho_init), *bn(192), nn.ReLU(), nn.MaxPool2d(3, 2),
+        BayesianConv2d(192, 384, 3, padding=1, rho_init=rho_init), *bn(384), nn.ReLU(),
+        BayesianConv2d(384, 256, 3, padding=1, rho_init=rho_init), *bn(256), nn.ReLU())
+    evidence = BayesianConv2d(256, 256, 3, padding=1, rho_init=rho_init)
+    head = nn.Sequential(*bn(256), nn.ReLU(), nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(1),
+                         BayesianLinear(256 * 6 * 6, 4096, rho_init), nn.ReLU(),
+                         BayesianLinear(4096, 4096, rho_init), nn.ReLU(),
+                         BayesianLinear(4096, num_classes, rho_init))
+    return BayesianCNN(body, evidence, head, (in_channels, image_size, image_size))
+
+
+ARCHITECTURES = {"lenet": lenet, "alexnet": alexnet}

@@ -1,0 +1,40 @@
+"""Posterior predictive through ``pyro.infer.Predictive``, in batches over data and samples."""
+from __future__ import annotations
+
+import torch
+from pyro.infer import Predictive
+
+from .model import LOGITS_SITE, FeedbackBNN
+
+
+@torch.no_grad()
+def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 20, batch_size: int = 1000,
+                     sample_batch: int = 10, device=None, progress=None) -> torch.Tensor:
+    """S x N x K class probabilities, one row per posterior predictive sample."""
+    device = device or next(bnn.net.parameters()).device
+    bnn.net.train()  # LRT sampling on
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        parts, left = [], num_samples
+        while left > 0:
+            s = min(sample_batch, left)
+            pred = Predictive(bnn.model, guide=bnn.guide, num_samples=s, parallel=True,
+                              return_sites=[LOGITS_SITE])(x)
+            parts.append(pred[LOGITS_SITE].reshape(s, len(x), -1).softmax(-1).cpu())
+            left -= s
+        out.append(torch.cat(parts))
+        if progress is not None:
+            progress.update(len(x))
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def mean_probs(bnn: FeedbackBNN, images: torch.Tensor, batch_size: int = 2000, device=None) -> torch.Tensor:
+    """N x K probabilities of the network at the posterior mean (fast; used for validation)."""
+    device = device or next(bnn.net.parameters()).device
+    was = bnn.net.training
+    bnn.net.eval()
+    out = [bnn.net(images[i:i + batch_size].to(device)).softmax(-1).cpu() for i in range(0, len(images), batch_size)]
+    bnn.net.train(was)
+    return torch.cat(out)

@@ -1,0 +1,270 @@
+"""Training with SVI: from scratch ([000] protocol) or fine-tuning a saved model ([001] protocol)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyro
+import pyro.optim
+import torch
+import yaml
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from .build import build_elbo, build_model, resolve_device
+from .config import Config
+from .data import Split, fold_split, keep_fraction_of_masks, load_dataset
+from .errors import ConfigError, TrainingError
+from .metrics import classification_metrics
+from .optim import JointOptim
+from .predict import mean_probs, predictive_probs
+
+CHECKPOINT = "checkpoint.pt"   # resumable training state (rewritten every epoch)
+MODEL = "model.pt"             # the selected model (best validation score)
+METRICS = "metrics.json"
+
+
+# -- data ---------------------------------------------------------------------------------------
+def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
+    """Fold ``cfg.fold`` of the [000] protocol. Feedback masks are kept on ``cfg.mask_fraction`` of
+    the training images, or, when fine-tuning, on an ``annotated`` budget chosen uniformly at random
+    (a fraction if < 1, else a count)."""
+    trainval, tests = load_dataset(cfg)
+    train_idx, val_idx = fold_split(len(trainval), cfg.num_folds, cfg.fold, cfg.data_seed)
+    train, val = trainval.subset(train_idx), trainval.subset(val_idx)
+    if annotated is None:
+        train.masks = keep_fraction_of_masks(train.masks, cfg.mask_fraction, cfg.seed + 17)
+    else:
+        count = int(round(annotated * len(train))) if annotated < 1 else int(annotated)
+        train.masks = keep_fraction_of_masks(train.masks, min(count, len(train)) / len(train), cfg.seed + 29)
+    test = tests.pop("test")
+    return Split(train, val, test, tests)
+
+
+# -- I/O ----------------------------------------------------------------------------------------
+def _atomic_write(path: Path, write):
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_model(path: Path, bnn, cfg: Config, input_shape, num_classes, extra=None):
+    payload = {"net": bnn.net.state_dict(), "config": cfg.to_dict(), "input_shape": tuple(input_shape),
+               "num_classes": num_classes, **(extra or {})}
+    _atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
+    """Rebuild a saved model in a fresh process. ``cfg`` may change the mode / lam (fine-tuning)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL
+    if not path.exists():
+        raise ConfigError(f"no saved model at {path}; pass the --out directory of a finished train run")
+    payload = torch.load(path, map_location=device, weights_only=False)
+    cfg = cfg or Config(**payload["config"])
+    bnn = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam)
+    bnn.net.load_state_dict(payload["net"])
+    bnn.net.to(device)
+    return bnn, cfg, payload
+
+
+def write_metrics(out: Path, metrics: dict):
+    _atomic_write(out / METRICS, lambda p: p.write_text(json.dumps(metrics, indent=2, default=float)))
+
+
+# -- the loop -------------------------------------------------------------------------------------
+def set_seed(seed: int):
+    pyro.set_rng_seed(seed)  # seeds torch, numpy and random
+
+
+class Trainer:
+    def __init__(self, cfg: Config, bnn, train_size: int, lr: float, device):
+        self.cfg, self.bnn, self.device, self.train_size = cfg, bnn, device, train_size
+        self.scheduler = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=cfg.lr_decay)
+        self.svi = SVI(bnn.model, bnn.guide, self.scheduler, loss=build_elbo(cfg))
+        self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
+        self.history = []
+
+    # checkpoint of everything needed to resume: module, Pyro param store, optimiser, RNG, history
+    def state(self):
+        return {"net": self.bnn.net.state_dict(), "param_store": pyro.get_param_store().get_state(),
+                "optim": self.scheduler.get_state(), "epoch": self.epoch, "best_score": self.best_score,
+                "best_epoch": self.best_epoch, "stale": self.stale, "history": self.history,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+                "config": self.cfg.to_dict()}
+
+    def load_state(self, st):
+        self.bnn.net.load_state_dict(st["net"])
+        pyro.get_param_store().set_state(st["param_store"])
+        pyro.module(self.bnn.name, self.bnn.net, update_module_params=False)
+        self.scheduler.set_state(st["optim"])
+        self.epoch, self.best_score, self.best_epoch = st["epoch"], st["best_score"], st["best_epoch"]
+        self.stale, self.history = st["stale"], st["history"]
+        torch.set_rng_state(st["rng"]["torch"])
+        np.random.set_state(st["rng"]["numpy"])
+
+    def fit(self, split: Split, epochs: int, out: Path, use_masks: bool, progress: bool = True):
+        cfg, bnn = self.cfg, self.bnn
+        train = split.train.to(self.device)
+        n, bs = len(train), cfg.batch_size
+        ckpt = out / CHECKPOINT
+        bar = tqdm(total=epochs, initial=self.epoch, desc=f"{cfg.name} [{cfg.mode}]", unit="epoch",
+                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        tty = progress and sys.stderr.isatty()
+        while self.epoch < epochs:
+            bnn.net.train()
+            perm = torch.randperm(n, device=self.device)
+            total, t0 = 0.0, time.time()
+            steps = range(0, n, bs)
+            for step, start in enumerate(tqdm(steps, leave=False, disable=not tty, unit="batch", desc=f"epoch {self.epoch + 1}")):
+                idx = perm[start:start + bs]
+                mask = train.masks[idx] if use_masks else None
+                with pyro.validation_enabled(False):  # inputs were validated on load
+                    loss = self.svi.step(train.images[idx], train.labels[idx], mask, data_size=n)
+                if not math.isfinite(loss):
+                    bar.close()
+                    raise TrainingError(
+                        f"the loss became {loss} at epoch {self.epoch + 1}, step {step + 1}; lower the learning "
+                        f"rate (--set lr={cfg.lr / 10:g}) or the initial scale (--set rho_init={cfg.rho_init - 1:g}), "
+                        "and check the inputs; no results were written")
+                total += loss
+            self.scheduler.step()
+            self.epoch += 1
+            record = {"epoch": self.epoch, "loss": total / n, "seconds": time.time() - t0}
+            if split.val is not None and (self.epoch % cfg.val_every == 0 or self.epoch == epochs):
+                probs = mean_probs(bnn, split.val.images, device=self.device)
+                score = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
+                record[f"val_{cfg.select_metric}"] = score
+                if score > self.best_score:
+                    self.best_score, self.best_epoch, self.stale = score, self.epoch, 0
+                    save_model(out / MODEL, bnn, cfg, train.images.shape[1:], train.num_classes,
+                               {"epoch": self.epoch, f"val_{cfg.select_metric}": score})
+                else:
+                    self.stale += 1
+            elif split.val is None:
+                save_model(out / MODEL, bnn, cfg, train.images.shape[1:], train.num_classes, {"epoch": self.epoch})
+                self.best_epoch = self.epoch
+            self.history.append(record)
+            _atomic_write(ckpt, lambda p: torch.save(self.state(), p))
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{record.get(f'val_{cfg.select_metric}', float('nan')):.4f}",
+                            best=f"{self.best_score:.4f}@{self.best_epoch}")
+            if cfg.patience is not None and self.stale >= cfg.patience:
+                tqdm.write(f"early stop: no validation gain in {cfg.patience} validations", file=sys.stderr)
+                break
+        bar.close()
+
+
+def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True) -> dict:
+    """Posterior predictive metrics on the test set (unprefixed) and the extra test sets (prefixed)."""
+    metrics = {}
+    sets = {"test": split.test, **split.extra_tests}
+    bar = tqdm(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
+               disable=not progress, file=sys.stderr, leave=False)
+    for name, data in sets.items():
+        probs = predictive_probs(bnn, data.images, cfg.eval_samples, device=device, progress=bar)
+        m = classification_metrics(data.labels.numpy(), probs.mean(0).numpy())
+        if name == "test":
+            metrics.update(m)
+        else:
+            metrics.update({f"{name}_{k}": v for k, v in m.items() if k != "confusion_matrix"})
+    bar.close()
+    return metrics
+
+
+def _prepare_out(out: Path, cfg: Config, resume: bool):
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT
+    if ckpt.exists() and resume:
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved = {k: v for k, v in st["config"].items() if k not in ("epochs", "device", "threads")}
+        now = {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "device", "threads")}
+        if saved != now:
+            diff = sorted(k for k in now if saved.get(k) != now[k])
+            raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "
+                              "choose another --out or pass --no-resume to start over")
+        return st
+    for name in (CHECKPOINT, MODEL, METRICS):
+        (out / name).unlink(missing_ok=True)
+    return None
+
+
+def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None) -> dict:
+    """Train from scratch ([000] protocol) and evaluate; writes metrics.json, model.pt, checkpoint.pt."""
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    split = split or prepare_split(cfg)
+    pyro.clear_param_store()
+    bnn = build_model(cfg, split.train.images.shape[1:], split.train.num_classes)
+    bnn.net.to(device)
+    trainer = Trainer(cfg, bnn, len(split.train), cfg.lr, device)
+    state = _prepare_out(out, cfg, resume)
+    if state is not None:
+        trainer.load_state(state)
+        tqdm.write(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    t0 = time.time()
+    trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode == "feedback", progress=progress)
+    train_seconds = time.time() - t0
+    return finish(out, cfg, split, device, trainer, train_seconds, progress)
+
+
+def finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None):
+    best, _, payload = load_model(out / MODEL, device, cfg)
+    t0 = time.time()
+    metrics = {"name": cfg.name, "rule": cfg.rule, "mode": cfg.mode, "fold": cfg.fold, "seed": cfg.seed,
+               **evaluate_sets(best, split, cfg, device, progress)}
+    metrics.update({
+        "best_epoch": trainer.best_epoch, "epochs_run": trainer.epoch,
+        f"val_{cfg.select_metric}": trainer.best_score if math.isfinite(trainer.best_score) else None,
+        "n_train": len(split.train), "n_train_with_mask": int(split.train.masks.flatten(1).any(1).sum()),
+        "n_val": len(split.val) if split.val is not None else 0, "n_test": len(split.test),
+        "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / max(1, len(trainer.history)),
+        "eval_seconds": time.time() - t0, "device": str(device), **(extra or {}),
+        "config": cfg.to_dict(),
+    })
+    write_metrics(out, metrics)
+    return metrics
+
+
+def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True) -> dict:
+    """[001] protocol: load a trained model and fine-tune it with feedback on an annotated budget
+    of training images chosen uniformly at random."""
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
+    cfg.mode = "feedback"
+    if not lam > 0:
+        raise ConfigError(f"fine-tuning with feedback needs finetune_lam > 0, got {lam}")
+    split = prepare_split(cfg, annotated=cfg.finetune_budget)
+    pyro.clear_param_store()
+    bnn, _, payload = load_model(run_dir, device, cfg, lam=lam)
+    if tuple(payload["input_shape"]) != tuple(split.train.images.shape[1:]):
+        raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
+                          f"{tuple(split.train.images.shape[1:])}")
+    trainer = Trainer(cfg, bnn, len(split.train), cfg.finetune_lr or cfg.lr, device)
+    state = _prepare_out(out, cfg, resume)
+    if state is not None:
+        trainer.load_state(state)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    # the starting point is a candidate for model selection too
+    before = classification_metrics(split.val.labels.numpy(), mean_probs(bnn, split.val.images, device=device).numpy())
+    if state is None:
+        trainer.best_score, trainer.best_epoch = before[cfg.select_metric], 0
+        save_model(out / MODEL, bnn, cfg, split.train.images.shape[1:], split.train.num_classes, {"epoch": 0})
+    t0 = time.time()
+    trainer.fit(split, cfg.finetune_epochs, out, use_masks=True, progress=progress)
+    return finish(out, cfg, split, device, trainer, time.time() - t0, progress,
+                  {"finetuned_from": str(run_dir), "finetune_lam": lam,
+                   f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
