@@ -268,3 +268,26 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     return finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                   {"finetuned_from": str(run_dir), "finetune_lam": lam,
                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
+
+
+def evaluate_run(run_dir, out, sets=(), device=None, progress=True) -> dict:
+    """Re-evaluate a saved run on its test sets (same data rule and fold as it was trained on)."""
+    from .config import load_config, parse_sets
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / MODEL).exists():
+        raise ConfigError(f"no saved model in {run_dir}; pass the --out directory of a finished train run")
+    overrides = parse_sets(sets)
+    if device:
+        overrides["device"] = device
+    cfg = load_config(str(run_dir / "config.yaml"), overrides)
+    dev = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    split = prepare_split(cfg)
+    bnn, _, payload = load_model(run_dir, dev, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    metrics = {"name": cfg.name, "rule": cfg.rule, "mode": cfg.mode, "fold": cfg.fold, "seed": cfg.seed,
+               **evaluate_sets(bnn, split, cfg, dev, progress), "n_test": len(split.test),
+               "eval_seconds": time.time() - t0, "evaluated_run": str(run_dir), "config": cfg.to_dict()}
+    write_metrics(out, metrics)
+    return metrics

@@ -1,0 +1,169 @@
+"""Command line: ``python -m pyro_ebnn.run COMMAND``.
+
+  train      train one fold from scratch (none | feedback)           -> OUT/metrics.json, model.pt
+  finetune   fine-tune a trained run with feedback on a small budget  -> OUT/metrics.json, model.pt
+  evaluate   re-evaluate a trained run on its test sets               -> OUT/metrics.json
+  grid       train folds x modes of one config, then aggregate
+  aggregate  mean +- std tables (Markdown, CSV) over runs under a directory
+  main       the default job: Decoy MNIST position rule, none vs feedback, short CPU budget
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import EBNNError
+
+
+def _fail(e: Exception):
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EBNNError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo("interrupted; the last finished epoch is in OUT/checkpoint.pt (run again to resume)", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+def cli():
+    """pyro-ebnn: Bayesian CNNs with explanation feedback as evidence."""
+
+
+def _config(config, mode, sets, seed, device, fold):
+    from .config import load_config, parse_sets
+    overrides = parse_sets(sets)
+    for key, value in (("mode", mode), ("seed", seed), ("device", device), ("fold", fold)):
+        if value is not None:
+            overrides[key] = value
+    return load_config(config, overrides)
+
+
+def _common(f):
+    f = click.option("--config", "config", type=click.Path(), default=None, help="configs/<file>.yaml")(f)
+    f = click.option("--mode", type=click.Choice(["none", "feedback"]), default=None)(f)
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")(f)
+    f = click.option("--seed", type=int, default=None)(f)
+    f = click.option("--device", default=None, help="auto | cpu | cuda")(f)
+    f = click.option("--fold", type=int, default=None)(f)
+    f = click.option("--data-dir", "data_dir", default=None, help="torchvision MNIST root (DIR/MNIST/raw)")(f)
+    return f
+
+
+def _summary(m):
+    keys = ["balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy"]
+    return "  ".join(f"{k}={m[k]:.4f}" for k in keys if isinstance(m.get(k), float))
+
+
+@cli.command()
+@_common
+@click.option("--out", required=True, type=click.Path(), help="run directory")
+@click.option("--resume/--no-resume", default=True, help="continue from OUT/checkpoint.pt if present")
+def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
+    """Train one model from scratch ([000] protocol)."""
+    from .train import train as run
+    sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
+    cfg = _config(config, mode, sets, seed, device, fold)
+    m = run(cfg, out, resume=resume)
+    click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
+
+
+@cli.command()
+@_common
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
+@click.option("--out", required=True, type=click.Path())
+@click.option("--resume/--no-resume", default=True)
+def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, resume):
+    """Fine-tune a trained run with feedback on a random budget of annotated images ([001])."""
+    from .train import finetune as run
+    sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
+    if config is None:
+        config = str(Path(run_dir) / "config.yaml")
+    cfg = _config(config, "feedback", sets, seed, device, fold)
+    m = run(run_dir, cfg, out, resume=resume)
+    click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
+
+
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
+@click.option("--out", default=None, type=click.Path(), help="where to write metrics.json (default: the run)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--device", default=None)
+def evaluate(run_dir, out, sets, device):
+    """Evaluate a trained run on its test sets."""
+    from .train import evaluate_run
+    m = evaluate_run(run_dir, out or run_dir, sets=sets, device=device)
+    click.echo(f"{_summary(m)}  -> {out or run_dir}/metrics.json")
+
+
+@cli.command()
+@click.argument("root", type=click.Path(exists=True))
+@click.option("--out", default=None, type=click.Path(), help="prefix of the .md/.csv tables (default ROOT/summary)")
+@click.option("--columns", default=None, help="comma-separated metric keys")
+def aggregate(root, out, columns):
+    """Mean ± std over the runs (folds, seeds) found under ROOT, grouped by config name and mode."""
+    from .aggregate import DEFAULT_COLUMNS, collect, summarize, write_tables
+    runs = collect(root)
+    if not runs:
+        raise EBNNError(f"no metrics.json under {root}; train some runs first")
+    cols = tuple(columns.split(",")) if columns else DEFAULT_COLUMNS
+    text = write_tables(summarize(runs, cols), out or Path(root) / "summary", cols)
+    click.echo(text)
+
+
+def run_grid(config, modes, folds, out, sets=(), device=None):
+    from .aggregate import collect, summarize, write_tables
+    from .train import train as run
+    out = Path(out)
+    for fold in folds:
+        for mode in modes:
+            cfg = _config(config, mode, sets, None, device, fold)
+            m = run(cfg, out / cfg.name / mode / f"fold{fold}")
+            click.echo(f"{cfg.name} [{mode}] fold {fold}: {_summary(m)}", err=True)
+    return write_tables(summarize(collect(out)), out / "summary")
+
+
+@cli.command()
+@click.option("--config", "configs", multiple=True, required=True, type=click.Path())
+@click.option("--modes", default="none,feedback")
+@click.option("--folds", default="0,1,2")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--device", default=None)
+@click.option("--out", required=True, type=click.Path())
+def grid(configs, modes, folds, sets, device, out):
+    """Train every (config, mode, fold) that is not finished yet, then aggregate."""
+    text = ""
+    for config in configs:
+        text = run_grid(config, modes.split(","), [int(f) for f in folds.split(",")], out, sets, device)
+    click.echo(text)
+
+
+@cli.command()
+@click.option("--out", default="results/main", type=click.Path())
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--folds", default="0", show_default=True)
+@click.option("--device", default=None)
+def main(out, epochs, folds, device):
+    """Default job: Decoy MNIST position rule, no feedback vs feedback, short CPU budget."""
+    t0 = time.time()
+    config = str(Path(__file__).resolve().parent.parent / "configs" / "decoy_mnist_position.yaml")
+    if not Path(config).exists():
+        raise EBNNError(f"{config} is missing; run from a checkout of pyro-ebnn")
+    text = run_grid(config, ["none", "feedback"], [int(f) for f in folds.split(",")], out,
+                    sets=[f"epochs={epochs}"], device=device)
+    click.echo(text)
+    click.echo(f"wrote {out}/summary.md and {out}/summary.csv in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,73 @@
+"""The LRT moments must be the exact mean and variance of the pre-activation under q(w)."""
+import torch
+import torch.nn.functional as F
+
+from pyro_ebnn.layers import BayesianConv2d, BayesianLinear, run_lrt
+from pyro_ebnn.nets import lenet
+
+K = 40000  # Monte Carlo weight draws
+
+
+def _randomize(layer):
+    with torch.no_grad():
+        layer.weight_rho.uniform_(-3.0, 0.5)  # sigma from 0.05 to 0.97: softplus vs exp differ by > 10%
+        layer.bias_rho.uniform_(-3.0, 0.5)
+        layer.weight_loc.normal_(0, 0.5)
+        layer.bias_loc.normal_(0, 0.5)
+
+
+def _check(mc_out, mean, std):
+    mc_mean, mc_var = mc_out.mean(0), mc_out.var(0)
+    var = std ** 2
+    # standard errors: mean sigma/sqrt(K); variance ~ var*sqrt(2/K) (Gaussian); allow 5 SE
+    assert torch.all((mc_mean - mean).abs() <= 5 * std / K ** 0.5 + 1e-6)
+    assert torch.all((mc_var - var).abs() <= 5 * var * (2 / K) ** 0.5 + 1e-6)
+
+
+def test_linear_lrt_moments_match_weight_sampling():
+    torch.manual_seed(1)
+    layer = BayesianLinear(5, 3)
+    _randomize(layer)
+    z = torch.randn(2, 5)
+    with torch.no_grad():
+        mean, std = layer.moments(z)
+        w = layer.weight_loc + layer.weight_scale * torch.randn(K, 3, 5)
+        b = layer.bias_loc + layer.bias_scale * torch.randn(K, 3)
+        mc = torch.einsum("kji,ni->knj", w, z) + b[:, None]
+    _check(mc, mean, std)
+
+
+def test_conv_lrt_moments_match_weight_sampling():
+    torch.manual_seed(2)
+    layer = BayesianConv2d(2, 3, 3)
+    _randomize(layer)
+    z = torch.randn(1, 2, 5, 5)
+    with torch.no_grad():
+        mean, std = layer.moments(z)
+        w = layer.weight_loc + layer.weight_scale * torch.randn(K, 3, 2, 3, 3)
+        b = layer.bias_loc + layer.bias_scale * torch.randn(K, 3)
+        # K weight draws as one grouped convolution
+        mc = F.conv2d(z.repeat(1, K, 1, 1), w.reshape(K * 3, 2, 3, 3), b.reshape(-1), groups=K)
+        mc = mc.reshape(K, 3, 3, 3)
+    _check(mc, mean[0], std[0])
+
+
+def test_layer_samples_have_the_lrt_moments():
+    torch.manual_seed(3)
+    layer = BayesianLinear(4, 2)
+    _randomize(layer)
+    z = torch.randn(1, 4)
+    with torch.no_grad():
+        mean, std = layer.moments(z)
+        draws = layer(z, torch.Size([K]))
+    _check(draws[:, 0], mean[0], std[0])
+    layer.eval()
+    assert torch.equal(layer(z), mean)
+
+
+def test_leading_sample_dimensions_are_independent_draws():
+    net = lenet()
+    x = torch.rand(3, 1, 28, 28)
+    out = run_lrt(net.body, x, torch.Size([4]))
+    assert out.shape == (4, 3, 6, 13, 13)
+    assert not torch.allclose(out[0], out[1])

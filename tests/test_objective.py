@@ -1,0 +1,169 @@
+"""The Pyro model + guide compute [000] Eq. (3) with the Eq. (4) likelihood, and feedback acts as
+evidence: zeros reach the classifier, the evidence term is linear in lambda."""
+import pytest
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch import nn
+
+from pyro_ebnn.feedback import EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, downsize_mask
+from pyro_ebnn.layers import BayesianConv2d, BayesianLinear
+from pyro_ebnn.model import FeedbackBNN
+from pyro_ebnn.nets import BayesianCNN, lenet
+from pyro_ebnn.reference import negative_elbo
+
+
+def tiny_net():
+    """Evidence conv straight on the input and a linear head, small enough to check by hand."""
+    torch.manual_seed(0)
+    evidence = BayesianConv2d(1, 2, 3, rho_init=-1.0)
+    head = nn.Sequential(nn.ReLU(), nn.Flatten(1), BayesianLinear(2 * 4 * 4, 3, rho_init=-1.0))
+    return BayesianCNN(nn.Sequential(), evidence, head, (1, 6, 6))
+
+
+def batch(n=5, size=6, classes=3):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 1, size, size, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    mask = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    mask[:, :, :2, :2] = True
+    mask[0] = False  # an image without feedback
+    return x, y, mask
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.05])
+def test_pyro_loss_equals_hand_derived_objective(lam):
+    net = tiny_net()
+    net.head.eval()  # deterministic head: the only noise is the evidence-layer sample
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(lam))
+    x, y, mask = batch()
+    N = 60
+    pyro.set_rng_seed(7)
+    loss = TraceMeanField_ELBO().differentiable_loss(bnn.model, bnn.guide, x, y, mask, data_size=N)
+    pyro.set_rng_seed(7)
+    guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=N)
+    a = guide_trace.nodes[PREACTIVATION_SITE]["value"]
+    mean, std = net.evidence_moments(x)
+    ref = negative_elbo(net, x, y, N, mask, lam, noise=(a - mean) / std)
+    assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
+    # and the same gradients for every variational parameter
+    g_pyro = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
+    g_ref = torch.autograd.grad(ref, list(net.parameters()))
+    for gp, gr in zip(g_pyro, g_ref):
+        assert torch.allclose(gp, gr, rtol=1e-4, atol=1e-5)
+
+
+def test_trace_elbo_kl_estimate_is_unbiased():
+    """Trace_ELBO's Monte Carlo KL averages to the closed form of TraceMeanField_ELBO."""
+    net = tiny_net()
+    net.head.eval()
+    bnn = FeedbackBNN(net)
+    x, y, _ = batch()
+    pyro.set_rng_seed(3)
+    mf = torch.stack([TraceMeanField_ELBO().differentiable_loss(bnn.model, bnn.guide, x, y).detach() for _ in range(400)])
+    tr = torch.stack([Trace_ELBO().differentiable_loss(bnn.model, bnn.guide, x, y).detach() for _ in range(400)])
+    se = (mf.var() / 400 + tr.var() / 400).sqrt()
+    assert abs(mf.mean() - tr.mean()) < 5 * se
+
+
+def _head_input(bnn, x, y, mask):
+    seen = {}
+    hook = bnn.net.head[0].register_forward_hook(lambda m, inp, out: seen.setdefault("a", inp[0].detach()))
+    guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask)
+    trace = poutine.trace(poutine.replay(bnn.model, guide_trace)).get_trace(x, y, mask)
+    hook.remove()
+    return seen["a"], trace
+
+
+def test_masked_activations_reach_the_classifier_as_zeros():
+    net = lenet()
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(1e-3))
+    x = torch.rand(4, 1, 28, 28)
+    y = torch.randint(0, 10, (4,))
+    mask = torch.zeros(4, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :4, :4] = True
+    a, trace = _head_input(bnn, x, y, mask)
+    cells = downsize_mask(mask, (11, 11)).expand_as(a)
+    assert cells.sum() == 4 * 16 * 4  # a 4x4 corner touches 2x2 cells of 11x11
+    assert torch.all(a[cells] == 0)
+    assert torch.all(a[~cells] != 0)
+    assert trace.nodes[EVIDENCE_SITE]["is_observed"]
+    assert torch.all(trace.nodes[EVIDENCE_SITE]["value"] == 0)
+
+
+def test_without_feedback_nothing_is_zeroed_and_there_is_no_evidence_site():
+    bnn = FeedbackBNN(lenet())
+    x, y = torch.rand(3, 1, 28, 28), torch.randint(0, 10, (3,))
+    mask = torch.ones(3, 1, 28, 28, dtype=torch.bool)  # ignored: no evidence object
+    a, trace = _head_input(bnn, x, y, mask)
+    assert EVIDENCE_SITE not in trace.nodes
+    assert torch.all(a != 0)
+
+
+def test_evidence_term_is_linear_in_lambda():
+    x, y, mask = batch()
+    terms = []
+    for lam in (1e-3, 2e-3, 4e-3):
+        net = tiny_net()
+        bnn = FeedbackBNN(net, evidence=FeedbackEvidence(lam))
+        pyro.set_rng_seed(0)
+        guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=50)
+        trace = poutine.trace(poutine.replay(bnn.model, guide_trace)).get_trace(x, y, mask, data_size=50)
+        trace.compute_log_prob()
+        site = trace.nodes[EVIDENCE_SITE]
+        assert site["scale"] == pytest.approx(lam * 50 / 5)
+        terms.append(site["log_prob_sum"])
+    assert terms[0] < 0
+    assert torch.allclose(terms[1], 2 * terms[0]) and torch.allclose(terms[2], 4 * terms[0])
+
+
+def test_feedback_refuses_non_positive_lambda():
+    for lam in (0.0, -1e-3):
+        with pytest.raises(ValueError, match="lam must be > 0"):
+            FeedbackEvidence(lam)
+
+
+def test_pooled_mask_shapes_for_lenet_and_alexnet():
+    assert lenet().evidence_shape == (16, 11, 11)
+    e = torch.zeros(2, 1, 28, 28)
+    e[:, :, :4, :4] = 1
+    assert downsize_mask(e, (11, 11)).shape == (2, 1, 11, 11)
+    # AlexNet: 224-pixel images, last conv 256 x 13 x 13; a background mask keeps only whole cells
+    e = torch.zeros(1, 1, 224, 224)
+    e[..., :100, :] = 1
+    cells_max = downsize_mask(e, (13, 13), "max")
+    cells_min = downsize_mask(e, (13, 13), "min")
+    assert cells_max.shape == cells_min.shape == (1, 1, 13, 13)
+    assert cells_max[0, 0, :, 0].sum() == 6 and cells_min[0, 0, :, 0].sum() == 5
+    assert torch.all(cells_min <= cells_max)
+
+
+def test_gradient_filter_keeps_only_cells_that_reach_the_output():
+    net = lenet()
+    ev = FeedbackEvidence(1.0, gradient_filter=True)
+    x = torch.rand(2, 1, 28, 28)
+    mean, _ = net.evidence_moments(x)
+    mask = torch.ones(2, 1, 28, 28)
+    cells = ev.irrelevant_cells(mask, mean, net.head_at_mean)
+    # ReLU drops negative means; 2x2 max pool keeps one of four; row/col 11 is never pooled
+    assert torch.all(~cells[mean <= 0])
+    assert torch.all(~cells[..., 10, :]) and torch.all(~cells[..., :, 10])
+    assert cells.float().mean() <= 0.25
+
+
+def test_vectorized_particles_and_predictive_return_the_sites():
+    from pyro.infer import Predictive
+    bnn = FeedbackBNN(lenet(), evidence=FeedbackEvidence(1e-3))
+    x, y = torch.rand(3, 1, 28, 28), torch.randint(0, 10, (3,))
+    mask = torch.zeros(3, 1, 28, 28, dtype=torch.bool)
+    loss = TraceMeanField_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1).loss(
+        bnn.model, bnn.guide, x, y, mask)
+    assert torch.isfinite(torch.tensor(loss))
+    pred = Predictive(bnn.model, guide=bnn.guide, num_samples=5, parallel=True,
+                      return_sites=["logits", PREACTIVATION_SITE, "label"])(x)
+    assert pred["logits"].shape == (5, 3, 10)
+    assert pred[PREACTIVATION_SITE].shape == (5, 3, 16, 11, 11)
+    assert pred["label"].shape == (5, 3)
+    # particles are independent draws
+    assert not torch.allclose(pred["logits"][0], pred["logits"][1])
