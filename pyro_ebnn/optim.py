@@ -17,9 +17,8 @@ class JointOptim(PyroOptim):
         self.optimizer, self.scheduler, self._params, self._pending = None, None, None, None
 
     def _ordered(self, params):
-        names = {v.unconstrained(): k for k, v in pyro.get_param_store()._params.items()} \
-            if hasattr(pyro.get_param_store(), "_params") else {}
-        return sorted(params, key=lambda p: names.get(p, str(id(p))))
+        names = {id(v): k for k, v in pyro.get_param_store().named_parameters()}
+        return sorted(params, key=lambda p: names.get(id(p), ""))
 
     def __call__(self, params, *args, **kwargs):
         params = set(params)
@@ -37,8 +36,6 @@ class JointOptim(PyroOptim):
         """Decay the learning rate (call once per epoch)."""
         if self.scheduler is not None:
             self.scheduler.step()
-        elif self._pending is not None:
-            pass
 
     @property
     def lr(self):

@@ -101,9 +101,9 @@ class Trainer:
                 "config": self.cfg.to_dict()}
 
     def load_state(self, st):
-        self.bnn.net.load_state_dict(st["net"])
+        # the param store holds the trained tensors; make the module use those very tensors
         pyro.get_param_store().set_state(st["param_store"])
-        pyro.module(self.bnn.name, self.bnn.net, update_module_params=False)
+        pyro.module(self.bnn.name, self.bnn.net, update_module_params=True)
         self.scheduler.set_state(st["optim"])
         self.epoch, self.best_score, self.best_epoch = st["epoch"], st["best_score"], st["best_epoch"]
         self.stale, self.history = st["stale"], st["history"]

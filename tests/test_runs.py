@@ -1,0 +1,111 @@
+"""Checkpoints reload in a fresh process, interrupted runs resume exactly, fine-tuning and
+aggregation work from the CLI, and MNIST loads through torchvision's on-disk layout."""
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pyro_ebnn.config import load_config
+from pyro_ebnn.run import cli
+from pyro_ebnn.train import CHECKPOINT, MODEL, train
+
+from test_inputs import _write_npz
+
+
+@pytest.fixture
+def npz(tmp_path):
+    _write_npz(tmp_path / "d.npz")
+    return str(tmp_path / "d.npz")
+
+
+def _cfg(npz, **kw):
+    return load_config("configs/custom_npz.yaml", {"npz_path": npz, "eval_samples": 2, "batch_size": 8, **kw})
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, npz):
+    straight = train(_cfg(npz, epochs=3), tmp_path / "a", progress=False)
+    train(_cfg(npz, epochs=1), tmp_path / "b", progress=False)          # "interrupted" after epoch 1
+    resumed = train(_cfg(npz, epochs=3), tmp_path / "b", progress=False)  # same out dir: resume
+    hist_a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)["history"]
+    hist_b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)["history"]
+    assert [h["epoch"] for h in hist_b] == [1, 2, 3]
+    assert [h["loss"] for h in hist_a] == pytest.approx([h["loss"] for h in hist_b], rel=1e-5)
+    sa = torch.load(tmp_path / "a" / MODEL, weights_only=False)["net"]
+    sb = torch.load(tmp_path / "b" / MODEL, weights_only=False)["net"]
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+    assert straight["balanced_accuracy"] == pytest.approx(resumed["balanced_accuracy"])
+
+
+def test_resume_refuses_a_different_config(tmp_path, npz):
+    train(_cfg(npz, epochs=1), tmp_path / "r", progress=False)
+    from pyro_ebnn.errors import ConfigError
+    with pytest.raises(ConfigError, match="different config \\(lr\\)"):
+        train(_cfg(npz, epochs=2, lr=0.01), tmp_path / "r", progress=False)
+
+
+def test_saved_model_reloads_in_a_fresh_process(tmp_path, npz):
+    train(_cfg(npz, epochs=1), tmp_path / "run", progress=False)
+    code = f"""
+import torch, pyro
+from pyro_ebnn.train import load_model
+from pyro_ebnn.predict import mean_probs
+bnn, cfg, _ = load_model({str(tmp_path / 'run')!r})
+torch.manual_seed(0)
+p = mean_probs(bnn, torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+print(repr(p.tolist()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from pyro_ebnn.train import load_model
+    from pyro_ebnn.predict import mean_probs
+    bnn, _, _ = load_model(tmp_path / "run")
+    here = mean_probs(bnn, torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    assert torch.allclose(torch.tensor(eval(out)), here, atol=1e-6)
+
+
+def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
+    r = CliRunner()
+    base = ["--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "eval_samples=2"]
+    for fold in (0, 1):
+        res = r.invoke(cli, ["train", *base, "--mode", "none", "--fold", str(fold), "--set", "epochs=1",
+                             "--out", str(tmp_path / "runs" / f"none{fold}")])
+        assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["finetune", *base, "--run", str(tmp_path / "runs" / "none0"), "--set", "finetune_epochs=1",
+                         "--set", "finetune_budget=5", "--out", str(tmp_path / "runs" / "ft")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "runs" / "ft" / "metrics.json").read_text())
+    assert m["mode"] == "feedback" and m["n_train_with_mask"] <= 5 and m["finetuned_from"].endswith("none0")
+    res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "runs" / "ft"), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_test"] == 20
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--columns", "balanced_accuracy,f1_macro"])
+    assert res.exit_code == 0, res.output
+    assert "| custom_npz | none | 2 |" in res.output
+    csv = (tmp_path / "runs" / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("name,mode,runs,balanced_accuracy_mean,balanced_accuracy_std")
+
+
+def _idx(path, arr):
+    with open(path, "wb") as f:
+        if arr.ndim == 3:
+            f.write(struct.pack(">IIII", 0x0803, *arr.shape))
+        else:
+            f.write(struct.pack(">II", 0x0801, len(arr)))
+        f.write(arr.astype(np.uint8).tobytes())
+
+
+def test_mnist_from_a_torchvision_layout(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    from pyro_ebnn.data.mnist import load_mnist
+    xtr, ytr, xte, yte = load_mnist(str(tmp_path), source="torchvision")
+    assert xtr.shape == (30, 28, 28) and xte.shape == (10, 28, 28) and xtr.dtype == np.uint8
+    assert ytr.shape == (30,) and yte.max() < 10
