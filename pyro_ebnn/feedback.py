@@ -40,13 +40,14 @@ def downsize_mask(mask: torch.Tensor, size: tuple[int, int], pool: str = "max") 
     return cells > 0.5
 
 
-def preactivation_distribution(mean, std, irrelevant: Optional[torch.Tensor] = None) -> dist.Distribution:
-    """The LRT Gaussian N(mu_U, sigma_U^2) of the last-conv pre-activation, one event per image,
-    restricted to the cells that carry no feedback (those are observed instead)."""
-    lrt = dist.Normal(mean, std)
-    if irrelevant is not None:
-        lrt = lrt.mask(~irrelevant)
-    return lrt.to_event(3)
+def preactivation_distribution(mean: torch.Tensor, std: torch.Tensor) -> dist.Distribution:
+    """The LRT Gaussian N(mu_U, sigma_U^2) of the last-conv pre-activation, one event per image.
+
+    Model and guide give this site the same distribution, so its ELBO term log p(a) - log q(a) is
+    identically zero (value and gradient). ``.mask(False)`` states that, and Pyro skips computing
+    both densities; the sample itself is what the head sees (and what Predictive returns).
+    """
+    return dist.Normal(mean, std).to_event(3).mask(False)
 
 
 def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrelevant: torch.Tensor,
@@ -54,13 +55,13 @@ def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrele
     """[000] Eq. (4) inside the data plate: condition a_F = 0 on the irrelevant cells.
 
     The irrelevant pre-activations are observed to be zero with weight ``lam`` (the "correct
-    explanation" term, lambda * log N(0; mu_U, sigma_U^2)); the others stay latent with the LRT
-    Gaussian as their guide. Returns the activation the next layers see: zeros on a_F.
+    explanation" term, lambda * log N(0; mu_U, sigma_U^2)); the pre-activation stays a latent site
+    with the LRT Gaussian as its guide. Returns the activation the next layers see: zeros on a_F.
     """
     lrt = dist.Normal(mean, std)
     with poutine.scale(scale=lam):
         pyro.sample(EVIDENCE_SITE, lrt.mask(irrelevant).to_event(3), obs=torch.zeros_like(mean))
-    a = pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std, irrelevant))
+    a = pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std))
     return a.masked_fill(irrelevant, 0.0)
 
 

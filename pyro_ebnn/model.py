@@ -92,7 +92,7 @@ class FeedbackBNN:
         lead = self._weight_sites(self._posteriors_of)
         with self._data_plate(x, data_size):
             mean, std, irrelevant = self._evidence_inputs(x, mask, lead)
-            pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std, irrelevant))
+            pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std))
         self._handoff = (self._key(x, mask), (mean, std, irrelevant))
 
     def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
