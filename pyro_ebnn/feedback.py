@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from torch.distributions import constraints
 import pyro
 import pyro.distributions as dist
 from pyro import poutine
@@ -50,6 +51,41 @@ def preactivation_distribution(mean: torch.Tensor, std: torch.Tensor) -> dist.Di
     return dist.Normal(mean, std).to_event(3).mask(False)
 
 
+class MaskedNormal(dist.TorchDistribution):
+    """``Normal(loc, scale).mask(mask).to_event(3)``, with the density evaluated only where ``mask``
+    is True (a few percent of the cells for decoy squares) instead of everywhere and then zeroed.
+    Same values and gradients (tests check it); about half the cost of the generic version."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc, scale, mask, event_dim: int = 3, validate_args=None):
+        self.loc, self.scale = loc, scale
+        self.mask = mask.expand(loc.shape)
+        shape = loc.shape
+        super().__init__(shape[: len(shape) - event_dim], shape[len(shape) - event_dim:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape) + self.event_shape
+        return MaskedNormal(self.loc.expand(shape), self.scale.expand(shape), self.mask.expand(shape),
+                            len(self.event_shape))
+
+    def rsample(self, sample_shape=torch.Size()):
+        return dist.Normal(self.loc, self.scale).rsample(sample_shape)
+
+    def log_prob(self, value):
+        shape = torch.broadcast_shapes(value.shape, self.loc.shape)
+        mask = self.mask.expand(shape).reshape(-1)
+        idx = mask.nonzero().squeeze(-1)
+        pick = lambda t: t.expand(shape).reshape(-1).index_select(0, idx)
+        lp = dist.Normal(pick(self.loc), pick(self.scale)).log_prob(pick(value))
+        batch = shape[: len(shape) - len(self.event_shape)]
+        per_event = self.event_shape.numel()
+        out = lp.new_zeros(batch.numel()).index_add(0, idx // per_event, lp)
+        return out.reshape(batch)
+
+
 def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrelevant: torch.Tensor,
                                    lam: float) -> torch.Tensor:
     """[000] Eq. (4) inside the data plate: condition a_F = 0 on the irrelevant cells.
@@ -58,9 +94,8 @@ def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrele
     explanation" term, lambda * log N(0; mu_U, sigma_U^2)); the pre-activation stays a latent site
     with the LRT Gaussian as its guide. Returns the activation the next layers see: zeros on a_F.
     """
-    lrt = dist.Normal(mean, std)
     with poutine.scale(scale=lam):
-        pyro.sample(EVIDENCE_SITE, lrt.mask(irrelevant).to_event(3), obs=torch.zeros_like(mean))
+        pyro.sample(EVIDENCE_SITE, MaskedNormal(mean, std, irrelevant), obs=torch.zeros_like(mean))
     a = pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std))
     return a.masked_fill(irrelevant, 0.0)
 
