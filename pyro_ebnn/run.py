@@ -150,17 +150,18 @@ def grid(configs, modes, folds, sets, device, out):
 
 @cli.command()
 @click.option("--out", default="results/main", type=click.Path())
-@click.option("--epochs", default=3, show_default=True)
-@click.option("--folds", default="0", show_default=True)
+@click.option("--epochs", default=8, show_default=True)
+@click.option("--folds", default="0,1,2", show_default=True)
+@click.option("--eval-samples", default=10, show_default=True, help="posterior predictive samples at test time")
 @click.option("--device", default=None)
-def main(out, epochs, folds, device):
+def main(out, epochs, folds, eval_samples, device):
     """Default job: Decoy MNIST position rule, no feedback vs feedback, short CPU budget."""
     t0 = time.time()
     config = str(Path(__file__).resolve().parent.parent / "configs" / "decoy_mnist_position.yaml")
     if not Path(config).exists():
         raise EBNNError(f"{config} is missing; run from a checkout of pyro-ebnn")
     text = run_grid(config, ["none", "feedback"], [int(f) for f in folds.split(",")], out,
-                    sets=[f"epochs={epochs}"], device=device)
+                    sets=[f"epochs={epochs}", f"eval_samples={eval_samples}"], device=device)
     click.echo(text)
     click.echo(f"wrote {out}/summary.md and {out}/summary.csv in {time.time() - t0:.0f} s")
 
