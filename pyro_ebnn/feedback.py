@@ -105,7 +105,10 @@ class FeedbackEvidence:
     """How a feedback mask becomes evidence on the last convolution.
 
     lam: weight of the explanation term (lambda << 1 in [000]; [001] uses 1).
-    pool: "max" (any irrelevant pixel marks the cell) or "min" (all pixels must be irrelevant).
+    pool: "max" (any irrelevant pixel marks the cell) or "min" (all pixels must be irrelevant), both
+        over the adaptive-pool bins as in [000]; or "receptive": every cell whose receptive field
+        holds an irrelevant pixel (stricter than "max": it also silences the cells next to a decoy
+        that still see part of it; an extension beyond the papers).
     gradient_filter: [001] Eq. (12): keep only the cells whose activation reaches the output, i.e.
         has a non-zero gradient of the summed logits (evaluated at the LRT mean).
     """
@@ -118,15 +121,23 @@ class FeedbackEvidence:
         if not (isinstance(self.lam, (int, float)) and self.lam > 0):
             raise ValueError(f"feedback weight lam must be > 0 (got {self.lam}); "
                              "to train without feedback use mode 'none'")
-        if self.pool not in ("max", "min"):
-            raise ValueError(f"unknown mask pool {self.pool!r}; use 'max' or 'min'")
+        if self.pool not in ("max", "min", "receptive"):
+            raise ValueError(f"unknown mask pool {self.pool!r}; use 'max', 'min' or 'receptive'")
 
-    def irrelevant_cells(self, mask: torch.Tensor, mean: torch.Tensor,
-                         head_at_mean: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
-        """Boolean B x C x u x v: the pre-activations to condition on zero."""
-        cells = downsize_mask(mask, tuple(mean.shape[-2:]), self.pool).expand(mean.shape[-4:])
-        if self.gradient_filter and head_at_mean is not None:
-            cells = cells & reaches_output(head_at_mean, mean)
+    def irrelevant_cells(self, mask: torch.Tensor, mean: torch.Tensor, net=None) -> torch.Tensor:
+        """Boolean B x C x u x v: the pre-activations to condition on zero. ``net`` (a BayesianCNN)
+        is needed for the receptive-field pool and the gradient filter."""
+        if self.pool == "receptive":
+            if net is None:
+                raise ValueError("mask pool 'receptive' needs the network")
+            cells = net.receptive_field_cells(mask)
+        else:
+            cells = downsize_mask(mask, tuple(mean.shape[-2:]), self.pool)
+        cells = cells.expand(mean.shape[-4:])
+        if self.gradient_filter:
+            if net is None:
+                raise ValueError("the gradient filter needs the network")
+            cells = cells & reaches_output(net.head_at_mean, mean)
         return cells
 
     def __call__(self, mean, std, irrelevant):

@@ -39,7 +39,7 @@ class FeedbackBNN:
     prior      : ``prior(site, shape, device) -> Distribution``        (default N(0, 0.1^2))
     likelihood : ``likelihood(logits, y)`` issuing the observation site (default Categorical)
     evidence   : ``evidence(mean, std, irrelevant) -> activation`` plus ``irrelevant_cells(mask, mean,
-                 head)``; ``None`` trains without feedback (no evidence site at all).
+                 net)``; ``None`` trains without feedback (no evidence site at all).
     """
 
     def __init__(self, net: BayesianCNN, prior: Callable = NormalPrior(0.1),
@@ -79,7 +79,7 @@ class FeedbackBNN:
             mean, std = (t.reshape(particles + t.shape[1:]) for t in (mean, std))
         irrelevant = None
         if self.evidence is not None and mask is not None:
-            irrelevant = self.evidence.irrelevant_cells(mask, mean, self.net.head_at_mean)
+            irrelevant = self.evidence.irrelevant_cells(mask, mean, self.net)
         return mean, std, irrelevant
 
     def _key(self, x, mask):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
@@ -28,6 +29,20 @@ class BayesianCNN(nn.Module):
     def classify(self, a: torch.Tensor) -> torch.Tensor:
         """Logits from a (sampled) last-conv pre-activation."""
         return run_lrt(self.head, a)
+
+    def receptive_field_cells(self, mask: torch.Tensor) -> torch.Tensor:
+        """N x 1 x u x v: True for every last-conv cell whose receptive field holds an irrelevant
+        pixel (each convolution and pooling of the body, replayed as a max pool over the mask)."""
+        m = mask.float()
+        for module in list(self.body.modules())[1:] + [self.evidence_layer]:
+            if isinstance(module, BayesianConv2d):
+                k = module.weight_loc.shape[-1]
+                m = F.max_pool2d(m, k, module.stride, module.padding)
+            elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+                m = F.max_pool2d(m, module.kernel_size, module.stride, module.padding, ceil_mode=module.ceil_mode)
+            elif not isinstance(module, (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Sequential)):
+                raise ValueError(f"receptive-field pooling does not know {type(module).__name__}")
+        return m > 0.5
 
     def head_at_mean(self, a: torch.Tensor) -> torch.Tensor:
         """The head with every Bayesian layer at its posterior mean (used by the Eq. 12 filter)."""

@@ -145,7 +145,7 @@ def test_gradient_filter_keeps_only_cells_that_reach_the_output():
     x = torch.rand(2, 1, 28, 28)
     mean, _ = net.evidence_moments(x)
     mask = torch.ones(2, 1, 28, 28)
-    cells = ev.irrelevant_cells(mask, mean, net.head_at_mean)
+    cells = ev.irrelevant_cells(mask, mean, net)
     # ReLU drops negative means; 2x2 max pool keeps one of four; row/col 11 is never pooled
     assert torch.all(~cells[mean <= 0])
     assert torch.all(~cells[..., 10, :]) and torch.all(~cells[..., :, 10])
@@ -185,3 +185,22 @@ def test_masked_normal_matches_pyros_masked_independent_normal():
     g1 = torch.autograd.grad(ours.sum(), (loc, scale))
     g2 = torch.autograd.grad(ref.sum(), (loc, scale))
     assert all(torch.allclose(a, b) for a, b in zip(g1, g2))
+
+
+def test_receptive_field_pool_marks_every_cell_that_sees_the_decoy():
+    net = lenet()
+    mask = torch.zeros(1, 1, 28, 28)
+    mask[..., 4:8, 0:4] = 1  # the [000] position next to the top-left corner
+    cells = net.receptive_field_cells(mask)[0, 0]
+    # last-conv cell i sees input rows 2i .. 2i+7 (two 3x3 convs and a 2x2 pool): rows 4-7 -> i = 0..3
+    assert cells.any(1).nonzero().flatten().tolist() == [0, 1, 2, 3]
+    assert cells.any(0).nonzero().flatten().tolist() == [0, 1]
+    assert torch.all(downsize_mask(mask, (11, 11)) <= cells)  # stricter than the adaptive max pool
+    # brute force: a cell is marked iff perturbing the masked pixels changes its mean pre-activation
+    x = torch.rand(1, 1, 28, 28)
+    with torch.no_grad():
+        net.eval()
+        a0 = net.evidence_moments(x)[0]
+        a1 = net.evidence_moments(x + mask * 5.0)[0]
+    changed = (a0 - a1).abs().amax(1)[0] > 0
+    assert torch.equal(changed, cells)
