@@ -31,6 +31,7 @@ from .nets import BayesianCNN
 from .priors import NormalPrior
 
 LOGITS_SITE = "logits"
+PENALTY_SITE = "explanation_penalty"
 
 
 class FeedbackBNN:
@@ -40,12 +41,16 @@ class FeedbackBNN:
     likelihood : ``likelihood(logits, y)`` issuing the observation site (default Categorical)
     evidence   : ``evidence(mean, std, irrelevant) -> activation`` plus ``irrelevant_cells(mask, mean,
                  net)``; ``None`` trains without feedback (no evidence site at all).
+    penalty    : optional loss-penalty baseline ``penalty(net, x, y, mask) -> per-image penalty (B,)``
+                 (RRR, CDEP, ...). It enters the model as ``pyro.factor("explanation_penalty", -penalty)``
+                 inside the data plate, so the objective is then *no longer an ELBO* ([000] Sec. 1).
     """
 
     def __init__(self, net: BayesianCNN, prior: Callable = NormalPrior(0.1),
                  likelihood: Callable = CategoricalLikelihood(), evidence: Optional[FeedbackEvidence] = None,
-                 name: str = "bnn"):
+                 name: str = "bnn", penalty: Optional[Callable] = None):
         self.net, self.prior, self.likelihood, self.evidence, self.name = net, prior, likelihood, evidence, name
+        self.penalty = penalty
         self.layers = bayesian_layers(net)
         self._handoff = None
 
@@ -109,6 +114,8 @@ class FeedbackBNN:
             else:
                 a = self.evidence(mean, std, irrelevant)
             logits = pyro.deterministic(LOGITS_SITE, self.net.classify(a), event_dim=1)
+            if self.penalty is not None and mask is not None and y is not None:
+                pyro.factor(PENALTY_SITE, -self.penalty(self.net, x, y, mask), has_rsample=True)
             return self.likelihood(logits, y)
 
     @staticmethod
