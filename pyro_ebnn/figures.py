@@ -1,0 +1,175 @@
+"""Figures (matplotlib, written as PNG and PDF): attribution grids, reliability diagrams and
+histograms of the mutual information."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+METHOD_TITLES = {"saliency": "Saliency (input gradient)", "deeplift": "DeepLIFT",
+                 "gradcam": "Grad-CAM (last conv, upsampled)", "occlusion": "Occlusion"}
+MASK_COLOUR = "#00e5ff"
+
+
+def _save(fig, stem) -> list[str]:
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        p = stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        paths.append(str(p))
+    plt.close(fig)
+    return paths
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _show_image(ax, image: np.ndarray):
+    """C x H x W in [0, 1] -> grey or RGB."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(image[:3].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+
+
+def _outline(ax, mask: np.ndarray, colour: str = MASK_COLOUR, lw: float = 1.3):
+    """Pixel-exact outline of a binary mask (closed also where it touches the image border)."""
+    from matplotlib.collections import LineCollection
+    if not mask.any():
+        return
+    m = np.pad(mask.astype(bool), 1)
+    segs = []
+    rows, cols = np.nonzero(m[1:, :] != m[:-1, :])      # horizontal edges: between row r-1 and r
+    segs += [[(c - 1.5, r - 0.5), (c - 0.5, r - 0.5)] for r, c in zip(rows, cols) if 0 < c < m.shape[1] - 1]
+    rows, cols = np.nonzero(m[:, 1:] != m[:, :-1])      # vertical edges: between column c-1 and c
+    segs += [[(c - 0.5, r - 1.5), (c - 0.5, r - 0.5)] for r, c in zip(rows, cols) if 0 < r < m.shape[0] - 1]
+    ax.add_collection(LineCollection(segs, colors=colour, linewidths=lw, clip_on=False, capstyle="projecting"))
+
+
+def attribution_grid(images, masks, labels, columns: Sequence, method: str, stem,
+                     title_suffix: str = "posterior mean") -> list[str]:
+    """Rows: images; columns: the image with its feedback mask outlined, then |attribution| (summed
+    over channels, scaled to its maximum per image) of each run, the mask outlined on top.
+
+    ``columns``: (name, attributions N x C x H x W, probs N x K or None) per run."""
+    x, m, y = _np(images), _np(masks).astype(bool), _np(labels)
+    n, ncol = len(x), 1 + len(columns)
+    fig, axes = plt.subplots(n, ncol, figsize=(1.75 * ncol + 1.0, 1.75 * n + 0.5), squeeze=False,
+                             layout="constrained")
+    im = None
+    for i in range(n):
+        ax = axes[i, 0]
+        _show_image(ax, x[i])
+        _outline(ax, m[i, 0])
+        ax.set_ylabel(f"label {int(y[i])}", fontsize=9)
+        if i == 0:
+            ax.set_title("image, mask", fontsize=9)
+        for j, (name, attrs, probs) in enumerate(columns, start=1):
+            t = np.abs(_np(attrs[i])).sum(0)
+            top = t.max()
+            ax = axes[i, j]
+            im = ax.imshow(t / top if top > 0 else t, cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+            _outline(ax, m[i, 0])
+            share = (t * m[i, 0]).sum() / t.sum() if t.sum() > 0 else float("nan")
+            text = f"in mask {share:.2f}"
+            if probs is not None:
+                p = _np(probs[i])
+                text = f"pred {int(p.argmax())} ({p.max():.2f}), " + text
+            ax.set_xlabel(text, fontsize=7)
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{METHOD_TITLES.get(method, method)}\nfor the true label, {title_suffix}", fontsize=11)
+    if im is not None:
+        cb = fig.colorbar(im, ax=axes[:, 1:], shrink=min(1.0, 4.0 / n), aspect=30, pad=0.02)
+        cb.set_label("|attribution| / its maximum", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+    return _save(fig, stem)
+
+
+def reliability_diagram(table: dict, ece: float, stem, title: str = "") -> list[str]:
+    """Accuracy per confidence bin against the diagonal, gaps shaded, bin counts below."""
+    edges, count = table["edges"], table["count"]
+    acc, conf = np.nan_to_num(table["accuracy"]), np.nan_to_num(table["confidence"])
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(4.6, 5.4), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    filled = count > 0
+    ax.bar(centres[filled], acc[filled], width=width[filled], color="#4c72b0", edgecolor="white",
+           label="accuracy")
+    ax.bar(centres[filled], conf[filled] - acc[filled], bottom=acc[filled], width=width[filled],
+           color="#dd8452", alpha=0.45, edgecolor="#dd8452", hatch="//", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "--", color="0.3", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.text(0.97, 0.04, f"ECE = {ece:.3f}\nN = {int(count.sum())}", transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+    ax.set_title(title or "reliability diagram", fontsize=11)
+    axc.bar(centres, count, width=width, color="0.55", edgecolor="white")
+    axc.set_yscale("log" if count.max() > 50 else "linear")
+    axc.set_ylabel("images")
+    axc.set_xlabel("confidence (top-label mean predictive)")
+    return _save(fig, stem)
+
+
+def mutual_information_histogram(mi, correct, stem, title: str = "") -> list[str]:
+    """Histogram of the per-image mutual information (nats), correct and wrong predictions apart."""
+    mi, correct = _np(mi), _np(correct).astype(bool)
+    top = max(float(mi.max()) if len(mi) else 0.0, 1e-6)
+    bins = np.linspace(0, top, 41)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for sel, colour, name in ((correct, "#55a868", "correct"), (~correct, "#c44e52", "wrong")):
+        if sel.any():
+            ax.hist(mi[sel], bins=bins, color=colour, alpha=0.6, label=f"{name} (n={int(sel.sum())}, "
+                    f"mean {mi[sel].mean():.3f})", edgecolor="white", linewidth=0.4)
+    ax.set_yscale("log")
+    ax.set_xlabel("mutual information I[y; w | x] (nats)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title or "epistemic uncertainty", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_labels=None,
+                       run_name: str = "run", n_images: int = 8, samples: int = 0) -> list[str]:
+    """All figures of one evaluation: per test set a reliability diagram and an MI histogram; per
+    method an attribution grid of the first ``n_images`` masked test images (if attributions were
+    computed). ``kept`` is what :func:`pyro_ebnn.train.evaluate_sets` keeps."""
+    from .uncertainty import ece, mutual_information_per_image, reliability
+    out = Path(out)
+    written = []
+    for name, d in kept.get("sets", {}).items():
+        probs, y = d["probs"], d["labels"]
+        table = reliability(y, probs)
+        written += reliability_diagram(table, ece(y, probs), out / f"reliability_{name}",
+                                       title=f"{run_name}: {name} set")
+        correct = _np(probs.mean(0).argmax(-1)) == _np(y)
+        written += mutual_information_histogram(mutual_information_per_image(probs), correct,
+                                                out / f"mutual_information_{name}",
+                                                title=f"{run_name}: {name} set, {probs.shape[0]} posterior samples")
+    attr = kept.get("attributions")
+    if attr and test_images is not None:
+        idx = attr["indices"][:n_images]
+        k = len(idx)
+        test = kept.get("sets", {}).get("test")
+        probs = test["probs"].mean(0)[idx] if test is not None else None
+        for method, a in attr["attributions"].items():
+            written += attribution_grid(test_images[idx], test_masks[idx], test_labels[idx],
+                                        [(run_name, a[:k], probs)], method, out / f"attributions_{method}",
+                                        title_suffix="posterior mean" if samples == 0 else f"mean of {samples} posterior samples")
+    return written

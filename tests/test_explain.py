@@ -1,0 +1,204 @@
+"""Attributions of the Bayesian CNNs (Captum on a deterministic copy) and their overlap with the
+feedback masks ([001] Eq. 17)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from torch import nn
+
+from pyro_ebnn import lenet
+from pyro_ebnn.config import load_config
+from pyro_ebnn.explain import (METHODS, ExplainError, attribute, check_same_data, default_occlusion_window,
+                               deterministic_network, explain, gradcam_layer_map, masked_indices, overlap,
+                               overlap_per_image)
+from pyro_ebnn.run import cli
+
+from test_inputs import _write_npz
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return lenet(num_classes=10)
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(3, 1, 28, 28, generator=g), torch.tensor([1, 4, 7])
+
+
+# -- overlap ------------------------------------------------------------------------------------
+def test_overlap_is_one_inside_the_mask_and_zero_outside():
+    mask = torch.zeros(2, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :4, :4] = True
+    inside = torch.zeros(2, 1, 28, 28)
+    inside[:, :, 1:3, 1:3] = torch.tensor([[-2.0, 1.0], [0.5, 3.0]])   # signs do not matter
+    outside = torch.zeros(2, 1, 28, 28)
+    outside[:, :, 10:20, 10:20] = -1.0
+    assert overlap(inside, mask) == pytest.approx(1.0)
+    assert overlap(outside, mask) == pytest.approx(0.0)
+    # one unit inside and three outside: 1/4; channels are summed as absolute values
+    half = torch.zeros(1, 3, 28, 28)
+    half[0, 0, 0, 0], half[0, 1, 0, 0] = 0.5, -0.5
+    half[0, 2, 20, 20] = -3.0
+    assert overlap(half, mask[:1]) == pytest.approx(0.25)
+
+
+def test_overlap_averages_only_images_with_a_mask():
+    mask = torch.zeros(3, 1, 28, 28, dtype=torch.bool)
+    mask[0, :, :4, :4] = True
+    mask[1, :, -4:, -4:] = True                        # image 2 has no mask: left out
+    attr = torch.zeros(3, 1, 28, 28)
+    attr[0, 0, 0, 0] = 1.0                             # 1.0 inside
+    attr[1, 0, 0, 0] = 1.0                             # 0.0 (outside its mask)
+    attr[2, 0, 0, 0] = 1.0
+    assert overlap_per_image(attr, mask).tolist() == [1.0, 0.0, 0.0]
+    assert overlap(attr, mask) == pytest.approx(0.5)
+    assert masked_indices(mask).tolist() == [0, 1] and masked_indices(mask, 1).tolist() == [0]
+    with pytest.raises(ExplainError, match="do not match"):
+        overlap(attr, mask[:, :, :10, :10])
+
+
+# -- the deterministic network ---------------------------------------------------------------------
+def test_deterministic_network_at_the_mean_matches_the_bayesian_net_in_eval_mode(net, batch):
+    x, y = batch
+    det = deterministic_network(net)
+    assert isinstance(det.evidence_layer, nn.Conv2d)
+    assert not any(isinstance(m, type(net.evidence_layer)) for m in det.modules())
+    relus = [m for m in det.modules() if isinstance(m, nn.ReLU)]
+    assert len({id(m) for m in relus}) == len(relus) == 4      # distinct instances (DeepLIFT)
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(det(x), net(x), atol=1e-6)
+    # Saliency of the deterministic copy = the input gradient of the posterior-mean logits
+    xg = x.clone().requires_grad_(True)
+    net(xg).gather(1, y[:, None]).sum().backward()
+    sal = explain(net, x, y, ["saliency"], progress=False)["saliency"]
+    assert torch.allclose(sal, xg.grad, atol=1e-6)
+    assert sal.abs().sum() > 0
+
+
+def test_sampled_networks_draw_from_q_and_are_averaged(net, batch):
+    x, y = batch
+    with torch.no_grad():
+        net.evidence_layer.weight_rho.fill_(-3.0)
+    a = deterministic_network(net, sample=True, generator=torch.Generator().manual_seed(5))
+    b = deterministic_network(net, sample=True, generator=torch.Generator().manual_seed(5))
+    c = deterministic_network(net, sample=True, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a.evidence_layer.weight, b.evidence_layer.weight)
+    diff = a.evidence_layer.weight - net.evidence_layer.weight_loc
+    assert not torch.equal(a.evidence_layer.weight, c.evidence_layer.weight)
+    scale = F.softplus(torch.tensor(-3.0))
+    assert diff.std().item() == pytest.approx(scale.item(), rel=0.1)    # w - mu ~ N(0, softplus(rho)^2)
+    # samples=S averages the attributions of S weight draws taken from one seeded generator
+    got = explain(net, x, y, ["saliency"], samples=3, seed=11, progress=False)["saliency"]
+    g = torch.Generator().manual_seed(11)
+    by_hand = sum(attribute(deterministic_network(net, sample=True, generator=g), x, y, "saliency")
+                  for _ in range(3)) / 3
+    assert torch.allclose(got, by_hand, atol=1e-6)
+    at_mean = explain(net, x, y, ["saliency"], progress=False)["saliency"]
+    assert not torch.allclose(got, at_mean, atol=1e-4)
+
+
+# -- the methods ------------------------------------------------------------------------------------
+def test_gradcam_targets_the_evidence_layer_at_its_own_size(net, batch):
+    x, y = batch
+    det = deterministic_network(net)
+    cam = gradcam_layer_map(det, x, y)
+    assert cam.shape == (3, 1, 11, 11)                        # LeNet's last conv on 28 px
+    # by hand: A = the evidence layer's pre-activation, weights = spatial mean of d logit_y / dA
+    acts = {}
+    h = det.evidence_layer.register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
+    xg = x.clone().requires_grad_(True)
+    logit = det(xg).gather(1, y[:, None]).sum()
+    h.remove()
+    grad, = torch.autograd.grad(logit, acts["a"])
+    expected = (grad.mean((2, 3), keepdim=True) * acts["a"]).sum(1, keepdim=True)
+    assert torch.allclose(cam, expected.detach(), atol=1e-5)
+    up = attribute(det, x, y, "gradcam")
+    assert up.shape == (3, 1, 28, 28)
+    assert torch.allclose(up, F.interpolate(expected.detach(), size=(28, 28), mode="bilinear"), atol=1e-5)
+
+
+def test_deeplift_sums_to_the_logit_difference(net, batch):
+    x, y = batch
+    det = deterministic_network(net)
+    attr = explain(net, x, y, ["deeplift"], progress=False)["deeplift"]
+    with torch.no_grad():
+        delta = (det(x) - det(torch.zeros_like(x))).gather(1, y[:, None]).flatten()
+    assert torch.allclose(attr.flatten(1).sum(1), delta, atol=1e-4)
+
+
+def test_occlusion_window_and_values(net, batch):
+    assert default_occlusion_window(28) == 3
+    assert default_occlusion_window(224) == 23 and default_occlusion_window(227) == 23
+    x, y = batch[0][:1], batch[1][:1]
+    det = deterministic_network(net)
+    occ = attribute(det, x, y, "occlusion", occlusion_window=1)
+    # a 1 x 1 window: the drop of the true logit when that pixel is set to 0
+    with torch.no_grad():
+        full = det(x)[0, y[0]]
+        for r, c in ((5, 5), (14, 20), (27, 0)):
+            z = x.clone()
+            z[0, 0, r, c] = 0.0
+            assert occ[0, 0, r, c] == pytest.approx(float(full - det(z)[0, y[0]]), abs=1e-5)
+    occ3 = explain(net, x, y, ["occlusion"], progress=False, perturbations_per_eval=7)["occlusion"]
+    occ3b = explain(net, x, y, ["occlusion"], progress=False, perturbations_per_eval=676)["occlusion"]
+    assert occ3.shape == (1, 1, 28, 28) and torch.allclose(occ3, occ3b, atol=1e-5)
+
+
+def test_all_methods_run_and_errors_are_clear(net, batch):
+    x, y = batch
+    attrs = explain(net, x, y, METHODS, progress=False)
+    assert set(attrs) == set(METHODS) and all(a.shape == (3, 1, 28, 28) for a in attrs.values())
+    assert all(torch.isfinite(a).all() for a in attrs.values())
+    with pytest.raises(ExplainError, match="unknown attribution method"):
+        explain(net, x, y, ["lime"], progress=False)
+    with pytest.raises(ExplainError, match="takes \\(1, 28, 28\\) images"):
+        explain(net, torch.rand(2, 1, 20, 20), y[:2], ["saliency"], progress=False)
+    a, b = load_config(None, {"rule": "position"}), load_config(None, {"rule": "color"})
+    check_same_data([a, load_config(None, {"rule": "position", "mode": "none"})], ["a", "b"])
+    with pytest.raises(ExplainError, match="different data \\(rule: 'position' vs 'color'\\)"):
+        check_same_data([a, b], ["a", "b"])
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+def test_evaluate_and_explain_from_the_cli(tmp_path):
+    rng = np.random.default_rng(1)
+    masks = np.zeros((20, 1, 28, 28), np.uint8)
+    masks[:, :, :4, :4] = 1
+    masks[::5] = 0                                        # four test images without a mask
+    _write_npz(tmp_path / "d.npz", test_masks=masks)
+    r = CliRunner()
+    base = ["--config", "configs/custom_npz.yaml", "--set", f"npz_path={tmp_path / 'd.npz'}", "--set", "eval_samples=2",
+            "--set", "epochs=1"]
+    for mode in ("none", "feedback"):
+        res = r.invoke(cli, ["train", *base, "--mode", mode, "--out", str(tmp_path / mode)])
+        assert res.exit_code == 0, res.output
+        m = json.loads((tmp_path / mode / "metrics.json").read_text())
+        assert {"nll", "brier", "ece", "predictive_entropy", "mutual_information"} <= set(m)
+        assert "overlap_saliency" not in m
+    res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "ev"),
+                         "--max-images", "5", "--methods", "saliency,gradcam,occlusion", "--figure-images", "3"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["n_overlap_images"] == 5 and 0 <= m["overlap_occlusion"] <= 1 and "overlap_deeplift" not in m
+    for name in ("reliability_test", "mutual_information_test", "attributions_gradcam"):
+        assert (tmp_path / "ev" / f"{name}.png").stat().st_size > 1000 and (tmp_path / "ev" / f"{name}.pdf").exists()
+    res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "ev2"),
+                         "--no-attributions", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    assert "overlap_saliency" not in json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    res = r.invoke(cli, ["explain", "--run", str(tmp_path / "none"), "--run", str(tmp_path / "feedback"),
+                         "--out", str(tmp_path / "cmp"), "--n-images", "2", "--methods", "saliency,deeplift"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cmp" / "attributions_deeplift.png").exists() and not (tmp_path / "cmp" / "attributions_gradcam.png").exists()
+    # bad input: one clear line, exit status 2
+    res = r.invoke(cli, ["explain", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "two or more runs" in res.output
+    res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--methods", "lime"])
+    assert res.exit_code == 2 and "unknown attribution method" in res.output
