@@ -55,6 +55,12 @@ class Config:
     eval_samples: int = 20                # posterior predictive samples at test time
     device: str = "auto"                  # auto | cpu | cuda
     threads: Optional[int] = None
+    # -- evaluation (added keys) -------------------------------------------------------------------
+    # attribution overlap (Saliency, DeepLIFT, Grad-CAM, Occlusion; pyro_ebnn.explain) on the test
+    # set at the end of train/finetune runs. Off by default (false or null): Occlusion on 10k images
+    # takes minutes; `python -m pyro_ebnn.run evaluate` computes it for any finished run. The default
+    # is null, not false, so that checkpoints written before this key existed still resume.
+    eval_attributions: Optional[bool] = None
     # -- fine-tuning ([001]) ---------------------------------------------------------------------
     finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images
     finetune_epochs: int = 17

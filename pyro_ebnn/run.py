@@ -96,14 +96,55 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, res
 
 @cli.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
-@click.option("--out", default=None, type=click.Path(), help="where to write metrics.json (default: the run)")
+@click.option("--out", default=None, type=click.Path(), help="where to write metrics.json and figures (default: the run)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--device", default=None)
-def evaluate(run_dir, out, sets, device):
-    """Evaluate a trained run on its test sets."""
+@click.option("--attributions/--no-attributions", default=True, show_default=True,
+              help="attribution overlap with the masks on the test set (Captum)")
+@click.option("--methods", default="saliency,deeplift,gradcam,occlusion", show_default=True,
+              help="comma-separated attribution methods")
+@click.option("--samples", default=0, show_default=True, type=int,
+              help="average attributions over S posterior weight samples (0: at the posterior mean)")
+@click.option("--max-images", "max_images", default=None, type=int,
+              help="compute attributions on the first N masked test images only (default: all)")
+@click.option("--figures/--no-figures", default=True, show_default=True)
+@click.option("--figure-images", "figure_images", default=8, show_default=True, type=int,
+              help="rows of the attribution grids")
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)")
+def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, figures, figure_images, threads):
+    """Evaluate a trained run on its test sets: classification, calibration/uncertainty (NLL, Brier,
+    ECE, predictive entropy, mutual information), attribution overlap, figures."""
+    import torch
     from .train import evaluate_run
-    m = evaluate_run(run_dir, out or run_dir, sets=sets, device=device)
-    click.echo(f"{_summary(m)}  -> {out or run_dir}/metrics.json")
+    if threads:
+        torch.set_num_threads(threads)
+    out = out or run_dir
+    m = evaluate_run(run_dir, out, sets=sets, device=device, attributions=attributions, methods=methods,
+                     samples=samples, max_images=max_images, figures=figures, figure_images=figure_images)
+    extra = "  ".join(f"{k}={m[k]:.4f}" for k in ("ece", "nll", *(f"overlap_{x}" for x in methods.split(",")))
+                      if isinstance(m.get(k), float))
+    click.echo(f"{_summary(m)}  {extra}  ({m['eval_seconds']:.0f} s)  -> {out}/metrics.json")
+
+
+@cli.command()
+@click.option("--run", "runs", multiple=True, required=True, type=click.Path(),
+              help="directory of a trained run (repeat: two or more, trained on the same data)")
+@click.option("--out", required=True, type=click.Path(), help="directory for the figures")
+@click.option("--n-images", "n_images", default=8, show_default=True, type=int, help="test images (rows)")
+@click.option("--methods", default="saliency,deeplift,gradcam,occlusion", show_default=True)
+@click.option("--samples", default=0, show_default=True, type=int,
+              help="average attributions over S posterior weight samples (0: at the posterior mean)")
+@click.option("--device", default=None)
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)")
+def explain(runs, out, n_images, methods, samples, device, threads):
+    """Attribution grids (image + mask | run A | run B | ...) of the same test images, one per method."""
+    import torch
+    from .explain import compare_runs
+    if threads:
+        torch.set_num_threads(threads)
+    written = compare_runs(runs, out, n_images=n_images, methods=methods, samples=samples, device=device)
+    for method, paths in written.items():
+        click.echo(f"{method}: {', '.join(paths)}")
 
 
 @cli.command()

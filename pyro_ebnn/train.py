@@ -162,20 +162,48 @@ class Trainer:
         bar.close()
 
 
-def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True) -> dict:
-    """Posterior predictive metrics on the test set (unprefixed) and the extra test sets (prefixed)."""
+def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True, attributions: Optional[bool] = None,
+                  methods=None, attribution_samples: int = 0, max_images: Optional[int] = None,
+                  keep: Optional[dict] = None) -> dict:
+    """Posterior predictive metrics on the test set (unprefixed) and the extra test sets (prefixed,
+    e.g. ``decoy_swap_accuracy``): classification (scikit-learn) plus calibration and uncertainty
+    (nll, brier, ece, predictive_entropy, mutual_information; pyro_ebnn.uncertainty).
+
+    With ``attributions`` (default: the config key ``eval_attributions``) also the attribution
+    overlap with the feedback masks on the test set, ``overlap_<method>`` ([001] Eq. 17), for
+    ``methods`` (default all four), at the posterior mean or averaged over ``attribution_samples``
+    weight samples, on the first ``max_images`` masked test images (default all).
+    ``keep`` (a dict) receives the predictive probabilities and attributions for figures."""
+    from .uncertainty import uncertainty_metrics
     metrics = {}
     sets = {"test": split.test, **split.extra_tests}
     bar = tqdm(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
                disable=not progress, file=sys.stderr, leave=False)
+    t0 = time.time()
     for name, data in sets.items():
         probs = predictive_probs(bnn, data.images, cfg.eval_samples, device=device, progress=bar)
         m = classification_metrics(data.labels.numpy(), probs.mean(0).numpy())
+        m.update(uncertainty_metrics(data.labels, probs))
         if name == "test":
             metrics.update(m)
         else:
             metrics.update({f"{name}_{k}": v for k, v in m.items() if k != "confusion_matrix"})
+        if keep is not None:
+            keep.setdefault("sets", {})[name] = {"probs": probs, "labels": data.labels}
     bar.close()
+    metrics["predictive_seconds"] = time.time() - t0
+    if attributions is None:
+        attributions = bool(getattr(cfg, "eval_attributions", False))
+    if attributions:
+        from .explain import overlap_metrics
+        t0 = time.time()
+        kept = {} if keep is not None else None
+        metrics.update(overlap_metrics(bnn.net, split.test, methods, samples=attribution_samples,
+                                       max_images=max_images, device=device, progress=progress,
+                                       seed=cfg.seed, keep=kept))
+        metrics["attribution_seconds"] = time.time() - t0
+        if keep is not None and kept:
+            keep["attributions"] = kept
     return metrics
 
 
@@ -270,12 +298,23 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
 
 
-def evaluate_run(run_dir, out, sets=(), device=None, progress=True) -> dict:
-    """Re-evaluate a saved run on its test sets (same data rule and fold as it was trained on)."""
+def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions: bool = True, methods=None,
+                 samples: int = 0, max_images: Optional[int] = None, figures: bool = True,
+                 figure_images: int = 8) -> dict:
+    """Re-evaluate a saved run on its test sets (same data rule and fold as it was trained on):
+    classification, calibration and uncertainty metrics, the attribution overlap (``attributions``,
+    see :func:`evaluate_sets`) and, with ``figures``, reliability diagrams, mutual-information
+    histograms and attribution grids of ``figure_images`` test images, all written into ``out``."""
     from .config import load_config, parse_sets
+    from .explain import parse_methods
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / MODEL).exists():
         raise ConfigError(f"no saved model in {run_dir}; pass the --out directory of a finished train run")
+    if samples < 0:
+        raise ConfigError(f"--samples must be >= 0 (0 = attributions at the posterior mean), got {samples}")
+    if max_images is not None and max_images < 1:
+        raise ConfigError(f"--max-images must be >= 1, got {max_images}")
+    methods = parse_methods(methods)
     overrides = parse_sets(sets)
     if device:
         overrides["device"] = device
@@ -286,8 +325,18 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True) -> dict:
     bnn, _, payload = load_model(run_dir, dev, cfg)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    keep = {} if figures else None
     metrics = {"name": cfg.name, "rule": cfg.rule, "mode": cfg.mode, "fold": cfg.fold, "seed": cfg.seed,
-               **evaluate_sets(bnn, split, cfg, dev, progress), "n_test": len(split.test),
-               "eval_seconds": time.time() - t0, "evaluated_run": str(run_dir), "config": cfg.to_dict()}
+               **evaluate_sets(bnn, split, cfg, dev, progress, attributions=attributions, methods=methods,
+                               attribution_samples=samples, max_images=max_images, keep=keep),
+               "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
+               "threads": torch.get_num_threads(), "evaluated_run": str(run_dir), "config": cfg.to_dict()}
+    if figures:
+        from .figures import evaluation_figures
+        t1 = time.time()
+        paths = evaluation_figures(out, keep, split.test.images, split.test.masks, split.test.labels,
+                                   run_name=f"{cfg.name} [{cfg.mode}]", n_images=figure_images, samples=samples)
+        metrics["figures"] = sorted(Path(p).name for p in paths)
+        metrics["figure_seconds"] = time.time() - t1
     write_metrics(out, metrics)
     return metrics
