@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
+from .baselines import make_penalty
 from .feedback import FeedbackEvidence
 from .likelihoods import CategoricalLikelihood
 from .model import FeedbackBNN
@@ -25,11 +26,19 @@ def build_evidence(cfg, lam=None):
                             gradient_filter=cfg.gradient_filter)
 
 
+def build_penalty(cfg):
+    """The loss penalty of the baseline modes rrr / l1grad / cdep (pyro_ebnn.baselines; weight
+    ``penalty_weight``, null = the mode's default); None for none / feedback / augment."""
+    return make_penalty(cfg.mode, getattr(cfg, "penalty_weight", None))
+
+
 def build_model(cfg, input_shape, num_classes, lam=None) -> FeedbackBNN:
+    """The model of ``cfg.mode``: feedback -> evidence; rrr / l1grad / cdep -> a loss penalty and no
+    evidence; none / augment -> neither (augment acts on the images, in the training loop)."""
     net = build_net(cfg, input_shape, num_classes)
     prior = PRIORS[cfg.prior](scale=cfg.prior_scale)
     return FeedbackBNN(net, prior=prior, likelihood=CategoricalLikelihood(cfg.class_weights),
-                       evidence=build_evidence(cfg, lam))
+                       evidence=build_evidence(cfg, lam), penalty=build_penalty(cfg))
 
 
 def build_elbo(cfg):

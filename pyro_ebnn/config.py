@@ -11,7 +11,9 @@ import yaml
 
 from .errors import ConfigError
 
-MODES = ("none", "feedback")
+MODES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep")
+#: modes that add a loss penalty (pyro_ebnn.baselines); augment replaces masked pixels by noise
+PENALTY_MODES = ("rrr", "l1grad", "cdep")
 
 
 @dataclass
@@ -34,11 +36,15 @@ class Config:
     prior_scale: float = 0.1
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
-    mode: str = "feedback"                # none | feedback
+    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep
     lam: float = 3e-4
     mask_pool: str = "max"                # max | min
     gradient_filter: bool = False         # [001] Eq. 12
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
+    # baselines (pyro_ebnn.baselines; added keys): weight of the rrr / l1grad / cdep penalty; null =
+    # the published default of the mode (rrr 1000, Ross et al. 2017; cdep 1000, [004] DecoyMNIST
+    # sweep; l1grad 1000, our choice). Penalties are computed at the posterior mean of q(w).
+    penalty_weight: Optional[float] = None
     # -- optimisation ----------------------------------------------------------------------------
     epochs: int = 200
     batch_size: int = 128
@@ -81,6 +87,8 @@ class Config:
             bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.mode == "feedback" and not self.lam > 0:
             bad("lam", f"feedback needs lam > 0 (got {self.lam}); use --mode none to train without feedback")
+        if self.penalty_weight is not None and not self.penalty_weight > 0:
+            bad("penalty_weight", f"must be > 0 or null (the default of the mode), got {self.penalty_weight}")
         for key in ("epochs", "batch_size", "num_particles", "num_folds", "val_every", "eval_samples",
                     "finetune_epochs"):
             if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
