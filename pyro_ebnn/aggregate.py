@@ -8,6 +8,22 @@ from collections import defaultdict
 from pathlib import Path
 
 DEFAULT_COLUMNS = ("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")
+#: the wider set: calibration (every run has it) and attribution overlap (runs evaluated with
+#: ``evaluate`` or trained with ``eval_attributions: true``; "n/a" elsewhere)
+WIDE_COLUMNS = DEFAULT_COLUMNS + ("nll", "brier", "ece", "mutual_information", "decoy_swap_ece",
+                                  "overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
+#: names usable in ``--columns`` in place of (or next to) metric keys, e.g. ``--columns wide``
+COLUMN_SETS = {"default": DEFAULT_COLUMNS, "wide": WIDE_COLUMNS}
+
+
+def expand_columns(columns) -> tuple:
+    """Replace the names of column sets ("default", "wide") by their keys, keeping order, no repeats."""
+    out = []
+    for c in columns:
+        for k in COLUMN_SETS.get(c, (c,)):
+            if k not in out:
+                out.append(k)
+    return tuple(out)
 
 
 def collect(root) -> list[dict]:
@@ -29,6 +45,7 @@ def _fmt(values):
 
 
 def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode")):
+    columns = expand_columns(columns)
     groups = defaultdict(list)
     for r in runs:
         groups[tuple(r.get(k) for k in by)].append(r)
@@ -45,6 +62,7 @@ def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode")):
 
 
 def write_tables(rows, out_prefix, columns=DEFAULT_COLUMNS, by=("name", "mode")):
+    columns = expand_columns(columns)
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     head = list(by) + ["runs"] + list(columns)

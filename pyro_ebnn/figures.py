@@ -134,8 +134,9 @@ def mutual_information_histogram(mi, correct, stem, title: str = "") -> list[str
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for sel, colour, name in ((correct, "#55a868", "correct"), (~correct, "#c44e52", "wrong")):
         if sel.any():
-            ax.hist(mi[sel], bins=bins, color=colour, alpha=0.6, label=f"{name} (n={int(sel.sum())}, "
-                    f"mean {mi[sel].mean():.3f})", edgecolor="white", linewidth=0.4)
+            ax.hist(mi[sel], bins=bins, color=colour, alpha=0.25, histtype="stepfilled")
+            ax.hist(mi[sel], bins=bins, color=colour, histtype="step", linewidth=1.6,
+                    label=f"{name} (n={int(sel.sum())}, mean {mi[sel].mean():.3f})")
     ax.set_yscale("log")
     ax.set_xlabel("mutual information I[y; w | x] (nats)")
     ax.set_ylabel("images")

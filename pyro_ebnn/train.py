@@ -338,5 +338,8 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
                                    run_name=f"{cfg.name} [{cfg.mode}]", n_images=figure_images, samples=samples)
         metrics["figures"] = sorted(Path(p).name for p in paths)
         metrics["figure_seconds"] = time.time() - t1
+    if out.resolve() == run_dir.resolve() and (out / METRICS).exists():
+        # evaluating in place: keep what training recorded (epochs, timings) next to the new metrics
+        metrics = {**json.loads((out / METRICS).read_text()), **metrics}
     write_metrics(out, metrics)
     return metrics

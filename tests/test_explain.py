@@ -197,6 +197,18 @@ def test_evaluate_and_explain_from_the_cli(tmp_path):
                          "--out", str(tmp_path / "cmp"), "--n-images", "2", "--methods", "saliency,deeplift"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cmp" / "attributions_deeplift.png").exists() and not (tmp_path / "cmp" / "attributions_gradcam.png").exists()
+    # in place: the training record stays, the new metrics join it; aggregate shows them with --columns wide
+    res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "feedback"), "--methods", "gradcam", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "feedback" / "metrics.json").read_text())
+    assert "best_epoch" in m and "train_seconds" in m and 0 <= m["overlap_gradcam"] <= 1
+    res = r.invoke(cli, ["aggregate", str(tmp_path), "--columns", "wide", "--out", str(tmp_path / "summary")])
+    assert res.exit_code == 0, res.output
+    header = res.output.splitlines()[0]
+    assert "| ece |" in header and "overlap_occlusion" in header
+    row = next(line for line in res.output.splitlines() if "| feedback |" in line)
+    # n/a: no decoy_swap set in an npz dataset (2 columns), overlaps not computed for this run (3)
+    assert row.count("n/a") == 5 and row.split("|")[-2].strip() == "n/a" and row.split("|")[-3].strip() != "n/a"  # gradcam
     # bad input: one clear line, exit status 2
     res = r.invoke(cli, ["explain", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "two or more runs" in res.output
