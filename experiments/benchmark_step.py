@@ -46,8 +46,8 @@ def main():
 
     def pyro_step(feedback):
         cfg.mode = "feedback" if feedback else "none"
-        pyro.clear_param_store()
         bnn = build_model(cfg, (1, 28, 28), 10)
+        bnn.name = f"bnn_{cfg.mode}"  # its own entries in the param store: both variants train
         svi = SVI(bnn.model, bnn.guide, JointOptim(torch.optim.Adam, {"lr": 1e-3}), build_elbo(cfg))
 
         def step(x, y, m):
