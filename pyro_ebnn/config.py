@@ -38,7 +38,7 @@ class Config:
     # -- feedback --------------------------------------------------------------------------------
     mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep
     lam: float = 3e-4
-    mask_pool: str = "max"                # max | min
+    mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
     # baselines (pyro_ebnn.baselines; added keys): weight of the rrr / l1grad / cdep penalty; null =
@@ -107,8 +107,8 @@ class Config:
             bad("fold", f"must be in 0..{self.num_folds - 1}, got {self.fold}")
         if self.elbo not in ("meanfield", "trace"):
             bad("elbo", f"unknown ELBO {self.elbo!r}; use meanfield or trace")
-        if self.mask_pool not in ("max", "min"):
-            bad("mask_pool", f"use max or min, got {self.mask_pool!r}")
+        if self.mask_pool not in ("max", "min", "receptive"):
+            bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
         if self.architecture not in ("lenet", "alexnet"):
             bad("architecture", f"use lenet or alexnet, got {self.architecture!r}")
         if self.prior not in ("normal", "laplace"):

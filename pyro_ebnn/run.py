@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from .config import MODES
 from .errors import EBNNError
 
 
@@ -51,7 +52,8 @@ def _config(config, mode, sets, seed, device, fold):
 
 def _common(f):
     f = click.option("--config", "config", type=click.Path(), default=None, help="configs/<file>.yaml")(f)
-    f = click.option("--mode", type=click.Choice(["none", "feedback"]), default=None)(f)
+    f = click.option("--mode", type=click.Choice(list(MODES)), default=None,
+                     help="none | feedback (evidence) | augment | rrr | l1grad | cdep (baselines)")(f)
     f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")(f)
     f = click.option("--seed", type=int, default=None)(f)
     f = click.option("--device", default=None, help="auto | cpu | cuda")(f)

@@ -18,7 +18,8 @@ from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from .build import build_elbo, build_model, resolve_device
-from .config import Config
+from .baselines import replace_with_noise
+from .config import PENALTY_MODES, Config
 from .data import Split, fold_split, keep_fraction_of_masks, load_dataset
 from .errors import ConfigError, TrainingError
 from .metrics import classification_metrics
@@ -97,7 +98,8 @@ class Trainer:
         return {"net": self.bnn.net.state_dict(), "param_store": pyro.get_param_store().get_state(),
                 "optim": self.scheduler.get_state(), "epoch": self.epoch, "best_score": self.best_score,
                 "best_epoch": self.best_epoch, "stale": self.stale, "history": self.history,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                 "config": self.cfg.to_dict()}
 
     def load_state(self, st):
@@ -109,8 +111,13 @@ class Trainer:
         self.stale, self.history = st["stale"], st["history"]
         torch.set_rng_state(st["rng"]["torch"])
         np.random.set_state(st["rng"]["numpy"])
+        if st["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
 
-    def fit(self, split: Split, epochs: int, out: Path, use_masks: bool, progress: bool = True):
+    def fit(self, split: Split, epochs: int, out: Path, use_masks: bool, progress: bool = True,
+            augment: bool = False):
+        """``use_masks``: hand the feedback masks to the model (evidence or a loss penalty);
+        ``augment``: counterexamples instead, masked pixels replaced by fresh U(0, 1) noise."""
         cfg, bnn = self.cfg, self.bnn
         train = split.train.to(self.device)
         n, bs = len(train), cfg.batch_size
@@ -126,8 +133,9 @@ class Trainer:
             for step, start in enumerate(tqdm(steps, leave=False, disable=not tty, unit="batch", desc=f"epoch {self.epoch + 1}")):
                 idx = perm[start:start + bs]
                 mask = train.masks[idx] if use_masks else None
+                x = replace_with_noise(train.images[idx], train.masks[idx]) if augment else train.images[idx]
                 with pyro.validation_enabled(False):  # inputs were validated on load
-                    loss = self.svi.step(train.images[idx], train.labels[idx], mask, data_size=n)
+                    loss = self.svi.step(x, train.labels[idx], mask, data_size=n)
                 if not math.isfinite(loss):
                     bar.close()
                     raise TrainingError(
@@ -212,10 +220,14 @@ def _prepare_out(out: Path, cfg: Config, resume: bool):
     ckpt = out / CHECKPOINT
     if ckpt.exists() and resume:
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        saved = {k: v for k, v in st["config"].items() if k not in ("epochs", "device", "threads")}
-        now = {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "device", "threads")}
+        ignore = ("epochs", "device", "threads")
+        defaults = Config().to_dict()
+        saved = {k: v for k, v in st["config"].items() if k not in ignore}
+        # keys newer than the checkpoint count as their default value
+        now = {k: v for k, v in cfg.to_dict().items() if k not in ignore and (k in saved or v != defaults[k])}
+        saved = {k: v for k, v in saved.items() if k in now or k in defaults}
         if saved != now:
-            diff = sorted(k for k in now if saved.get(k) != now[k])
+            diff = sorted(k for k in set(now) | set(saved) if saved.get(k) != now.get(k))
             raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "
                               "choose another --out or pass --no-resume to start over")
         return st
@@ -242,7 +254,8 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         tqdm.write(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     t0 = time.time()
-    trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode == "feedback", progress=progress)
+    trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
+                augment=cfg.mode == "augment")
     train_seconds = time.time() - t0
     return finish(out, cfg, split, device, trainer, train_seconds, progress)
 

@@ -109,3 +109,34 @@ def test_mnist_from_a_torchvision_layout(tmp_path):
     xtr, ytr, xte, yte = load_mnist(str(tmp_path), source="torchvision")
     assert xtr.shape == (30, 28, 28) and xte.shape == (10, 28, 28) and xtr.dtype == np.uint8
     assert ytr.shape == (30,) and yte.max() < 10
+
+
+@pytest.mark.parametrize("mode,gets_mask,noisy", [("none", False, False), ("feedback", True, False),
+                                                  ("rrr", True, False), ("cdep", True, False), ("augment", False, True)])
+def test_each_mode_hands_the_masks_to_the_right_place(tmp_path, npz, monkeypatch, mode, gets_mask, noisy):
+    from pyro.infer import SVI
+    seen = []
+    real_step = SVI.step
+
+    def spy(self, x, y, mask, **kw):
+        seen.append((x.clone(), mask))
+        return real_step(self, x, y, mask, **kw)
+    monkeypatch.setattr(SVI, "step", spy)
+    cfg = _cfg(npz, epochs=1, mode=mode, mask_fraction=1.0)
+    train(cfg, tmp_path / mode, progress=False)
+    from pyro_ebnn.train import prepare_split
+    split = prepare_split(cfg)
+    assert all((m is not None) == gets_mask for _, m in seen)
+    xs = torch.cat([x for x, _ in seen])
+    # augment: pixels of masked regions are noise, never the stored pixels
+    stored = split.train.images
+    assert (not torch.equal(xs.sort(0).values, stored.sort(0).values)) == noisy
+
+
+def test_checkpoint_from_before_a_new_config_key_still_resumes(tmp_path, npz):
+    train(_cfg(npz, epochs=1), tmp_path / "r", progress=False)
+    st = torch.load(tmp_path / "r" / CHECKPOINT, weights_only=False)
+    del st["config"]["penalty_weight"]  # as written by an older version
+    torch.save(st, tmp_path / "r" / CHECKPOINT)
+    m = train(_cfg(npz, epochs=2), tmp_path / "r", progress=False)
+    assert m["epochs_run"] == 2
