@@ -2,7 +2,8 @@
 
   train      train one fold from scratch (none | feedback)           -> OUT/metrics.json, model.pt
   finetune   fine-tune a trained run with feedback on a small budget  -> OUT/metrics.json, model.pt
-  evaluate   re-evaluate a trained run on its test sets               -> OUT/metrics.json
+  evaluate   re-evaluate a trained run: metrics, calibration, overlap  -> OUT/metrics.json, figures
+  explain    attribution grids of two or more runs on the same images  -> OUT/*.png, *.pdf
   grid       train folds x modes of one config, then aggregate
   aggregate  mean +- std tables (Markdown, CSV) over runs under a directory
   main       the default job: Decoy MNIST position rule, none vs feedback, short CPU budget
