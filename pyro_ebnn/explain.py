@@ -27,11 +27,9 @@ import copy
 import sys
 import warnings
 from collections import OrderedDict
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 

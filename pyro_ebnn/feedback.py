@@ -10,7 +10,7 @@ last convolution, broadcast over its channels, and the pre-activations in those 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -22,7 +22,6 @@ from typing import Callable, Optional
 
 import torch
 import pyro
-from pyro import poutine
 
 from .feedback import PREACTIVATION_SITE, FeedbackEvidence, preactivation_distribution
 from .layers import bayesian_layers

@@ -86,8 +86,8 @@ def set_seed(seed: int):
 
 
 class Trainer:
-    def __init__(self, cfg: Config, bnn, train_size: int, lr: float, device):
-        self.cfg, self.bnn, self.device, self.train_size = cfg, bnn, device, train_size
+    def __init__(self, cfg: Config, bnn, lr: float, device):
+        self.cfg, self.bnn, self.device = cfg, bnn, device
         self.scheduler = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=cfg.lr_decay)
         self.svi = SVI(bnn.model, bnn.guide, self.scheduler, loss=build_elbo(cfg))
         self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
@@ -247,7 +247,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     pyro.clear_param_store()
     bnn = build_model(cfg, split.train.images.shape[1:], split.train.num_classes)
     bnn.net.to(device)
-    trainer = Trainer(cfg, bnn, len(split.train), cfg.lr, device)
+    trainer = Trainer(cfg, bnn, cfg.lr, device)
     state = _prepare_out(out, cfg, resume)
     if state is not None:
         trainer.load_state(state)
@@ -294,7 +294,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     if tuple(payload["input_shape"]) != tuple(split.train.images.shape[1:]):
         raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
                           f"{tuple(split.train.images.shape[1:])}")
-    trainer = Trainer(cfg, bnn, len(split.train), cfg.finetune_lr or cfg.lr, device)
+    trainer = Trainer(cfg, bnn, cfg.finetune_lr or cfg.lr, device)
     state = _prepare_out(out, cfg, resume)
     if state is not None:
         trainer.load_state(state)

@@ -3,7 +3,6 @@ reliance on the decoy compared with no feedback, on the [000] position rule."""
 import json
 
 import pytest
-import torch
 
 from pyro_ebnn.config import load_config
 from pyro_ebnn.train import train

@@ -168,7 +168,6 @@ def test_all_methods_run_and_errors_are_clear(net, batch):
 
 # -- the CLI ----------------------------------------------------------------------------------------
 def test_evaluate_and_explain_from_the_cli(tmp_path):
-    rng = np.random.default_rng(1)
     masks = np.zeros((20, 1, 28, 28), np.uint8)
     masks[:, :, :4, :4] = 1
     masks[::5] = 0                                        # four test images without a mask

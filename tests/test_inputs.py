@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from pyro_ebnn.config import load_config
 from pyro_ebnn.data.base import ImageSet
-from pyro_ebnn.errors import ConfigError, DataError, TrainingError
+from pyro_ebnn.errors import ConfigError, DataError
 from pyro_ebnn.run import cli
 
 

@@ -24,6 +24,13 @@ def _check(mc_out, mean, std):
     assert torch.all((mc_var - var).abs() <= 5 * var * (2 / K) ** 0.5 + 1e-6)
 
 
+def _weight_draws(layer):
+    """K draws of (weight, bias) from q(w) = N(loc, softplus(rho)^2)."""
+    w = layer.weight_loc + layer.weight_scale * torch.randn((K,) + layer.weight_loc.shape)
+    b = layer.bias_loc + layer.bias_scale * torch.randn((K,) + layer.bias_loc.shape)
+    return w, b
+
+
 def test_linear_lrt_moments_match_weight_sampling():
     torch.manual_seed(1)
     layer = BayesianLinear(5, 3)
@@ -31,8 +38,7 @@ def test_linear_lrt_moments_match_weight_sampling():
     z = torch.randn(2, 5)
     with torch.no_grad():
         mean, std = layer.moments(z)
-        w = layer.weight_loc + layer.weight_scale * torch.randn(K, 3, 5)
-        b = layer.bias_loc + layer.bias_scale * torch.randn(K, 3)
+        w, b = _weight_draws(layer)
         mc = torch.einsum("kji,ni->knj", w, z) + b[:, None]
     _check(mc, mean, std)
 
@@ -44,8 +50,7 @@ def test_conv_lrt_moments_match_weight_sampling():
     z = torch.randn(1, 2, 5, 5)
     with torch.no_grad():
         mean, std = layer.moments(z)
-        w = layer.weight_loc + layer.weight_scale * torch.randn(K, 3, 2, 3, 3)
-        b = layer.bias_loc + layer.bias_scale * torch.randn(K, 3)
+        w, b = _weight_draws(layer)
         # K weight draws as one grouped convolution
         mc = F.conv2d(z.repeat(1, K, 1, 1), w.reshape(K * 3, 2, 3, 3), b.reshape(-1), groups=K)
         mc = mc.reshape(K, 3, 3, 3)
