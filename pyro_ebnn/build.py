@@ -32,10 +32,14 @@ def build_penalty(cfg):
     return make_penalty(cfg.mode, getattr(cfg, "penalty_weight", None))
 
 
-def build_model(cfg, input_shape, num_classes, lam=None) -> FeedbackBNN:
+def build_model(cfg, input_shape, num_classes, lam=None):
     """The model of ``cfg.mode``: feedback -> evidence; rrr / l1grad / cdep -> a loss penalty and no
-    evidence; none / augment -> neither (augment acts on the images, in the training loop)."""
+    evidence; none / augment -> neither (augment acts on the images, in the training loop).
+    ``network: deterministic`` -> a :class:`~pyro_ebnn.point.PointModel` of the same architecture."""
     net = build_net(cfg, input_shape, num_classes)
+    if getattr(cfg, "network", "bayesian") == "deterministic":
+        from .point import PointModel, point_network
+        return PointModel(point_network(net), cfg.mode, getattr(cfg, "penalty_weight", None))
     prior = PRIORS[cfg.prior](scale=cfg.prior_scale)
     return FeedbackBNN(net, prior=prior, likelihood=CategoricalLikelihood(cfg.class_weights),
                        evidence=build_evidence(cfg, lam), penalty=build_penalty(cfg))

@@ -29,8 +29,16 @@ class Config:
     max_train_images: Optional[int] = None
     max_test_images: Optional[int] = None
     data_seed: int = 0
+    # decoys of the validation images: "train" = the training rule (the decoy still predicts the
+    # label; [000]), "test" = the test rule ([001]: validation grey random), so that model selection
+    # rewards models that do not read the decoy. decoy_mnist only.
+    validation_decoys: str = "train"
     # -- model -----------------------------------------------------------------------------------
     architecture: str = "lenet"           # lenet | alexnet
+    # bayesian: the Pyro model (weights ~ q(w)); deterministic: the same architecture with point
+    # weights, trained by CE (+ penalty), the setting the baselines were published in
+    # (pyro_ebnn.point). Feedback as evidence needs bayesian.
+    network: str = "bayesian"
     rho_init: float = -2.0
     prior: str = "normal"                 # normal | laplace
     prior_scale: float = 0.1
@@ -83,8 +91,17 @@ class Config:
             bad("npz_path", "dataset npz needs npz_path: a .npz with train_/test_ images, labels, masks")
         if self.dataset == "decoy_mnist" and self.rule not in ("color", "position", "corners", "rrr", "cdep"):
             bad("rule", f"unknown decoy rule {self.rule!r}; use color, position, corners, rrr or cdep")
+        if self.validation_decoys not in ("train", "test"):
+            bad("validation_decoys", f"use train or test, got {self.validation_decoys!r}")
+        if self.validation_decoys == "test" and self.dataset != "decoy_mnist":
+            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist only; use train")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.network not in ("bayesian", "deterministic"):
+            bad("network", f"use bayesian or deterministic, got {self.network!r}")
+        if self.network == "deterministic" and self.mode == "feedback":
+            bad("mode", "feedback is evidence in the Bayesian model; set network: bayesian, or pick a "
+                        "baseline mode (none, augment, rrr, l1grad, cdep) for the deterministic network")
         if self.mode == "feedback" and not self.lam > 0:
             bad("lam", f"feedback needs lam > 0 (got {self.lam}); use --mode none to train without feedback")
         if self.penalty_weight is not None and not self.penalty_weight > 0:

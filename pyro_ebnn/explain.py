@@ -90,8 +90,17 @@ def deterministic_network(net: BayesianCNN, sample: bool = False,
     evidence acts on. The copy is in eval mode with frozen parameters and shares no module
     instance with ``net``.
     """
+    if isinstance(net, nn.Sequential) and hasattr(net, "evidence_layer") and hasattr(net, "input_shape"):
+        # a point network (pyro_ebnn.point): it has one weight setting only
+        if sample:
+            raise ExplainError("a deterministic network has no posterior to sample weights from; use samples=0")
+        det = copy.deepcopy(net)
+        det.eval()
+        for p in det.parameters():
+            p.requires_grad_(False)
+        return det
     if not isinstance(net, BayesianCNN):
-        raise ExplainError(f"expected a BayesianCNN, got {type(net).__name__}")
+        raise ExplainError(f"expected a BayesianCNN or a point network, got {type(net).__name__}")
     det = nn.Sequential(OrderedDict([
         ("body", _convert(net.body, sample, generator)),
         ("evidence_layer", _plain_layer(net.evidence_layer, sample, generator)),

@@ -10,8 +10,16 @@ from .model import LOGITS_SITE, FeedbackBNN
 @torch.no_grad()
 def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 20, batch_size: int = 1000,
                      sample_batch: int = 10, device=None, progress=None) -> torch.Tensor:
-    """S x N x K class probabilities, one row per posterior predictive sample."""
+    """S x N x K class probabilities, one row per posterior predictive sample (a deterministic
+    :class:`~pyro_ebnn.point.PointModel` has no posterior: 1 x N x K)."""
     device = device or next(bnn.net.parameters()).device
+    if not isinstance(bnn, FeedbackBNN):
+        out = []
+        for start in range(0, len(images), batch_size):
+            out.append(bnn.probs(images[start:start + batch_size].to(device)).cpu()[None])
+            if progress is not None:
+                progress.update(len(out[-1][0]))
+        return torch.cat(out, dim=1)
     bnn.net.train()  # LRT sampling on
     out = []
     for start in range(0, len(images), batch_size):

@@ -6,6 +6,7 @@
   explain    attribution grids of two or more runs on the same images  -> OUT/*.png, *.pdf
   grid       train folds x modes of one config, then aggregate
   aggregate  mean +- std tables (Markdown, CSV) over runs under a directory
+  compare    rules x methods x folds (baselines on the same footing) -> [000] Table 1 / 2 layout
   main       the default job: Decoy MNIST position rule, none vs feedback, short CPU budget
 """
 from __future__ import annotations
@@ -91,6 +92,9 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, res
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
     if config is None:
         config = str(Path(run_dir) / "config.yaml")
+    if _config(config, None, sets, seed, device, fold).network != "bayesian":
+        raise EBNNError(f"fine-tuning with feedback needs a Bayesian run (network: bayesian); {run_dir} "
+                        "holds a deterministic network")
     cfg = _config(config, "feedback", sets, seed, device, fold)
     m = run(run_dir, cfg, out, resume=resume)
     click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
@@ -189,6 +193,32 @@ def grid(configs, modes, folds, sets, device, out):
     for config in configs:
         text = run_grid(config, modes.split(","), [int(f) for f in folds.split(",")], out, sets, device)
     click.echo(text)
+
+
+@cli.command()
+@click.option("--config", "configs", multiple=True, required=True, type=click.Path(),
+              help="one config per decoy rule / dataset (repeatable)")
+@click.option("--methods", default="none,feedback,augment,rrr,l1grad,cdep", show_default=True,
+              help="comma-separated modes; MODE@deterministic trains the plain network of the baseline's paper")
+@click.option("--folds", default="0,1,2", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key in every run")
+@click.option("--device", default=None)
+@click.option("--overlap", default="saliency", show_default=True,
+              help="attribution methods for the overlap table (comma-separated; 'none' to skip)")
+@click.option("--overlap-images", "overlap_images", default=2000, show_default=True, type=int,
+              help="first N masked test images per run for the overlap")
+@click.option("--collect-only", is_flag=True, help="train nothing; tabulate the finished runs under OUT")
+@click.option("--out", required=True, type=click.Path(), help="directory of the runs; tables in OUT/compare.md, .csv")
+def compare(configs, methods, folds, sets, device, overlap, overlap_images, collect_only, out):
+    """Train (or collect) every rule x method x fold and write the [000] Table 1 / Table 2 layout:
+    balanced accuracy, macro F1, ROC AUC, overlap, cost, mean ± std over folds."""
+    from .compare import compare as run
+    from .explain import parse_methods
+    ov = () if overlap.strip().lower() in ("", "none") else parse_methods(overlap)
+    text = run(configs, methods, [int(f) for f in folds.split(",")], out, sets, device, ov, overlap_images,
+               train=not collect_only, echo=lambda s: click.echo(s, err=True))
+    click.echo(text)
+    click.echo(f"wrote {out}/compare.md and {out}/compare.csv")
 
 
 @cli.command()

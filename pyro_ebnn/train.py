@@ -38,7 +38,8 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
     (a fraction if < 1, else a count)."""
     trainval, tests = load_dataset(cfg)
     train_idx, val_idx = fold_split(len(trainval), cfg.num_folds, cfg.fold, cfg.data_seed)
-    train, val = trainval.subset(train_idx), trainval.subset(val_idx)
+    train = trainval.subset(train_idx)
+    val = (tests.pop("validation") if "validation" in tests else trainval).subset(val_idx)
     if annotated is None:
         train.masks = keep_fraction_of_masks(train.masks, cfg.mask_fraction, cfg.seed + 17)
     else:
@@ -89,7 +90,11 @@ class Trainer:
     def __init__(self, cfg: Config, bnn, lr: float, device):
         self.cfg, self.bnn, self.device = cfg, bnn, device
         self.scheduler = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=cfg.lr_decay)
-        self.svi = SVI(bnn.model, bnn.guide, self.scheduler, loss=build_elbo(cfg))
+        if getattr(cfg, "network", "bayesian") == "deterministic":
+            from .point import PointStep
+            self.svi = PointStep(bnn, self.scheduler)
+        else:
+            self.svi = SVI(bnn.model, bnn.guide, self.scheduler, loss=build_elbo(cfg))
         self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
         self.history = []
 
@@ -263,8 +268,8 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
 def finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None):
     best, _, payload = load_model(out / MODEL, device, cfg)
     t0 = time.time()
-    metrics = {"name": cfg.name, "rule": cfg.rule, "mode": cfg.mode, "fold": cfg.fold, "seed": cfg.seed,
-               **evaluate_sets(best, split, cfg, device, progress)}
+    metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
+               "seed": cfg.seed, **evaluate_sets(best, split, cfg, device, progress)}
     metrics.update({
         "best_epoch": trainer.best_epoch, "epochs_run": trainer.epoch,
         f"val_{cfg.select_metric}": trainer.best_score if math.isfinite(trainer.best_score) else None,
@@ -285,6 +290,9 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
     lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
+    if cfg.network != "bayesian":
+        raise ConfigError("fine-tuning with feedback needs a Bayesian run (network: bayesian); "
+                          f"{run_dir} holds a {cfg.network} network")
     cfg.mode = "feedback"
     if not lam > 0:
         raise ConfigError(f"fine-tuning with feedback needs finetune_lam > 0, got {lam}")
@@ -309,6 +317,29 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     return finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                   {"finetuned_from": str(run_dir), "finetune_lam": lam,
                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
+
+
+def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000, device=None,
+                progress: bool = True) -> dict:
+    """Add the attribution overlap ``overlap_<method>`` of a finished run to its metrics.json
+    (the other metrics are kept; nothing is re-trained). Methods already there are skipped."""
+    from .config import load_config
+    from .explain import overlap_metrics, parse_methods
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / METRICS).read_text())
+    todo = [m for m in parse_methods(methods) if metrics.get(f"overlap_{m}") is None]
+    if not todo:
+        return metrics
+    cfg = load_config(str(run_dir / "config.yaml"), {"device": device} if device else None)
+    dev = resolve_device(cfg.device)
+    split = prepare_split(cfg)
+    bnn, _, _ = load_model(run_dir, dev, cfg)
+    t0 = time.time()
+    metrics.update(overlap_metrics(bnn.net, split.test, todo, max_images=max_images, device=dev,
+                                   progress=progress, seed=cfg.seed))
+    metrics["overlap_seconds"] = time.time() - t0
+    write_metrics(run_dir, metrics)
+    return metrics
 
 
 def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions: bool = True, methods=None,
@@ -339,8 +370,8 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     keep = {} if figures else None
-    metrics = {"name": cfg.name, "rule": cfg.rule, "mode": cfg.mode, "fold": cfg.fold, "seed": cfg.seed,
-               **evaluate_sets(bnn, split, cfg, dev, progress, attributions=attributions, methods=methods,
+    metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
+               "seed": cfg.seed, **evaluate_sets(bnn, split, cfg, dev, progress, attributions=attributions, methods=methods,
                                attribution_samples=samples, max_images=max_images, keep=keep),
                "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
                "threads": torch.get_num_threads(), "evaluated_run": str(run_dir), "config": cfg.to_dict()}

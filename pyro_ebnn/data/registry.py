@@ -17,7 +17,9 @@ def _limit(n, cap):
 
 
 def load_decoy_mnist(cfg):
-    """Returns (trainval, {"test": ..., "decoy_swap": ...})."""
+    """Returns (trainval, {"test": ..., "decoy_swap": ...}); with ``validation_decoys: test`` also
+    ``"validation"``: the trainval digits with the decoys of the test rule (prepare_split takes the
+    validation fold from it)."""
     xtr, ytr, xte, yte = load_mnist(cfg.data_dir, cfg.source)
     rng = np.random.default_rng(cfg.data_seed)
     if cfg.max_train_images is not None and cfg.max_train_images < len(ytr):
@@ -30,6 +32,9 @@ def load_decoy_mnist(cfg):
     x, m = add_decoys(xtr, ytr, cfg.rule, train=True, seed=seed + 1)
     trainval = ImageSet(torch.from_numpy(x), torch.from_numpy(ytr), torch.from_numpy(m), 10, "train")
     tests = {}
+    if getattr(cfg, "validation_decoys", "train") == "test":
+        x, m = add_decoys(xtr, ytr, cfg.rule, train=False, seed=seed + 4)
+        tests["validation"] = ImageSet(torch.from_numpy(x), torch.from_numpy(ytr), torch.from_numpy(m), 10, "validation")
     for name, swap, s in (("test", False, 2), ("decoy_swap", True, 3)):
         x, m = add_decoys(xte, yte, cfg.rule, train=False, seed=seed + s, swap=swap)
         tests[name] = ImageSet(torch.from_numpy(x), torch.from_numpy(yte), torch.from_numpy(m), 10, name)

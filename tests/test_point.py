@@ -1,0 +1,139 @@
+"""The deterministic (point-estimate) networks of the baselines, the compare grid and its tables,
+and test-rule validation decoys."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from pyro_ebnn.baselines import rrr_penalty, logits_function
+from pyro_ebnn.compare import parse_methods, tables
+from pyro_ebnn.config import load_config
+from pyro_ebnn.errors import ConfigError
+from pyro_ebnn.nets import lenet
+from pyro_ebnn.point import PointModel, point_network
+from pyro_ebnn.run import cli
+from pyro_ebnn.train import CHECKPOINT, MODEL, load_model, prepare_split, train
+
+from test_inputs import _write_npz
+
+
+@pytest.fixture
+def npz(tmp_path):
+    _write_npz(tmp_path / "d.npz")
+    return str(tmp_path / "d.npz")
+
+
+def _cfg(npz, **kw):
+    return load_config("configs/custom_npz.yaml", {"npz_path": npz, "eval_samples": 2, "batch_size": 8,
+                                                   "network": "deterministic", "mode": "rrr", **kw})
+
+
+def test_point_network_starts_at_the_posterior_mean_and_trains_its_own_weights():
+    bnet = lenet()
+    det = point_network(bnet)
+    x = torch.rand(5, 1, 28, 28)
+    bnet.eval()
+    assert torch.allclose(det(x), bnet(x), atol=1e-5)
+    assert all(p.requires_grad for p in det.parameters())
+    assert det.training and det.input_shape == (1, 28, 28)
+    ids = {id(p) for p in bnet.parameters()}
+    assert not any(id(p) in ids for p in det.parameters())
+
+
+def test_point_loss_is_cross_entropy_plus_the_weighted_penalty():
+    torch.manual_seed(0)
+    det = point_network(lenet())
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    mask = torch.zeros(6, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :4, :4] = True
+    ce = F.cross_entropy(det(x), y)
+    assert torch.allclose(PointModel(det, "none").loss(x, y, mask), ce)
+    assert torch.allclose(PointModel(det, "rrr", weight=10.0).loss(x, y, torch.zeros_like(mask)), ce)
+    by_hand = ce + 10.0 * rrr_penalty(logits_function(det), x, mask).mean()
+    got = PointModel(det, "rrr", weight=10.0).loss(x, y, mask)
+    assert got > ce and torch.allclose(got, by_hand)
+    with pytest.raises(ValueError, match="feedback as evidence needs network: bayesian"):
+        PointModel(det, "feedback")
+
+
+def test_deterministic_run_trains_saves_reloads_and_resumes_exactly(tmp_path, npz):
+    straight = train(_cfg(npz, epochs=3), tmp_path / "a", progress=False)
+    train(_cfg(npz, epochs=1), tmp_path / "b", progress=False)
+    resumed = train(_cfg(npz, epochs=3), tmp_path / "b", progress=False)
+    hist = [torch.load(tmp_path / d / CHECKPOINT, weights_only=False)["history"] for d in "ab"]
+    assert [h["loss"] for h in hist[0]] == pytest.approx([h["loss"] for h in hist[1]], rel=1e-5)
+    assert straight["balanced_accuracy"] == pytest.approx(resumed["balanced_accuracy"])
+    assert straight["network"] == "deterministic" and straight["mode"] == "rrr"
+    assert straight["mutual_information"] == pytest.approx(0.0, abs=1e-6)  # one weight setting
+    # the loss fell: the network learned something
+    assert hist[0][-1]["loss"] < hist[0][0]["loss"]
+    model, cfg, payload = load_model(tmp_path / "a")
+    assert isinstance(model, PointModel) and cfg.network == "deterministic"
+    saved = torch.load(tmp_path / "a" / MODEL, weights_only=False)["net"]
+    assert all(torch.equal(saved[k], v) for k, v in model.net.state_dict().items())
+
+
+def test_deterministic_feedback_and_finetune_are_refused(tmp_path, npz):
+    with pytest.raises(ConfigError, match="feedback is evidence in the Bayesian model"):
+        _cfg(npz, mode="feedback")
+    train(_cfg(npz, epochs=1, mode="none"), tmp_path / "p", progress=False)
+    r = CliRunner().invoke(cli, ["finetune", "--run", str(tmp_path / "p"), "--out", str(tmp_path / "f")])
+    assert r.exit_code == 2 and "needs a Bayesian run" in r.output
+
+
+def test_validation_decoys_follow_the_test_rule_when_asked():
+    base = {"max_train_images": 600, "max_test_images": 50, "rule": "corners", "num_folds": 3}
+    cfg = load_config(None, base)
+    split = prepare_split(cfg)
+    grey = lambda s: (s.images[:, 0, 0, 0] * 255).round().long()   # the top-left decoy square
+    # training rule: grey 255 - 25 y on every validation image
+    assert torch.equal(grey(split.val), 255 - 25 * split.val.labels)
+    split_t = prepare_split(load_config(None, {**base, "validation_decoys": "test"}))
+    assert torch.equal(split_t.val.labels, split.val.labels)
+    assert (grey(split_t.val) != 255 - 25 * split_t.val.labels).float().mean() > 0.8  # random grey
+    assert torch.equal(split_t.train.images, split.train.images)   # training data unchanged
+    with pytest.raises(ConfigError, match="decoy_mnist only"):
+        load_config(None, {"dataset": "npz", "npz_path": "x.npz", "validation_decoys": "test"})
+
+
+def test_compare_methods_parse_and_refuse_nonsense():
+    assert parse_methods("none, rrr@deterministic") == [("none", "bayesian"), ("rrr", "deterministic")]
+    for bad, msg in (("rrr@mlp", "unknown network"), ("foo", "unknown mode"),
+                     ("feedback@deterministic", "does not exist"), (",", "empty")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_methods(bad)
+
+
+def test_compare_tables_have_the_paper_layout_with_mean_and_std():
+    runs = [{"name": "decoy_mnist_rrr", "mode": "rrr", "network": "deterministic", "balanced_accuracy": a}
+            for a in (0.9, 0.7)]
+    runs += [{"name": "decoy_mnist_rrr", "mode": "feedback", "config": {"network": "bayesian"},
+              "balanced_accuracy": 0.95, "overlap_saliency": 0.01}]
+    text, rows = tables(runs, parse_methods("feedback,rrr@deterministic"))
+    lines = text.splitlines()
+    i = lines.index("### balanced accuracy")
+    assert lines[i + 2] == "| rule | feedback | rrr (det.) |"
+    assert lines[i + 4] == "| decoy_mnist_rrr | 0.950 ± 0.000 | 0.800 ± 0.141 |"
+    assert "| decoy_mnist_rrr | 0.010 ± 0.000 | n/a |" in lines
+    assert {r["runs"] for r in rows} == {1, 2}
+
+
+@pytest.mark.slow
+def test_compare_from_the_cli_on_real_decoy_mnist(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", "configs/decoy_mnist_rrr.yaml", "--methods", "none,rrr@deterministic",
+            "--folds", "0,1", "--overlap", "saliency", "--overlap-images", "50", "--out", str(out),
+            "--set", "epochs=1", "--set", "max_train_images=900", "--set", "max_test_images=100",
+            "--set", "eval_samples=2", "--set", "batch_size=64"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert (out / "compare.md").exists() and (out / "compare.csv").exists()
+    m = json.loads((out / "decoy_mnist_rrr" / "rrr-deterministic" / "fold1" / "metrics.json").read_text())
+    assert m["network"] == "deterministic" and 0 <= m["overlap_saliency"] <= 1 and m["n_overlap_images"] == 50
+    assert "| decoy_mnist_rrr |" in (out / "compare.md").read_text()
+    # collecting again trains nothing and gives the same table
+    before = (out / "compare.md").read_text()
+    r = CliRunner().invoke(cli, args + ["--collect-only"])
+    assert r.exit_code == 0 and (out / "compare.md").read_text() == before
