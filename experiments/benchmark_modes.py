@@ -4,9 +4,10 @@
                                           [--device cpu|cuda] [--variants bayes:none,det:rrr,...]
 
 Variants: the Bayesian model (Pyro SVI, TraceMeanField_ELBO, JointOptim, validation off, as in
-training) in the modes none, feedback, augment, rrr, l1grad, cdep; and the deterministic LeNet of
-pyro_ebnn.baselines (plain PyTorch, Adam) in none, augment, rrr, l1grad, cdep, i.e. each penalty
-in its own paper's setting. LeNet, real Decoy MNIST batches (config decoy_mnist_rrr.yaml, masks
+training) in the modes none, feedback, augment, rrr, l1grad, cdep; and the deterministic LeNet
+(``network: deterministic``, pyro_ebnn.point.PointStep: plain PyTorch loss, the same Adam wrapper)
+in none, augment, rrr, l1grad, cdep, i.e. each penalty in its own paper's setting. Every variant
+runs the same number of steps per epoch, so the step-time ratios are the epoch-time ratios. LeNet, real Decoy MNIST batches (config decoy_mnist_rrr.yaml, masks
 kept on mask_fraction of the images as in training), penalty weights at their defaults.
 
 Time: median over rounds of the mean time per step, the variants interleaved within each round.
@@ -29,10 +30,11 @@ import pyro
 import torch
 from pyro.infer import SVI
 
-from pyro_ebnn.baselines import LeNet, deterministic_step, replace_with_noise
+from pyro_ebnn.baselines import replace_with_noise
 from pyro_ebnn.build import build_elbo, build_model
 from pyro_ebnn.config import load_config
 from pyro_ebnn.optim import JointOptim
+from pyro_ebnn.point import PointStep
 
 BAYES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep")
 DET = ("none", "augment", "rrr", "l1grad", "cdep")
@@ -47,15 +49,14 @@ def make_step(variant: str, device, seed: int = 0):
     kind, mode = variant.split(":")
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    if kind == "det":
-        net = LeNet().to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        return lambda x, y, m: deterministic_step(net, opt, x, y, m, mode, generator=gen)
-    cfg = load_config(CONFIG, {"mode": mode})
+    network = "deterministic" if kind == "det" else "bayesian"
+    cfg = load_config(CONFIG, {"mode": mode, "network": network})
     bnn = build_model(cfg, (1, 28, 28), 10)
-    bnn.name = f"bnn_{mode}"  # one param-store namespace per variant: each trains its own network
+    bnn.name = f"{kind}_{mode}"  # one param-store namespace per variant: each trains its own network
     bnn.net.to(device)
-    svi = SVI(bnn.model, bnn.guide, JointOptim(torch.optim.Adam, {"lr": cfg.lr}), build_elbo(cfg))
+    optim = JointOptim(torch.optim.Adam, {"lr": cfg.lr})
+    # exactly the step of `python -m pyro_ebnn.run train`: SVI, or PointStep for network: deterministic
+    svi = PointStep(bnn, optim) if kind == "det" else SVI(bnn.model, bnn.guide, optim, build_elbo(cfg))
 
     def step(x, y, m):
         if mode == "augment":
