@@ -8,19 +8,35 @@ make main
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --out results/protocol
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --out results/protocol
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position_rf.yaml --modes feedback --set epochs=30 --set threads=2 --out results/protocol
-for m in none feedback; do for f in 0 1 2; do
-  python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_position/$m/fold$f --threads 1 \
+for rule in position color; do for m in none feedback; do for f in 0 1 2; do
+  python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_$rule/$m/fold$f --threads 1 \
       --methods saliency,gradcam --max-images 2000 --figure-images 6
-done; done
+done; done; done
 python -m pyro_ebnn.run aggregate results/protocol --out experiments/results/protocol_summary \
-    --columns balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,overlap_saliency,overlap_gradcam
-# 3. [001] fine-tuning on the four-corner rule
-python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --set epochs=1 --set eval_samples=10 --out results/finetune/corners/none
-python -m pyro_ebnn.run finetune --run results/finetune/corners/none --set eval_samples=10 --out results/finetune/corners/feedback
-for r in none feedback; do
-  python -m pyro_ebnn.run evaluate --run results/finetune/corners/$r --threads 1 --max-images 2000 --figure-images 6
+    --columns balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_gradcam
+# 3. [001] fine-tuning on the four-corner rule: 1 epoch without feedback, then 17 epochs with feedback
+#    on 0.4% of the training images, model selected on a validation fold with test-rule decoys
+R=results/finetune3/corners
+for f in 0 1 2; do
+  python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
+      --set threads=1 --out $R/none/fold$f
+  python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
+      --set patience=3 --set eval_samples=10 --set threads=1 --out $R/feedback/fold$f
 done
-python -m pyro_ebnn.run aggregate results/finetune --out experiments/results/finetune_summary \
-    --columns balanced_accuracy,decoy_swap_accuracy,ece,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+for r in none feedback; do for f in 0 1 2; do
+  python -m pyro_ebnn.run evaluate --run $R/$r/fold$f --threads 1 --max-images 2000 --figure-images 6
+done; done
+python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
+    --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/benchmark_step.json
+# 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds
+for rule in rrr cdep; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml \
+    --methods none,feedback,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic,augment \
+    --folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --overlap saliency --overlap-images 2000 \
+    --out results/compare
+done
+cp results/compare/compare.md results/compare/compare.csv experiments/results/
+# 6. cost of every mode (time per step = per epoch, peak memory), ratios to the Bayesian step without feedback
+python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/benchmark_modes.json
