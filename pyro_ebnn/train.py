@@ -275,7 +275,8 @@ def finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None
         f"val_{cfg.select_metric}": trainer.best_score if math.isfinite(trainer.best_score) else None,
         "n_train": len(split.train), "n_train_with_mask": int(split.train.masks.flatten(1).any(1).sum()),
         "n_val": len(split.val) if split.val is not None else 0, "n_test": len(split.test),
-        "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / max(1, len(trainer.history)),
+        "train_seconds": train_seconds, "seconds_per_epoch": (sum(h["seconds"] for h in trainer.history) / len(trainer.history)
+                              if trainer.history else None),
         "eval_seconds": time.time() - t0, "device": str(device), **(extra or {}),
         "config": cfg.to_dict(),
     })
