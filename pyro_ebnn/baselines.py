@@ -15,8 +15,8 @@ All of them take the feedback mask E (N x 1 x H x W, 1 = irrelevant, broadcast o
 
 The three penalties return one value per image (shape ``(B,)``), so that they serve both
 
-* a plain PyTorch loss ``mean(CE) + weight * mean(penalty)`` (:func:`deterministic_step`, with the
-  deterministic :class:`LeNet` of the papers' own, non-Bayesian setting), and
+* a plain PyTorch loss ``mean(CE) + weight * mean(penalty)`` (:class:`pyro_ebnn.point.PointModel`,
+  the deterministic network of the papers' own, non-Bayesian setting: ``network: deterministic``), and
 * the ``penalty`` hook of :class:`pyro_ebnn.model.FeedbackBNN`, which adds
   ``pyro.factor("explanation_penalty", -weight * penalty)`` inside the data plate, i.e. the same
   per-image weighting against the log-likelihood, scaled by N/B like it (:func:`make_penalty`).
@@ -51,8 +51,6 @@ from .nets import BayesianCNN
 
 #: modes that add a loss penalty (the others: none, feedback, augment)
 PENALTY_MODES = ("rrr", "l1grad", "cdep")
-#: every mode the deterministic step knows
-DETERMINISTIC_MODES = ("none", "augment") + PENALTY_MODES
 
 #: Published / chosen default weights of the penalties (``weight=None`` means these):
 #: * rrr: lambda_1 = 1000, Ross et al. 2017 on Decoy MNIST (their Sec. 4 / the RRR reference code;
@@ -87,45 +85,18 @@ def replace_with_noise(x: torch.Tensor, mask: Optional[torch.Tensor], generator:
 
 
 # ---------------------------------------------------------------------------------------------
-# networks: a deterministic LeNet, and one walker over the layers of both kinds of network
+# one walker over the layers of both kinds of network
 # ---------------------------------------------------------------------------------------------
-class LeNet(nn.Module):
-    """The LeNet of [000] with plain layers (``pyro_ebnn.nets.lenet`` without the Bayesian part):
-    conv(c->6,3) ReLU pool2 conv(6->16,3) ReLU pool2 fc 400-120-84-K. Returns logits."""
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28):
-        super().__init__()
-        side = ((image_size - 2) // 2 - 2) // 2
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(1),
-            nn.Linear(16 * side * side, 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
-            nn.Linear(84, num_classes))
-        for m in self.layers:
-            if isinstance(m, (nn.Conv2d, nn.Linear)):  # the initialisation of the Bayesian means
-                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-def deterministic_lenet(num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> LeNet:
-    return LeNet(num_classes, in_channels, image_size)
-
-
 def layer_sequence(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """The flat list of (name, module) that a network applies in order: ``body``,
-    ``evidence_layer``, ``head`` of a :class:`BayesianCNN`; the children of a :class:`LeNet` or of
-    any ``nn.Sequential`` (nested sequentials are unrolled)."""
+    ``evidence_layer``, ``head`` of a :class:`BayesianCNN`; the children of any ``nn.Sequential``, e.g.
+    a point network of :mod:`pyro_ebnn.point` (nested sequentials are unrolled)."""
     if isinstance(net, BayesianCNN):
         parts = [("body", net.body), ("evidence_layer", net.evidence_layer), ("head", net.head)]
-    elif isinstance(net, LeNet):
-        parts = [("layers", net.layers)]
     elif isinstance(net, nn.Sequential):
         parts = [("", net)]
     else:
-        raise TypeError(f"no layer sequence for {type(net).__name__}; use a BayesianCNN, LeNet or nn.Sequential")
+        raise TypeError(f"no layer sequence for {type(net).__name__}; use a BayesianCNN or an nn.Sequential")
     out = []
 
     def walk(prefix, m):
@@ -368,24 +339,3 @@ def make_penalty(mode: str, weight: Optional[float] = None, weights: str = "mean
         return w * penalty_terms(mode, net, x, y, mask, weights)
     penalty.mode, penalty.weight = mode, w
     return penalty
-
-
-def deterministic_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                       mask: Optional[torch.Tensor], mode: str, weight: Optional[float] = None,
-                       generator: Optional[torch.Generator] = None) -> float:
-    """One optimisation step of a plain network, in its own paper's (non-Bayesian) setting:
-    ``mean CE + weight * mean penalty`` (rrr, l1grad, cdep), CE on counterexamples (augment), or
-    plain CE (none). Returns the loss."""
-    if mode not in DETERMINISTIC_MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(DETERMINISTIC_MODES)}")
-    net.train()
-    optimizer.zero_grad()
-    if mode == "augment":
-        x = replace_with_noise(x, mask, generator)
-    loss = F.cross_entropy(net(x), y)
-    if mode in PENALTY_MODES and mask is not None:
-        w = default_weight(mode) if weight is None else float(weight)
-        loss = loss + w * penalty_terms(mode, net, x, y, mask).mean()
-    loss.backward()
-    optimizer.step()
-    return loss.item()

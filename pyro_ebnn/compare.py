@@ -9,6 +9,7 @@ negative ELBO) or ``rrr@deterministic`` (the plain LeNet of the baseline's own p
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -68,7 +69,7 @@ def run_grid(configs: Sequence[str], methods, folds: Sequence[int], out, sets=()
                     overrides["device"] = device
                 cfg = load_config(config, overrides)
                 where = run_dir(out, cfg.name, mode, network, fold)
-                done = (where / METRICS).exists()
+                done = _finished(where / METRICS, cfg)
                 if not done and train:
                     m = train_run(cfg, where)
                     echo(f"{cfg.name} [{label(mode, network)}] fold {fold}: balanced_accuracy="
@@ -78,14 +79,24 @@ def run_grid(configs: Sequence[str], methods, folds: Sequence[int], out, sets=()
                     add_overlap(where, overlap, overlap_images, device=device)
 
 
+def _finished(metrics_path: Path, cfg) -> bool:
+    """A run counts as finished when its metrics.json was written with this very config (device and
+    threads aside). Otherwise it is trained: resumed and extended when only ``epochs`` grew, refused
+    with a one-line error when other keys differ."""
+    if not metrics_path.exists():
+        return False
+    saved = json.loads(metrics_path.read_text()).get("config", {})
+    return all(saved[k] == v for k, v in cfg.to_dict().items() if k in saved and k not in ("device", "threads"))
+
+
 def _cell(row, key):
     return row.get(key, "n/a") if row else "n/a"
 
 
 def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
     """Markdown ([000] Table 1 / Table 2 layout plus cost) and the long CSV rows."""
-    for r in runs:
-        r.setdefault("network", (r.get("config") or {}).get("network", "bayesian"))
+    # runs written before the network key existed are Bayesian
+    runs = [{**r, "network": r.get("network") or (r.get("config") or {}).get("network", "bayesian")} for r in runs]
     keys = [k for k, _ in TABLE_METRICS] + list(OVERLAP_METRICS) + [k for k, _ in COST_METRICS] + \
         ["decoy_swap_accuracy", "ece", "nll"]
     rows = summarize(runs, keys, by=("name", "network", "mode"))

@@ -56,14 +56,6 @@ class PointModel:
             loss = loss + self.weight * penalty_terms(self.mode, self.net, x, y, mask).mean()
         return loss
 
-    @torch.no_grad()
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        was = self.net.training
-        self.net.eval()
-        p = self.net(x).softmax(-1)
-        self.net.train(was)
-        return p
-
 
 class PointStep:
     """The ``SVI.step`` of a point model: one gradient step of :meth:`PointModel.loss`. The

@@ -14,12 +14,10 @@ def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 
     :class:`~pyro_ebnn.point.PointModel` has no posterior: 1 x N x K)."""
     device = device or next(bnn.net.parameters()).device
     if not isinstance(bnn, FeedbackBNN):
-        out = []
-        for start in range(0, len(images), batch_size):
-            out.append(bnn.probs(images[start:start + batch_size].to(device)).cpu()[None])
-            if progress is not None:
-                progress.update(len(out[-1][0]))
-        return torch.cat(out, dim=1)
+        probs = mean_probs(bnn, images, batch_size, device)
+        if progress is not None:
+            progress.update(len(images))
+        return probs[None]
     bnn.net.train()  # LRT sampling on
     out = []
     for start in range(0, len(images), batch_size):
@@ -38,8 +36,9 @@ def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 
 
 
 @torch.no_grad()
-def mean_probs(bnn: FeedbackBNN, images: torch.Tensor, batch_size: int = 2000, device=None) -> torch.Tensor:
-    """N x K probabilities of the network at the posterior mean (fast; used for validation)."""
+def mean_probs(bnn, images: torch.Tensor, batch_size: int = 2000, device=None) -> torch.Tensor:
+    """N x K probabilities of the network at the posterior mean (fast; used for validation), or of a
+    deterministic network."""
     device = device or next(bnn.net.parameters()).device
     was = bnn.net.training
     bnn.net.eval()

@@ -168,16 +168,20 @@ def aggregate(root, out, columns):
     click.echo(text)
 
 
+def _folds(text: str) -> list[int]:
+    try:
+        return [int(f) for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise EBNNError(f"--folds takes comma-separated fold numbers such as 0,1,2; got {text!r}")
+
+
 def run_grid(config, modes, folds, out, sets=(), device=None):
+    """Train every (mode, fold) of one config on the Bayesian network, then aggregate."""
     from .aggregate import collect, summarize, write_tables
-    from .train import train as run
-    out = Path(out)
-    for fold in folds:
-        for mode in modes:
-            cfg = _config(config, mode, sets, None, device, fold)
-            m = run(cfg, out / cfg.name / mode / f"fold{fold}")
-            click.echo(f"{cfg.name} [{mode}] fold {fold}: {_summary(m)}", err=True)
-    return write_tables(summarize(collect(out)), out / "summary")
+    from .compare import run_grid as train_grid
+    train_grid([config], [(m, "bayesian") for m in modes], folds, out, sets, device, overlap=(),
+               echo=lambda s: click.echo(s, err=True))
+    return write_tables(summarize(collect(out)), Path(out) / "summary")
 
 
 @cli.command()
@@ -191,7 +195,7 @@ def grid(configs, modes, folds, sets, device, out):
     """Train every (config, mode, fold) that is not finished yet, then aggregate."""
     text = ""
     for config in configs:
-        text = run_grid(config, modes.split(","), [int(f) for f in folds.split(",")], out, sets, device)
+        text = run_grid(config, modes.split(","), _folds(folds), out, sets, device)
     click.echo(text)
 
 
@@ -215,7 +219,7 @@ def compare(configs, methods, folds, sets, device, overlap, overlap_images, coll
     from .compare import compare as run
     from .explain import parse_methods
     ov = () if overlap.strip().lower() in ("", "none") else parse_methods(overlap)
-    text = run(configs, methods, [int(f) for f in folds.split(",")], out, sets, device, ov, overlap_images,
+    text = run(configs, methods, _folds(folds), out, sets, device, ov, overlap_images,
                train=not collect_only, echo=lambda s: click.echo(s, err=True))
     click.echo(text)
     click.echo(f"wrote {out}/compare.md and {out}/compare.csv")
@@ -233,7 +237,7 @@ def main(out, epochs, folds, eval_samples, device):
     config = str(Path(__file__).resolve().parent.parent / "configs" / "decoy_mnist_position.yaml")
     if not Path(config).exists():
         raise EBNNError(f"{config} is missing; run from a checkout of pyro-ebnn")
-    text = run_grid(config, ["none", "feedback"], [int(f) for f in folds.split(",")], out,
+    text = run_grid(config, ["none", "feedback"], _folds(folds), out,
                     sets=[f"epochs={epochs}", f"eval_samples={eval_samples}"], device=device)
     click.echo(text)
     click.echo(f"wrote {out}/summary.md and {out}/summary.csv in {time.time() - t0:.0f} s")

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 
-from pyro_ebnn.baselines import (DEFAULT_WEIGHTS, LeNet, cd_decompose, cdep_penalty, deterministic_step,
-                                 l1_grad_penalty, layer_sequence, logits_function, make_penalty,
+from pyro_ebnn.baselines import (DEFAULT_WEIGHTS, cd_decompose, cdep_penalty, l1_grad_penalty, layer_sequence, logits_function, make_penalty,
                                  network_logits, replace_with_noise, rrr_penalty)
 from pyro_ebnn.build import build_model
 from pyro_ebnn.config import load_config
@@ -19,6 +18,7 @@ from pyro_ebnn.layers import BayesianLayer
 from pyro_ebnn.model import PENALTY_SITE
 from pyro_ebnn.nets import lenet
 from pyro_ebnn.optim import JointOptim
+from pyro_ebnn.point import PointModel, PointStep, point_network
 
 MODES = ("none", "augment", "rrr", "l1grad", "cdep")
 
@@ -57,7 +57,7 @@ def small_batch(n=6, seed=0):
 
 def networks():
     torch.manual_seed(0)
-    det = LeNet()
+    det = point_network(lenet())
     bayes = lenet()
     with torch.no_grad():  # non-trivial biases, so that the bias split matters
         for m in bayes.modules():
@@ -240,18 +240,22 @@ def test_penalty_enters_the_pyro_loss_scaled_like_the_likelihood(mode, weight):
 # -- a few optimisation steps of every mode on real Decoy MNIST ----------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 def test_deterministic_lenet_steps(mode, decoy):
+    """The step of ``network: deterministic`` training, counterexamples made as the Trainer makes them."""
     images, labels, masks = decoy
     torch.manual_seed(0)
-    net = LeNet()
-    before = [p.detach().clone() for p in net.parameters()]
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    model = PointModel(point_network(lenet()), mode)
+    step = PointStep(model, JointOptim(torch.optim.Adam, {"lr": 1e-3}))
+    before = [p.detach().clone() for p in model.net.parameters()]
     g = torch.Generator().manual_seed(0)
-    for step in range(5):
+    for i in range(5):
         idx = torch.randperm(len(labels), generator=g)[:64]
-        loss = deterministic_step(net, opt, images[idx], labels[idx], masks[idx], mode, generator=g)
-        assert math.isfinite(loss), (mode, step)
-    assert all(torch.isfinite(p).all() for p in net.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+        x, m = images[idx], masks[idx]
+        if mode == "augment":
+            x, m = replace_with_noise(x, m, g), None
+        loss = step.step(x, labels[idx], m if mode in ("rrr", "l1grad", "cdep") else None)
+        assert math.isfinite(loss), (mode, i)
+    assert all(torch.isfinite(p).all() for p in model.net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net.parameters()))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -65,6 +65,8 @@ def test_deterministic_run_trains_saves_reloads_and_resumes_exactly(tmp_path, np
     hist = [torch.load(tmp_path / d / CHECKPOINT, weights_only=False)["history"] for d in "ab"]
     assert [h["loss"] for h in hist[0]] == pytest.approx([h["loss"] for h in hist[1]], rel=1e-5)
     assert straight["balanced_accuracy"] == pytest.approx(resumed["balanced_accuracy"])
+    # the time per epoch of a resumed run counts every epoch, not only those after the resume
+    assert resumed["seconds_per_epoch"] == pytest.approx(sum(h["seconds"] for h in hist[1]) / 3)
     assert straight["network"] == "deterministic" and straight["mode"] == "rrr"
     assert straight["mutual_information"] == pytest.approx(0.0, abs=1e-6)  # one weight setting
     # the loss fell: the network learned something
@@ -73,6 +75,25 @@ def test_deterministic_run_trains_saves_reloads_and_resumes_exactly(tmp_path, np
     assert isinstance(model, PointModel) and cfg.network == "deterministic"
     saved = torch.load(tmp_path / "a" / MODEL, weights_only=False)["net"]
     assert all(torch.equal(saved[k], v) for k, v in model.net.state_dict().items())
+
+
+def test_point_network_is_explained_as_it_is_and_has_no_posterior_to_sample():
+    from pyro_ebnn.explain import ExplainError, deterministic_network, explain
+    det = point_network(lenet())
+    copy = deterministic_network(det)
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    det.eval()
+    assert torch.equal(copy(x), det(x)) and copy is not det
+    assert not any(p.requires_grad for p in copy.parameters()) and all(p.requires_grad for p in det.parameters())
+    assert explain(det, x, y, ("saliency", "gradcam"), progress=False)["gradcam"].shape == (4, 1, 28, 28)
+    with pytest.raises(ExplainError, match="no posterior"):
+        explain(det, x, y, ("saliency",), samples=2, progress=False)
+
+
+def test_bad_folds_on_the_cli_is_one_line():
+    r = CliRunner().invoke(cli, ["compare", "--config", "configs/decoy_mnist_rrr.yaml", "--folds", "0,a",
+                                 "--out", "/tmp/never"])
+    assert r.exit_code == 2 and "--folds takes comma-separated fold numbers" in r.output
 
 
 def test_deterministic_feedback_and_finetune_are_refused(tmp_path, npz):
@@ -137,3 +158,20 @@ def test_compare_from_the_cli_on_real_decoy_mnist(tmp_path):
     before = (out / "compare.md").read_text()
     r = CliRunner().invoke(cli, args + ["--collect-only"])
     assert r.exit_code == 0 and (out / "compare.md").read_text() == before
+
+
+def test_grid_skips_finished_runs_and_extends_them_when_epochs_grow(tmp_path, npz):
+    from pyro_ebnn.compare import run_grid
+    sets = [f"npz_path={npz}", "eval_samples=2", "batch_size=8", "epochs=1"]
+    methods = parse_methods("none,rrr@deterministic")
+    config = "configs/custom_npz.yaml"
+    run_grid([config], methods, [0], tmp_path, sets, overlap=(), echo=lambda s: None)
+    path = tmp_path / "custom_npz" / "rrr-deterministic" / "fold0" / "metrics.json"
+    first = path.read_text()
+    run_grid([config], methods, [0], tmp_path, sets, overlap=(), echo=lambda s: None)
+    assert path.read_text() == first                       # finished with this config: not touched
+    run_grid([config], methods, [0], tmp_path, sets[:-1] + ["epochs=2"], overlap=(), echo=lambda s: None)
+    assert json.loads(path.read_text())["epochs_run"] == 2  # resumed and extended
+    with pytest.raises(ConfigError, match="different config"):
+        run_grid([config], methods, [0], tmp_path, sets[:-1] + ["epochs=2", "lr=0.01"], overlap=(),
+                 echo=lambda s: None)
