@@ -5,6 +5,13 @@ and Table 2 (attribution overlap), mean ± std over folds, in Markdown and CSV.
 A *method* is a mode on a network: ``rrr`` (the penalty on the Bayesian LeNet, added to the
 negative ELBO) or ``rrr@deterministic`` (the plain LeNet of the baseline's own paper). Runs live in
 ``OUT/<config name>/<mode>[-deterministic]/fold<k>``; finished runs are collected, not re-trained.
+
+Penalty weights can be swept (``penalty_weights``): every penalty method (rrr, l1grad, cdep) is then
+trained once per weight, in ``OUT/<name>/<mode>[-deterministic]-w<weight>/fold<k>``, and the tables
+report, per rule and method, the weight with the best mean *validation* score over the folds (the
+config's ``select_metric``; never the test score). Use it with ``validation_decoys: test`` so that
+the validation fold rewards models that do not read the decoy. The sweep itself is written as a
+table of its own (validation and test score of every weight, the chosen one marked).
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .aggregate import collect, summarize
-from .config import MODES
+from .config import MODES, PENALTY_MODES
 from .errors import ConfigError
 
 NETWORKS = ("bayesian", "deterministic")
@@ -43,9 +50,24 @@ def parse_methods(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_dir(out, name: str, mode: str, network: str, fold: int) -> Path:
+def run_dir(out, name: str, mode: str, network: str, fold: int, weight: Optional[float] = None) -> Path:
     tag = mode if network == "bayesian" else f"{mode}-{network}"
+    if weight is not None:
+        tag += f"-w{weight:g}"
     return Path(out) / name / tag / f"fold{fold}"
+
+
+def parse_weights(text: Optional[str]) -> Optional[list[float]]:
+    """``"10,100,1000"`` -> [10.0, 100.0, 1000.0]; empty or None -> None (no sweep)."""
+    if not text or not text.strip():
+        return None
+    try:
+        weights = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--penalty-weights takes comma-separated numbers such as 10,100,1000; got {text!r}")
+    if not weights or any(not (w > 0 and w != float("inf")) for w in weights):
+        raise ConfigError(f"--penalty-weights must be positive finite numbers; got {text!r}")
+    return sorted(set(weights))
 
 
 def label(mode: str, network: str) -> str:
@@ -54,29 +76,33 @@ def label(mode: str, network: str) -> str:
 
 def run_grid(configs: Sequence[str], methods, folds: Sequence[int], out, sets=(), device=None,
              overlap: Sequence[str] = ("saliency",), overlap_images: Optional[int] = 2000,
-             train: bool = True, echo=print):
+             train: bool = True, echo=print, penalty_weights: Optional[Sequence[float]] = None):
     """Train every (config, method, fold) that is not finished (``train=False``: only collect), then
     add the attribution overlap of ``overlap`` methods on the first ``overlap_images`` masked test
-    images to every run that lacks it."""
+    images to every run that lacks it. ``penalty_weights``: train every penalty method once per weight."""
     from .config import load_config, parse_sets
     from .train import METRICS, add_overlap
     from .train import train as train_run
     for config in configs:
         for fold in folds:
             for mode, network in methods:
-                overrides = {**parse_sets(sets), "mode": mode, "network": network, "fold": fold}
-                if device:
-                    overrides["device"] = device
-                cfg = load_config(config, overrides)
-                where = run_dir(out, cfg.name, mode, network, fold)
-                done = _finished(where / METRICS, cfg)
-                if not done and train:
-                    m = train_run(cfg, where)
-                    echo(f"{cfg.name} [{label(mode, network)}] fold {fold}: balanced_accuracy="
-                         f"{m['balanced_accuracy']:.4f}")
-                    done = True
-                if done and overlap:
-                    add_overlap(where, overlap, overlap_images, device=device)
+                sweep = penalty_weights if (penalty_weights and mode in PENALTY_MODES) else [None]
+                for weight in sweep:
+                    overrides = {**parse_sets(sets), "mode": mode, "network": network, "fold": fold}
+                    if weight is not None:
+                        overrides["penalty_weight"] = weight
+                    if device:
+                        overrides["device"] = device
+                    cfg = load_config(config, overrides)
+                    where = run_dir(out, cfg.name, mode, network, fold, weight)
+                    done = _finished(where / METRICS, cfg)
+                    if not done and train:
+                        m = train_run(cfg, where)
+                        tag = label(mode, network) + (f", weight {weight:g}" if weight is not None else "")
+                        echo(f"{cfg.name} [{tag}] fold {fold}: balanced_accuracy={m['balanced_accuracy']:.4f}")
+                        done = True
+                    if done and overlap:
+                        add_overlap(where, overlap, overlap_images, device=device)
 
 
 def _finished(metrics_path: Path, cfg) -> bool:
@@ -89,17 +115,96 @@ def _finished(metrics_path: Path, cfg) -> bool:
     return all(saved[k] == v for k, v in cfg.to_dict().items() if k in saved and k not in ("device", "threads"))
 
 
+def effective_weight(run: dict) -> Optional[float]:
+    """The penalty weight a run was trained with (the mode's default when the config left it null);
+    None for modes without a penalty."""
+    from .baselines import DEFAULT_WEIGHTS
+    cfg = run.get("config") or {}
+    mode = run.get("mode") or cfg.get("mode")
+    if mode not in PENALTY_MODES:
+        return None
+    w = cfg.get("penalty_weight")
+    return float(w) if w is not None else DEFAULT_WEIGHTS[mode]
+
+
+def select_weights(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per (rule, network, mode): keep the runs of the penalty weight with the best mean validation
+    score (``val_<select_metric>``) over its folds. Returns (kept runs, sweep rows); the sweep rows
+    list every weight with its validation and test score and whether it was chosen. Methods that
+    were run with a single weight are kept as they are and get no sweep row."""
+    groups: dict = {}
+    for r in runs:
+        key = (r.get("name"), r.get("network"), r.get("mode"))
+        groups.setdefault(key, {}).setdefault(effective_weight(r), []).append(r)
+    kept, sweep = [], []
+    for key, by_weight in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        if len(by_weight) == 1:
+            kept += next(iter(by_weight.values()))
+            continue
+        scored = {}
+        for w, rs in by_weight.items():
+            metric = (rs[0].get("config") or {}).get("select_metric", "balanced_accuracy")
+            vals = [r.get(f"val_{metric}") for r in rs]
+            if any(v is None for v in vals):
+                raise ConfigError(f"{key[0]} {label(key[2], key[1])} weight {w:g}: a run has no validation "
+                                  f"score val_{metric}; the weight cannot be selected (set val_every, rerun)")
+            scored[w] = (sum(vals) / len(vals), metric)
+        best = max(scored, key=lambda w: (scored[w][0], -len(by_weight[w])))
+        kept += by_weight[best]
+        for w in sorted(by_weight):
+            rs = by_weight[w]
+            _, vmean, vstd = _stats([r.get(f"val_{scored[w][1]}") for r in rs])
+            _, tmean, tstd = _stats([r.get("balanced_accuracy") for r in rs])
+            sweep.append({"name": key[0], "network": key[1], "mode": key[2], "weight": w, "runs": len(rs),
+                          "folds": ",".join(str(r.get("fold")) for r in sorted(rs, key=lambda r: r.get("fold", 0))),
+                          "select_metric": scored[w][1],
+                          "validation_decoys": (rs[0].get("config") or {}).get("validation_decoys", "train"),
+                          "val_mean": vmean, "val_std": vstd, "test_balanced_accuracy_mean": tmean,
+                          "test_balanced_accuracy_std": tstd, "chosen": w == best})
+    return kept, sweep
+
+
+def _stats(values):
+    from .aggregate import _fmt
+    return _fmt(values)
+
+
+def sweep_table(sweep: list[dict]) -> list[str]:
+    if not sweep:
+        return []
+    lines = ["## Penalty-weight sweep", "",
+             "Each penalty method was trained once per weight; the tables above use, per rule and method, "
+             "the weight with the best mean validation score (chosen: **bold**). The test column is shown "
+             "for the record only; it played no part in the choice.", "",
+             "| rule | method | weight | validation decoys | validation score | test balanced accuracy | runs |",
+             "|---|---|---|---|---|---|---|"]
+    f = lambda m, s: "n/a" if m is None else f"{m:.3f} ± {s:.3f}"
+    for r in sweep:
+        w = f"**{r['weight']:g}**" if r["chosen"] else f"{r['weight']:g}"
+        lines.append(f"| {r['name']} | {label(r['mode'], r['network'])} | {w} | {r['validation_decoys']} | "
+                     f"{r['select_metric']} {f(r['val_mean'], r['val_std'])} | "
+                     f"{f(r['test_balanced_accuracy_mean'], r['test_balanced_accuracy_std'])} | {r['runs']} |")
+    return lines + [""]
+
+
 def _cell(row, key):
     return row.get(key, "n/a") if row else "n/a"
 
 
+def _with_network(runs):
+    """Runs written before the network key existed are Bayesian."""
+    return [{**r, "network": r.get("network") or (r.get("config") or {}).get("network", "bayesian")} for r in runs]
+
+
 def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
     """Markdown ([000] Table 1 / Table 2 layout plus cost) and the long CSV rows."""
-    # runs written before the network key existed are Bayesian
-    runs = [{**r, "network": r.get("network") or (r.get("config") or {}).get("network", "bayesian")} for r in runs]
+    runs, sweep = select_weights(_with_network(runs))
     keys = [k for k, _ in TABLE_METRICS] + list(OVERLAP_METRICS) + [k for k, _ in COST_METRICS] + \
         ["decoy_swap_accuracy", "ece", "nll"]
     rows = summarize(runs, keys, by=("name", "network", "mode"))
+    chosen = {(r.get("name"), r.get("network"), r.get("mode")): effective_weight(r) for r in runs}
+    for r in rows:
+        r["penalty_weight"] = chosen.get((r["name"], r["network"], r["mode"]))
     present = {(r["mode"], r["network"]) for r in rows}
     order = [m for m in (methods or []) if m in present] + sorted(present - set(methods or []))
     names = sorted({r["name"] for r in rows})
@@ -125,6 +230,7 @@ def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
     md += ["## Cost and robustness", ""]
     for key, title in COST_METRICS + (("decoy_swap_accuracy", "decoy-swap accuracy"), ("ece", "ECE")):
         md += table(key, title)
+    md += sweep_table(sweep)
     return "\n".join(md), rows
 
 
@@ -135,18 +241,26 @@ def write(runs, out_prefix, methods=None) -> str:
     out_prefix.with_suffix(".md").write_text(text + "\n")
     keys = [k for k in rows[0] if k.endswith("_mean") or k.endswith("_std")] if rows else []
     with open(out_prefix.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["name", "network", "mode", "runs"] + keys, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=["name", "network", "mode", "penalty_weight", "runs"] + keys,
+                           extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+    _, sweep = select_weights(_with_network(runs))
+    if sweep:
+        with open(out_prefix.parent / f"{out_prefix.name}_sweep.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(sweep[0]))
+            w.writeheader()
+            w.writerows(sweep)
     return text
 
 
 def compare(configs, methods: str, folds, out, sets=(), device=None, overlap=("saliency",),
-            overlap_images: Optional[int] = 2000, train: bool = True, table_prefix=None, echo=None) -> str:
+            overlap_images: Optional[int] = 2000, train: bool = True, table_prefix=None, echo=None,
+            penalty_weights: Optional[Sequence[float]] = None) -> str:
     echo = echo or (lambda s: print(s, file=sys.stderr))
     parsed = parse_methods(methods)
     if train or overlap:
-        run_grid(configs, parsed, folds, out, sets, device, overlap, overlap_images, train, echo)
+        run_grid(configs, parsed, folds, out, sets, device, overlap, overlap_images, train, echo, penalty_weights)
     runs = collect(out)
     if not runs:
         raise ConfigError(f"no finished runs under {out}; run compare without --collect-only first")
