@@ -1,6 +1,8 @@
 """Posterior predictive through ``pyro.infer.Predictive``, in batches over data and samples."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from pyro.infer import Predictive
 
@@ -8,11 +10,17 @@ from .model import LOGITS_SITE, FeedbackBNN
 
 
 @torch.no_grad()
-def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 20, batch_size: int = 1000,
+def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 20, batch_size: Optional[int] = None,
                      sample_batch: int = 10, device=None, progress=None) -> torch.Tensor:
     """S x N x K class probabilities, one row per posterior predictive sample (a deterministic
-    :class:`~pyro_ebnn.point.PointModel` has no posterior: 1 x N x K)."""
-    device = device or next(bnn.net.parameters()).device
+    :class:`~pyro_ebnn.point.PointModel` has no posterior: 1 x N x K).
+
+    One pass draws ``sample_batch`` samples for ``batch_size`` images. Default batch size: 1000 on
+    a GPU; 128 on the CPU, where 128 x 10 samples per pass stays in cache and runs twice as fast as
+    1000 x 10 (LeNet, measured)."""
+    device = torch.device(device) if device is not None else next(bnn.net.parameters()).device
+    if batch_size is None:
+        batch_size = 1000 if device.type == "cuda" else 128
     if not isinstance(bnn, FeedbackBNN):
         probs = mean_probs(bnn, images, batch_size, device)
         if progress is not None:
