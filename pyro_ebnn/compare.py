@@ -6,20 +6,26 @@ A *method* is a mode on a network: ``rrr`` (the penalty on the Bayesian LeNet, a
 negative ELBO) or ``rrr@deterministic`` (the plain LeNet of the baseline's own paper). Runs live in
 ``OUT/<config name>/<mode>[-deterministic]/fold<k>``; finished runs are collected, not re-trained.
 
-Penalty weights can be swept (``penalty_weights``): every penalty method (rrr, l1grad, cdep) is then
-trained once per weight, in ``OUT/<name>/<mode>[-deterministic]-w<weight>/fold<k>``, and the tables
-report, per rule and method, the weight with the best mean *validation* score over the folds (the
-config's ``select_metric``; never the test score). Use it with ``validation_decoys: test`` so that
-the validation fold rewards models that do not read the decoy. The sweep itself is written as a
-table of its own (validation and test score of every weight, the chosen one marked).
+Settings can be swept per mode (``sweeps``, e.g. ``rrr:penalty_weight=10,100,1000`` or
+``feedback:lam=5e-5,5e-4``; ``penalty_weights`` is the short form for every penalty method): the
+mode is then trained once per setting, in ``OUT/<name>/<mode>[-deterministic]-<key><value>/fold<k>``
+(``-w10`` for ``penalty_weight``), and the tables report, per rule and method, the setting with the
+best mean *validation* score over the folds (the config's ``select_metric``; never the test score).
+Use it with ``validation_decoys: test`` so that the validation fold rewards models that do not read
+the decoy. The sweep itself is written as a table of its own (validation and test score of every
+setting, the chosen one marked) and as ``<prefix>_sweep.csv``.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+import yaml
 
 from .aggregate import collect, summarize
 from .config import MODES, PENALTY_MODES
@@ -50,11 +56,20 @@ def parse_methods(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_dir(out, name: str, mode: str, network: str, fold: int, weight: Optional[float] = None) -> Path:
+def run_dir(out, name: str, mode: str, network: str, fold: int, setting: Optional[dict] = None) -> Path:
+    """``OUT/<name>/<mode>[-deterministic][-<key><value>...]/fold<k>``; the suffix names a swept setting."""
     tag = mode if network == "bayesian" else f"{mode}-{network}"
-    if weight is not None:
-        tag += f"-w{weight:g}"
+    for key, value in (setting or {}).items():
+        tag += f"-{SWEEP_ALIASES.get(key, key)}{_fmt_value(value)}"
     return Path(out) / name / tag / f"fold{fold}"
+
+
+#: short names of swept keys in run directories (rrr-deterministic-w10)
+SWEEP_ALIASES = {"penalty_weight": "w"}
+
+
+def _fmt_value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def parse_weights(text: Optional[str]) -> Optional[list[float]]:
@@ -70,35 +85,63 @@ def parse_weights(text: Optional[str]) -> Optional[list[float]]:
     return sorted(set(weights))
 
 
+def parse_sweeps(items: Sequence[str]) -> dict[str, dict[str, list]]:
+    """``["rrr:penalty_weight=10,100", "feedback:lam=5e-5,5e-4"]`` ->
+    ``{"rrr": {"penalty_weight": [10.0, 100.0]}, "feedback": {"lam": [5e-05, 0.0005]}}``.
+    Values are read as ``--set`` reads them (typed by the config key); several keys of one mode are
+    crossed. The values are checked when each run's config is built."""
+    from .config import Config, _coerce
+    keys = {f.name for f in dataclasses.fields(Config)}
+    out: dict = {}
+    for item in items:
+        mode, sep, rest = item.partition(":")
+        key, eq, values = rest.partition("=")
+        mode, key = mode.strip(), key.strip()
+        if not sep or not eq or not values.strip():
+            raise ConfigError(f"--sweep takes MODE:KEY=V1,V2,... (e.g. feedback:lam=5e-5,5e-4); got {item!r}")
+        if mode not in MODES:
+            raise ConfigError(f"--sweep {item!r}: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if key not in keys or key in ("mode", "network", "fold"):
+            raise ConfigError(f"--sweep {item!r}: {key!r} is not a config key that can be swept")
+        parsed = [_coerce(key, yaml.safe_load(v.strip())) for v in values.split(",") if v.strip()]
+        out.setdefault(mode, {})[key] = list(dict.fromkeys(parsed))
+    return out
+
+
+def settings_of(mode: str, sweeps: Optional[dict]) -> list[dict]:
+    """Every setting (dict of swept keys) a mode is trained with; ``[{}]`` when it is not swept."""
+    grid = (sweeps or {}).get(mode) or {}
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] or [{}]
+
+
 def label(mode: str, network: str) -> str:
     return mode if network == "bayesian" else f"{mode} (det.)"
 
 
 def run_grid(configs: Sequence[str], methods, folds: Sequence[int], out, sets=(), device=None,
              overlap: Sequence[str] = ("saliency",), overlap_images: Optional[int] = 2000,
-             train: bool = True, echo=print, penalty_weights: Optional[Sequence[float]] = None):
+             train: bool = True, echo=print, sweeps: Optional[dict] = None):
     """Train every (config, method, fold) that is not finished (``train=False``: only collect), then
     add the attribution overlap of ``overlap`` methods on the first ``overlap_images`` masked test
-    images to every run that lacks it. ``penalty_weights``: train every penalty method once per weight."""
+    images to every run that lacks it. ``sweeps`` ({mode: {key: values}}, :func:`parse_sweeps`):
+    train a swept mode once per setting."""
     from .config import load_config, parse_sets
     from .train import METRICS, add_overlap
     from .train import train as train_run
     for config in configs:
         for fold in folds:
             for mode, network in methods:
-                sweep = penalty_weights if (penalty_weights and mode in PENALTY_MODES) else [None]
-                for weight in sweep:
-                    overrides = {**parse_sets(sets), "mode": mode, "network": network, "fold": fold}
-                    if weight is not None:
-                        overrides["penalty_weight"] = weight
+                for setting in settings_of(mode, sweeps):
+                    overrides = {**parse_sets(sets), **setting, "mode": mode, "network": network, "fold": fold}
                     if device:
                         overrides["device"] = device
                     cfg = load_config(config, overrides)
-                    where = run_dir(out, cfg.name, mode, network, fold, weight)
+                    where = run_dir(out, cfg.name, mode, network, fold, setting)
                     done = _finished(where / METRICS, cfg)
                     if not done and train:
                         m = train_run(cfg, where)
-                        tag = label(mode, network) + (f", weight {weight:g}" if weight is not None else "")
+                        tag = ", ".join([label(mode, network)] + [f"{k}={_fmt_value(v)}" for k, v in setting.items()])
                         echo(f"{cfg.name} [{tag}] fold {fold}: balanced_accuracy={m['balanced_accuracy']:.4f}")
                         done = True
                     if done and overlap:
@@ -127,41 +170,61 @@ def effective_weight(run: dict) -> Optional[float]:
     return float(w) if w is not None else DEFAULT_WEIGHTS[mode]
 
 
-def select_weights(runs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Per (rule, network, mode): keep the runs of the penalty weight with the best mean validation
-    score (``val_<select_metric>``) over its folds. Returns (kept runs, sweep rows); the sweep rows
-    list every weight with its validation and test score and whether it was chosen. Methods that
-    were run with a single weight are kept as they are and get no sweep row."""
+#: config keys that tell replicates apart, not settings
+_REPLICATE_KEYS = ("fold", "seed", "device", "threads")
+
+
+def _setting(run: dict) -> tuple:
+    cfg = run.get("config") or {}
+    return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items() if k not in _REPLICATE_KEYS))
+
+
+def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per (rule, network, mode): when the runs were trained with more than one setting (a sweep:
+    config values other than fold / seed / device / threads differ), keep the runs of the setting
+    with the best mean validation score (``val_<select_metric>``) over its folds, never the test
+    score. Returns (kept runs, sweep rows); the sweep rows list every setting (the keys that differ)
+    with its validation and test score and whether it was chosen."""
     groups: dict = {}
     for r in runs:
         key = (r.get("name"), r.get("network"), r.get("mode"))
-        groups.setdefault(key, {}).setdefault(effective_weight(r), []).append(r)
+        groups.setdefault(key, {}).setdefault(_setting(r), []).append(r)
     kept, sweep = [], []
-    for key, by_weight in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-        if len(by_weight) == 1:
-            kept += next(iter(by_weight.values()))
+    for key, by_setting in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        if len(by_setting) == 1:
+            kept += next(iter(by_setting.values()))
             continue
+        configs = {s: dict(s) for s in by_setting}
+        differ = sorted({k for c in configs.values() for k in c
+                         if len({c2.get(k) for c2 in configs.values()}) > 1})
+        name = {s: ", ".join(f"{k}={_fmt_value(json.loads(c[k])) if k in c else 'n/a'}" for k in differ)
+                for s, c in configs.items()}
         scored = {}
-        for w, rs in by_weight.items():
+        for s, rs in by_setting.items():
             metric = (rs[0].get("config") or {}).get("select_metric", "balanced_accuracy")
             vals = [r.get(f"val_{metric}") for r in rs]
             if any(v is None for v in vals):
-                raise ConfigError(f"{key[0]} {label(key[2], key[1])} weight {w:g}: a run has no validation "
-                                  f"score val_{metric}; the weight cannot be selected (set val_every, rerun)")
-            scored[w] = (sum(vals) / len(vals), metric)
-        best = max(scored, key=lambda w: (scored[w][0], -len(by_weight[w])))
-        kept += by_weight[best]
-        for w in sorted(by_weight):
-            rs = by_weight[w]
-            _, vmean, vstd = _stats([r.get(f"val_{scored[w][1]}") for r in rs])
+                raise ConfigError(f"{key[0]} {label(key[2], key[1])} {name[s]}: a run has no validation score "
+                                  f"val_{metric}; the setting cannot be selected (set val_every, rerun)")
+            scored[s] = (sum(vals) / len(vals), metric)
+        best = max(scored, key=lambda s: (scored[s][0], len(by_setting[s])))
+        kept += by_setting[best]
+        for s in sorted(by_setting, key=lambda s: [_sort_key(json.loads(configs[s][k])) if k in configs[s] else ""
+                                                      for k in differ]):
+            rs = by_setting[s]
+            _, vmean, vstd = _stats([r.get(f"val_{scored[s][1]}") for r in rs])
             _, tmean, tstd = _stats([r.get("balanced_accuracy") for r in rs])
-            sweep.append({"name": key[0], "network": key[1], "mode": key[2], "weight": w, "runs": len(rs),
+            sweep.append({"name": key[0], "network": key[1], "mode": key[2], "setting": name[s], "runs": len(rs),
                           "folds": ",".join(str(r.get("fold")) for r in sorted(rs, key=lambda r: r.get("fold", 0))),
-                          "select_metric": scored[w][1],
+                          "select_metric": scored[s][1],
                           "validation_decoys": (rs[0].get("config") or {}).get("validation_decoys", "train"),
                           "val_mean": vmean, "val_std": vstd, "test_balanced_accuracy_mean": tmean,
-                          "test_balanced_accuracy_std": tstd, "chosen": w == best})
+                          "test_balanced_accuracy_std": tstd, "chosen": s == best})
     return kept, sweep
+
+
+def _sort_key(v):
+    return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
 
 
 def _stats(values):
@@ -172,16 +235,16 @@ def _stats(values):
 def sweep_table(sweep: list[dict]) -> list[str]:
     if not sweep:
         return []
-    lines = ["## Penalty-weight sweep", "",
-             "Each penalty method was trained once per weight; the tables above use, per rule and method, "
-             "the weight with the best mean validation score (chosen: **bold**). The test column is shown "
-             "for the record only; it played no part in the choice.", "",
-             "| rule | method | weight | validation decoys | validation score | test balanced accuracy | runs |",
+    lines = ["## Sweeps", "",
+             "Methods trained with several settings (`--sweep`, `--penalty-weights`): the tables above use, per "
+             "rule and method, the setting with the best mean validation score (chosen: **bold**). The test "
+             "column is shown for the record only; it played no part in the choice.", "",
+             "| rule | method | setting | validation decoys | validation score | test balanced accuracy | runs |",
              "|---|---|---|---|---|---|---|"]
     f = lambda m, s: "n/a" if m is None else f"{m:.3f} ± {s:.3f}"
     for r in sweep:
-        w = f"**{r['weight']:g}**" if r["chosen"] else f"{r['weight']:g}"
-        lines.append(f"| {r['name']} | {label(r['mode'], r['network'])} | {w} | {r['validation_decoys']} | "
+        setting = f"**{r['setting']}**" if r["chosen"] else r["setting"]
+        lines.append(f"| {r['name']} | {label(r['mode'], r['network'])} | {setting} | {r['validation_decoys']} | "
                      f"{r['select_metric']} {f(r['val_mean'], r['val_std'])} | "
                      f"{f(r['test_balanced_accuracy_mean'], r['test_balanced_accuracy_std'])} | {r['runs']} |")
     return lines + [""]
@@ -198,7 +261,7 @@ def _with_network(runs):
 
 def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
     """Markdown ([000] Table 1 / Table 2 layout plus cost) and the long CSV rows."""
-    runs, sweep = select_weights(_with_network(runs))
+    runs, sweep = select_settings(_with_network(runs))
     keys = [k for k, _ in TABLE_METRICS] + list(OVERLAP_METRICS) + [k for k, _ in COST_METRICS] + \
         ["decoy_swap_accuracy", "ece", "nll"]
     rows = summarize(runs, keys, by=("name", "network", "mode"))
@@ -245,7 +308,7 @@ def write(runs, out_prefix, methods=None) -> str:
                            extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    _, sweep = select_weights(_with_network(runs))
+    _, sweep = select_settings(_with_network(runs))
     if sweep:
         with open(out_prefix.parent / f"{out_prefix.name}_sweep.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(sweep[0]))
@@ -256,11 +319,16 @@ def write(runs, out_prefix, methods=None) -> str:
 
 def compare(configs, methods: str, folds, out, sets=(), device=None, overlap=("saliency",),
             overlap_images: Optional[int] = 2000, train: bool = True, table_prefix=None, echo=None,
-            penalty_weights: Optional[Sequence[float]] = None) -> str:
+            penalty_weights: Optional[Sequence[float]] = None, sweeps: Optional[dict] = None) -> str:
+    """``penalty_weights`` is short for sweeping ``penalty_weight`` of every penalty method in
+    ``methods``; ``sweeps`` ({mode: {key: values}}) sweeps any config key of any mode."""
     echo = echo or (lambda s: print(s, file=sys.stderr))
     parsed = parse_methods(methods)
+    sweeps = {m: dict(k) for m, k in (sweeps or {}).items()}
+    for mode in {m for m, _ in parsed if m in PENALTY_MODES} if penalty_weights else ():
+        sweeps.setdefault(mode, {})["penalty_weight"] = list(penalty_weights)
     if train or overlap:
-        run_grid(configs, parsed, folds, out, sets, device, overlap, overlap_images, train, echo, penalty_weights)
+        run_grid(configs, parsed, folds, out, sets, device, overlap, overlap_images, train, echo, sweeps)
     runs = collect(out)
     if not runs:
         raise ConfigError(f"no finished runs under {out}; run compare without --collect-only first")

@@ -214,17 +214,21 @@ def grid(configs, modes, folds, sets, device, out):
 @click.option("--penalty-weights", "penalty_weights", default=None, metavar="W1,W2,...",
               help="sweep: train every penalty method (rrr, l1grad, cdep) once per weight and report the weight "
                    "with the best mean validation score (use with --set validation_decoys=test)")
+@click.option("--sweep", "sweeps", multiple=True, metavar="MODE:KEY=V1,V2,...",
+              help="train MODE once per value of a config key and report the value with the best mean validation "
+                   "score, e.g. feedback:lam=5e-5,5e-4 (repeatable; several keys of one mode are crossed)")
 @click.option("--collect-only", is_flag=True, help="train nothing; tabulate the finished runs under OUT")
 @click.option("--out", required=True, type=click.Path(), help="directory of the runs; tables in OUT/compare.md, .csv")
-def compare(configs, methods, folds, sets, device, overlap, overlap_images, penalty_weights, collect_only, out):
+def compare(configs, methods, folds, sets, device, overlap, overlap_images, penalty_weights, sweeps, collect_only,
+            out):
     """Train (or collect) every rule x method x fold and write the [000] Table 1 / Table 2 layout:
     balanced accuracy, macro F1, ROC AUC, overlap, cost, mean ± std over folds."""
-    from .compare import compare as run, parse_weights
+    from .compare import compare as run, parse_sweeps, parse_weights
     from .explain import parse_methods
     ov = () if overlap.strip().lower() in ("", "none") else parse_methods(overlap)
     text = run(configs, methods, _folds(folds), out, sets, device, ov, overlap_images,
                train=not collect_only, echo=lambda s: click.echo(s, err=True),
-               penalty_weights=parse_weights(penalty_weights))
+               penalty_weights=parse_weights(penalty_weights), sweeps=parse_sweeps(sweeps))
     click.echo(text)
     click.echo(f"wrote {out}/compare.md and {out}/compare.csv")
 

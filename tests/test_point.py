@@ -184,43 +184,53 @@ def _swept(weight, val, test, fold, mode="rrr"):
 
 
 def test_penalty_weight_is_chosen_on_validation_never_on_test():
-    from pyro_ebnn.compare import select_weights
+    from pyro_ebnn.compare import select_settings
     # weight 10 validates best but tests worse than 1000: the choice must follow validation
     runs = [_swept(10, 0.96, 0.90, 0), _swept(10, 0.94, 0.92, 1),
             _swept(1000, 0.80, 0.99, 0), _swept(1000, 0.82, 0.99, 1),
             _swept(None, 0.5, 0.5, 0, mode="none")]
-    kept, sweep = select_weights(runs)
+    kept, sweep = select_settings(runs)
     assert sorted((r["mode"], r["config"]["penalty_weight"]) for r in kept) == [("none", None), ("rrr", 10), ("rrr", 10)]
-    assert [(s["weight"], s["chosen"]) for s in sweep] == [(10.0, True), (1000.0, False)]
+    assert [(s["setting"], s["chosen"]) for s in sweep] == [("penalty_weight=10", True), ("penalty_weight=1000", False)]
     assert sweep[0]["val_mean"] == pytest.approx(0.95) and sweep[1]["test_balanced_accuracy_mean"] == pytest.approx(0.99)
     text, rows = tables(runs, parse_methods("none@deterministic,rrr@deterministic"))
     assert "| decoy_mnist_rrr | 0.500 ± 0.000 | 0.910 ± 0.014 |" in text.splitlines()
-    assert "| decoy_mnist_rrr | rrr (det.) | **10** | test | balanced_accuracy 0.950 ± 0.014 | 0.910 ± 0.014 | 2 |" in text
+    assert ("| decoy_mnist_rrr | rrr (det.) | **penalty_weight=10** | test | balanced_accuracy 0.950 ± 0.014 | "
+            "0.910 ± 0.014 | 2 |") in text
     assert {r["mode"]: r["penalty_weight"] for r in rows} == {"none": None, "rrr": 10.0}
-    # a null weight is the mode's published default (rrr: 1000), one weight only: no sweep
-    kept, sweep = select_weights([_swept(None, 0.9, 0.9, 0)])
-    assert len(kept) == 1 and sweep == []
+    # one setting only: nothing to choose, no sweep rows
+    kept, sweep = select_settings([_swept(None, 0.9, 0.9, 0), _swept(None, 0.8, 0.9, 1)])
+    assert len(kept) == 2 and sweep == []
 
 
-def test_penalty_weight_sweep_needs_validation_scores_and_sane_weights():
-    from pyro_ebnn.compare import parse_weights, select_weights
+def test_sweeps_need_validation_scores_and_sane_arguments():
+    from pyro_ebnn.compare import parse_sweeps, parse_weights, select_settings, settings_of
     assert parse_weights("100, 10,10") == [10.0, 100.0] and parse_weights("") is None
     for bad in ("10,a", "0,10", "-1", "inf"):
         with pytest.raises(ConfigError, match="--penalty-weights"):
             parse_weights(bad)
+    sweeps = parse_sweeps(["feedback:lam=5e-5,5e-4", "feedback:mask_pool=max,receptive", "rrr:penalty_weight=10"])
+    assert sweeps == {"feedback": {"lam": [5e-5, 5e-4], "mask_pool": ["max", "receptive"]},
+                      "rrr": {"penalty_weight": [10.0]}}
+    assert len(settings_of("feedback", sweeps)) == 4 and settings_of("none", sweeps) == [{}]
+    for bad, msg in (("feedback=lam", "MODE:KEY"), ("foo:lam=1", "unknown mode"), ("rrr:weight=1", "not a config key"),
+                     ("rrr:mode=none", "not a config key"), ("rrr:lam=", "MODE:KEY")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_sweeps([bad])
     runs = [_swept(10, 0.9, 0.9, 0), _swept(100, None, 0.9, 0)]
     with pytest.raises(ConfigError, match="no validation score"):
-        select_weights(runs)
+        select_settings(runs)
 
 
 def test_compare_sweeps_penalty_weights_per_method_on_real_runs(tmp_path, npz):
     from pyro_ebnn.compare import compare
     sets = [f"npz_path={npz}", "eval_samples=2", "batch_size=8", "epochs=1"]
     compare(["configs/custom_npz.yaml"], "none,rrr@deterministic", [0], tmp_path, sets, overlap=(),
-            echo=lambda s: None, penalty_weights=[1.0, 10.0])
+            echo=lambda s: None, penalty_weights=[1.0, 10.0], sweeps={"none": {"lr": [1e-3, 1e-2]}})
     dirs = sorted(p.parent.parent.name for p in (tmp_path / "custom_npz").rglob("metrics.json"))
-    assert dirs == ["none", "rrr-deterministic-w1", "rrr-deterministic-w10"]
+    assert dirs == ["none-lr0.001", "none-lr0.01", "rrr-deterministic-w1", "rrr-deterministic-w10"]
     w = json.loads((tmp_path / "custom_npz" / "rrr-deterministic-w10" / "fold0" / "metrics.json").read_text())
     assert w["config"]["penalty_weight"] == 10.0
-    assert "## Penalty-weight sweep" in (tmp_path / "compare.md").read_text()
-    assert (tmp_path / "compare_sweep.csv").read_text().count("\n") == 3  # header + 2 weights
+    text = (tmp_path / "compare.md").read_text()
+    assert "## Sweeps" in text and "lr=0.01" in text and "penalty_weight=10" in text
+    assert (tmp_path / "compare_sweep.csv").read_text().count("\n") == 5  # header + 2 lr + 2 weights
