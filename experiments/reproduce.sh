@@ -8,10 +8,15 @@ make main
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --out results/protocol
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --out results/protocol
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position_rf.yaml --modes feedback --set epochs=30 --set threads=2 --out results/protocol
+python -m pyro_ebnn.run grid --config configs/decoy_mnist_color_rf.yaml --modes feedback --set epochs=15 --set threads=1 --out results/protocol
 for rule in position color; do for m in none feedback; do for f in 0 1 2; do
   python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_$rule/$m/fold$f --threads 1 \
       --methods saliency,gradcam --max-images 2000 --figure-images 6
 done; done; done
+for r in position_rf color_rf; do for f in 0 1 2; do
+  python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_$r/feedback/fold$f --threads 1 \
+      --methods saliency,gradcam --max-images 2000 --figure-images 6
+done; done
 python -m pyro_ebnn.run aggregate results/protocol --out experiments/results/protocol_summary \
     --columns balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_gradcam
 # 3. [001] fine-tuning on the four-corner rule: 1 epoch without feedback, then 17 epochs with feedback
@@ -30,13 +35,22 @@ python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/fi
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/benchmark_step.json
-# 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds
+# 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds, model
+#    selection and penalty-weight / lambda choice on a validation fold with test-rule decoys
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --overlap saliency --overlap-images 2000 --out results/compare_val"
 for rule in rrr cdep; do
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml \
-    --methods none,feedback,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic,augment \
-    --folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --overlap saliency --overlap-images 2000 \
-    --out results/compare
+    --methods none,feedback,none@deterministic,l1grad@deterministic,augment $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml \
+    --methods rrr@deterministic,cdep@deterministic --penalty-weights 10,100,1000 $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods feedback \
+    --sweep feedback:lam=5e-4,5e-3 $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods rrr,l1grad \
+    --sweep rrr:penalty_weight=10 $C
 done
-cp results/compare/compare.md results/compare/compare.csv experiments/results/
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-only --overlap none \
+    --methods none,feedback,augment,rrr,l1grad,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic \
+    --out results/compare_val
+cp results/compare_val/compare.md results/compare_val/compare.csv results/compare_val/compare_sweep.csv experiments/results/
 # 6. cost of every mode (time per step = per epoch, peak memory), ratios to the Bayesian step without feedback
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/benchmark_modes.json
