@@ -31,6 +31,10 @@ done
 for r in none feedback; do for f in 0 1 2; do
   python -m pyro_ebnn.run evaluate --run $R/$r/fold$f --threads 1 --max-images 2000 --figure-images 6
 done; done
+for lam in 10 100; do for f in 0 1 2; do   # a larger lambda, chosen against on validation
+  python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
+      --set patience=3 --set eval_samples=10 --set threads=1 --set finetune_lam=$lam --out results/finetune_lam/corners/feedback-lam$lam/fold$f
+done; done
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch
