@@ -58,3 +58,6 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-
 cp results/compare_val/compare.md results/compare_val/compare.csv results/compare_val/compare_sweep.csv experiments/results/
 # 6. cost of every mode (time per step = per epoch, peak memory), ratios to the Bayesian step without feedback
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/benchmark_modes.json
+# 7. one full evaluation (10,000 test + 10,000 decoy-swap images, all four attribution methods), timed
+/usr/bin/time -v python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_position/feedback/fold0 \
+    --out results/full_eval --threads 1
