@@ -56,6 +56,11 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-
     --methods none,feedback,augment,rrr,l1grad,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic \
     --out results/compare_val
 cp results/compare_val/compare.md results/compare_val/compare.csv results/compare_val/compare_sweep.csv experiments/results/
+# 5b. two CDEP probes on fold 0 (weight 10,000; masks on every training image)
+for s in penalty_weight=10000 mask_fraction=1.0; do
+  python -m pyro_ebnn.run train --config configs/decoy_mnist_cdep.yaml --set network=deterministic --mode cdep --fold 0 \
+      --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --set $s --out results/cdep_probe/${s%%=*}
+done
 # 6. cost of every mode (time per step = per epoch, peak memory), ratios to the Bayesian step without feedback
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/benchmark_modes.json
 # 7. one full evaluation (10,000 test + 10,000 decoy-swap images, all four attribution methods), timed
