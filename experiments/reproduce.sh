@@ -61,6 +61,9 @@ for s in penalty_weight=10000 mask_fraction=1.0; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_cdep.yaml --set network=deterministic --mode cdep --fold 0 \
       --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --set $s --out results/cdep_probe/${s%%=*}
 done
+R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
+python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
+    $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
 # 6. cost of every mode (time per step = per epoch, peak memory), ratios to the Bayesian step without feedback
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/benchmark_modes.json
 # 7. one full evaluation (10,000 test + 10,000 decoy-swap images, all four attribution methods), timed
