@@ -209,8 +209,7 @@ def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
             scored[s] = (sum(vals) / len(vals), metric)
         best = max(scored, key=lambda s: (scored[s][0], len(by_setting[s])))
         kept += by_setting[best]
-        for s in sorted(by_setting, key=lambda s: [_sort_key(json.loads(configs[s][k])) if k in configs[s] else ""
-                                                      for k in differ]):
+        for s in sorted(by_setting, key=lambda s: [_sort_key(configs[s], k) for k in differ]):
             rs = by_setting[s]
             _, vmean, vstd = _stats([r.get(f"val_{scored[s][1]}") for r in rs])
             _, tmean, tstd = _stats([r.get("balanced_accuracy") for r in rs])
@@ -223,7 +222,11 @@ def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
     return kept, sweep
 
 
-def _sort_key(v):
+def _sort_key(config: dict, key: str) -> tuple:
+    """Numbers in order, then words; a key the config lacks last."""
+    if key not in config:
+        return (2, 0, "")
+    v = json.loads(config[key])
     return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
 
 

@@ -234,3 +234,12 @@ def test_compare_sweeps_penalty_weights_per_method_on_real_runs(tmp_path, npz):
     text = (tmp_path / "compare.md").read_text()
     assert "## Sweeps" in text and "lr=0.01" in text and "penalty_weight=10" in text
     assert (tmp_path / "compare_sweep.csv").read_text().count("\n") == 5  # header + 2 lr + 2 weights
+
+
+def test_sweep_rows_sort_when_a_setting_lacks_a_key():
+    from pyro_ebnn.compare import select_settings
+    a, b = _swept(10, 0.9, 0.9, 0), _swept(100, 0.8, 0.8, 0)
+    b["config"] = {**b["config"], "mask_pool": "receptive"}   # a key only one setting has
+    kept, sweep = select_settings([b, a])
+    assert [s["setting"] for s in sweep] == ["mask_pool=receptive, penalty_weight=100", "mask_pool=n/a, penalty_weight=10"]
+    assert kept == [a]
