@@ -49,6 +49,8 @@ for rule in rrr cdep; do
     --methods rrr@deterministic,cdep@deterministic --penalty-weights 10,100,1000 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods feedback \
     --sweep feedback:lam=5e-4,5e-3 $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods feedback \
+    --sweep feedback:mask_pool=receptive $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods rrr,l1grad \
     --sweep rrr:penalty_weight=10 $C
 done
