@@ -71,3 +71,4 @@ python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warm
 # 7. one full evaluation (10,000 test + 10,000 decoy-swap images, all four attribution methods), timed
 /usr/bin/time -v python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_position/feedback/fold0 \
     --out results/full_eval --threads 1
+python experiments/benchmark_predictive.py --images 2000 --samples 10 --threads 1 --rounds 3

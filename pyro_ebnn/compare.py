@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from .aggregate import collect, summarize
+from .aggregate import _fmt, collect, summarize
 from .config import MODES, PENALTY_MODES
 from .errors import ConfigError
 
@@ -161,13 +161,13 @@ def _finished(metrics_path: Path, cfg) -> bool:
 def effective_weight(run: dict) -> Optional[float]:
     """The penalty weight a run was trained with (the mode's default when the config left it null);
     None for modes without a penalty."""
-    from .baselines import DEFAULT_WEIGHTS
+    from .baselines import default_weight
     cfg = run.get("config") or {}
     mode = run.get("mode") or cfg.get("mode")
     if mode not in PENALTY_MODES:
         return None
     w = cfg.get("penalty_weight")
-    return float(w) if w is not None else DEFAULT_WEIGHTS[mode]
+    return float(w) if w is not None else default_weight(mode)
 
 
 #: config keys that tell replicates apart, not settings
@@ -211,8 +211,8 @@ def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
         kept += by_setting[best]
         for s in sorted(by_setting, key=lambda s: [_sort_key(configs[s], k) for k in differ]):
             rs = by_setting[s]
-            _, vmean, vstd = _stats([r.get(f"val_{scored[s][1]}") for r in rs])
-            _, tmean, tstd = _stats([r.get("balanced_accuracy") for r in rs])
+            _, vmean, vstd = _fmt([r.get(f"val_{scored[s][1]}") for r in rs])
+            _, tmean, tstd = _fmt([r.get("balanced_accuracy") for r in rs])
             sweep.append({"name": key[0], "network": key[1], "mode": key[2], "setting": name[s], "runs": len(rs),
                           "folds": ",".join(str(r.get("fold")) for r in sorted(rs, key=lambda r: r.get("fold", 0))),
                           "select_metric": scored[s][1],
@@ -228,11 +228,6 @@ def _sort_key(config: dict, key: str) -> tuple:
         return (2, 0, "")
     v = json.loads(config[key])
     return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
-
-
-def _stats(values):
-    from .aggregate import _fmt
-    return _fmt(values)
 
 
 def sweep_table(sweep: list[dict]) -> list[str]:
@@ -264,6 +259,12 @@ def _with_network(runs):
 
 def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
     """Markdown ([000] Table 1 / Table 2 layout plus cost) and the long CSV rows."""
+    text, rows, _ = _tables(runs, methods)
+    return text, rows
+
+
+def _tables(runs, methods):
+    """:func:`tables`, plus the sweep rows of :func:`select_settings`."""
     runs, sweep = select_settings(_with_network(runs))
     keys = [k for k, _ in TABLE_METRICS] + list(OVERLAP_METRICS) + [k for k, _ in COST_METRICS] + \
         ["decoy_swap_accuracy", "ece", "nll"]
@@ -297,11 +298,11 @@ def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
     for key, title in COST_METRICS + (("decoy_swap_accuracy", "decoy-swap accuracy"), ("ece", "ECE")):
         md += table(key, title)
     md += sweep_table(sweep)
-    return "\n".join(md), rows
+    return "\n".join(md), rows, sweep
 
 
 def write(runs, out_prefix, methods=None) -> str:
-    text, rows = tables(runs, methods)
+    text, rows, sweep = _tables(runs, methods)
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     out_prefix.with_suffix(".md").write_text(text + "\n")
@@ -311,7 +312,6 @@ def write(runs, out_prefix, methods=None) -> str:
                            extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    _, sweep = select_settings(_with_network(runs))
     if sweep:
         with open(out_prefix.parent / f"{out_prefix.name}_sweep.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(sweep[0]))

@@ -16,8 +16,8 @@ def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 
     :class:`~pyro_ebnn.point.PointModel` has no posterior: 1 x N x K).
 
     One pass draws ``sample_batch`` samples for ``batch_size`` images. Default batch size: 1000 on
-    a GPU; 128 on the CPU, where 128 x 10 samples per pass stays in cache and runs twice as fast as
-    1000 x 10 (LeNet, measured)."""
+    a GPU; 128 on the CPU, where 128 x 10 samples per pass stays in cache and runs 1.7 times as fast
+    as 1000 x 10 (LeNet, 1 thread: experiments/benchmark_predictive.py)."""
     device = torch.device(device) if device is not None else next(bnn.net.parameters()).device
     if batch_size is None:
         batch_size = 1000 if device.type == "cuda" else 128

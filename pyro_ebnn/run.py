@@ -92,10 +92,8 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, res
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
     if config is None:
         config = str(Path(run_dir) / "config.yaml")
-    if _config(config, None, sets, seed, device, fold).network != "bayesian":
-        raise EBNNError(f"fine-tuning with feedback needs a Bayesian run (network: bayesian); {run_dir} "
-                        "holds a deterministic network")
-    cfg = _config(config, "feedback", sets, seed, device, fold)
+    # the run's own mode: train.finetune checks the network and switches the mode to feedback
+    cfg = _config(config, None, sets, seed, device, fold)
     m = run(run_dir, cfg, out, resume=resume)
     click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
 

@@ -243,3 +243,12 @@ def test_sweep_rows_sort_when_a_setting_lacks_a_key():
     kept, sweep = select_settings([b, a])
     assert [s["setting"] for s in sweep] == ["mask_pool=receptive, penalty_weight=100", "mask_pool=n/a, penalty_weight=10"]
     assert kept == [a]
+
+
+def test_compare_cli_refuses_bad_sweeps_in_one_line():
+    base = ["compare", "--config", "configs/decoy_mnist_rrr.yaml", "--out", "unused"]
+    for args, msg in ((["--sweep", "feedback=lam"], "MODE:KEY"), (["--sweep", "feedback:lam=abc"], "cannot read 'abc'"),
+                      (["--penalty-weights", "10,x"], "--penalty-weights")):
+        r = CliRunner().invoke(cli, base + args)
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
