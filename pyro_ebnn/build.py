@@ -8,15 +8,13 @@ from .baselines import make_penalty
 from .feedback import FeedbackEvidence
 from .likelihoods import CategoricalLikelihood
 from .model import FeedbackBNN
-from .nets import alexnet, lenet
+from .nets import ARCHITECTURES
 from .priors import PRIORS
 
 
 def build_net(cfg, input_shape, num_classes):
     c, h, w = input_shape
-    if cfg.architecture == "lenet":
-        return lenet(num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
-    return alexnet(num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
+    return ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
 
 
 def build_evidence(cfg, lam=None):

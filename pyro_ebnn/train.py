@@ -89,7 +89,8 @@ def set_seed(seed: int):
 class Trainer:
     def __init__(self, cfg: Config, bnn, lr: float, device):
         self.cfg, self.bnn, self.device = cfg, bnn, device
-        self.scheduler = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=cfg.lr_decay)
+        self.scheduler = JointOptim(torch.optim.Adam, {"lr": lr, "weight_decay": getattr(cfg, "weight_decay", 0.0)},
+                                    gamma=cfg.lr_decay)
         if getattr(cfg, "network", "bayesian") == "deterministic":
             from .point import PointStep
             self.svi = PointStep(bnn, self.scheduler)

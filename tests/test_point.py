@@ -252,3 +252,58 @@ def test_compare_cli_refuses_bad_sweeps_in_one_line():
         r = CliRunner().invoke(cli, base + args)
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1
+
+
+# -- [004]'s own setting: its MNIST CNN and Adam with weight decay --------------------------------------
+def test_cdep_cnn_is_the_network_of_the_cdep_paper_and_cd_splits_it_exactly():
+    from pyro_ebnn.baselines import cd_decompose, layer_sequence
+    from pyro_ebnn.nets import cdep_cnn
+    torch.manual_seed(0)
+    net = cdep_cnn()
+    assert net.evidence_shape == (50, 8, 8)  # conv(20,5) pool conv(50,5): the last conv is 50 x 8 x 8
+    det = point_network(net)
+    widths = [m.out_channels if isinstance(m, torch.nn.Conv2d) else m.out_features
+              for _, m in layer_sequence(det) if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert widths == [20, 50, 256, 10]
+    x = torch.rand(4, 1, 28, 28)
+    mask = torch.zeros(4, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :5, :5] = True
+    beta, gamma, trace = cd_decompose(det, x, mask, return_layers=True)
+    z = x
+    for (name, module), (_, b, g) in zip(layer_sequence(det), trace):
+        z = module(z)
+        torch.testing.assert_close(b + g, z, rtol=1e-5, atol=1e-5, msg=f"layer {name}")
+    torch.testing.assert_close(beta + gamma, det(x), rtol=1e-5, atol=1e-5)
+
+
+def test_weight_decay_is_for_point_networks_and_reaches_adam(tmp_path, npz):
+    with pytest.raises(ConfigError, match="weight_decay.*deterministic"):
+        _cfg(npz, network="bayesian", mode="none", weight_decay=1e-3)
+    with pytest.raises(ConfigError, match="weight_decay.*>= 0"):
+        _cfg(npz, weight_decay=-1.0)
+    with pytest.raises(ConfigError, match="architecture.*cdep_cnn"):
+        _cfg(npz, architecture="vgg")
+    from pyro_ebnn.train import Trainer
+    from pyro_ebnn.build import build_model
+    norms = {}
+    for wd in (0.0, 10.0):  # a huge decay: the weights must shrink faster than without it
+        torch.manual_seed(0)
+        cfg = _cfg(npz, mode="none", weight_decay=wd)
+        model = build_model(cfg, (1, 28, 28), 10)
+        trainer = Trainer(cfg, model, cfg.lr, torch.device("cpu"))
+        x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        for _ in range(20):
+            trainer.svi.step(x, y)
+        assert trainer.scheduler.optimizer.param_groups[0]["weight_decay"] == wd
+        norms[wd] = sum(p.detach().square().sum() for p in model.net.parameters())
+    assert norms[10.0] < 0.95 * norms[0.0]
+
+
+def test_cdep_cnn_trains_end_to_end_on_real_decoy_mnist(tmp_path):
+    cfg = load_config("configs/decoy_mnist_cdep_cnn.yaml", {"epochs": 1, "max_train_images": 600, "max_test_images": 100,
+                                                            "eval_samples": 2, "threads": 1})
+    assert cfg.architecture == "cdep_cnn" and cfg.network == "deterministic" and cfg.weight_decay == 1e-3
+    m = train(cfg, tmp_path / "run", progress=False)
+    assert m["mode"] == "cdep" and 0.0 <= m["balanced_accuracy"] <= 1.0 and m["n_test"] == 100
+    model, saved, _ = load_model(tmp_path / "run")
+    assert saved.architecture == "cdep_cnn" and model.net[1].out_channels == 50
