@@ -54,6 +54,15 @@ for rule in rrr cdep; do
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods rrr,l1grad \
     --sweep rrr:penalty_weight=10 $C
 done
+#    the learning rate, swept on validation like the weights (session 4): feedback and the Bayesian
+#    none at 3e-3 / 1e-2, the two best deterministic baselines at 3e-3
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --methods feedback \
+    --sweep feedback:mask_pool=receptive --sweep feedback:lr=3e-3,1e-2 $C
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --methods feedback --sweep feedback:lr=3e-3,1e-2 $C
+for rule in cdep rrr; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods none,rrr@deterministic,l1grad@deterministic \
+    --sweep none:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 $C
+done
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-only --overlap none \
     --methods none,feedback,augment,rrr,l1grad,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic \
     --out results/compare_val
@@ -63,6 +72,18 @@ for s in penalty_weight=10000 mask_fraction=1.0; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_cdep.yaml --set network=deterministic --mode cdep --fold 0 \
       --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --set $s --out results/cdep_probe/${s%%=*}
 done
+# 5c. the CDEP rule on [004]'s own CNN and training (Adam, weight decay 1e-3; configs/decoy_mnist_cdep_cnn.yaml)
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --overlap saliency --overlap-images 2000"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic,cdep@deterministic \
+    --penalty-weights 1000,10000 $C --set validation_decoys=test --out results/compare_cnn
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic \
+    $C --set validation_decoys=train --out results/compare_cnn_trainval   # [004]'s unpenalized setting
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods cdep@deterministic --folds 0 \
+    --penalty-weights 10,100 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --out results/cdep_probe/cnn
+python -m pyro_ebnn.run train --config configs/decoy_mnist_cdep_cnn.yaml --mode cdep --fold 0 --set penalty_weight=10000 \
+    --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=test --out results/cdep_probe/cnn_w10000_20ep
+cp results/compare_cnn/compare.md experiments/results/compare_cnn.md
+cp results/compare_cnn_trainval/compare.md experiments/results/compare_cnn_trainval.md
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
