@@ -284,9 +284,11 @@ def _tables(runs, methods):
             lines.append(f"| {n} | " + " | ".join(_cell(index.get((n, *m)), key) for m in order) + " |")
         return lines + [""]
 
+    archs = sorted({(r.get("config") or {}).get("architecture", "lenet") for r in runs})
     md = ["Mean ± std over folds (the number of runs per cell is in the CSV). Methods without a suffix "
-          "are the Bayesian LeNet (penalties added to the negative ELBO); (det.) is the deterministic "
-          "LeNet of the baselines' own papers.", ""]
+          "are the Bayesian network (penalties added to the negative ELBO); (det.) is the same "
+          "architecture with point weights, the setting of the baselines' own papers. "
+          f"Architecture: {', '.join(archs)}.", ""]
     md += ["## Table 1: test performance", ""]
     for key, title in TABLE_METRICS:
         md += table(key, title)
