@@ -175,7 +175,10 @@ _REPLICATE_KEYS = ("fold", "seed", "device", "threads")
 
 
 def _setting(run: dict) -> tuple:
-    cfg = run.get("config") or {}
+    """The run's config without the replicate keys. A key the saved config lacks (the run was made
+    before the key existed) holds its default, as when such a run is resumed."""
+    from .config import Config
+    cfg = {**Config().to_dict(), **(run.get("config") or {})}
     return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items() if k not in _REPLICATE_KEYS))
 
 

@@ -239,10 +239,21 @@ def test_compare_sweeps_penalty_weights_per_method_on_real_runs(tmp_path, npz):
 def test_sweep_rows_sort_when_a_setting_lacks_a_key():
     from pyro_ebnn.compare import select_settings
     a, b = _swept(10, 0.9, 0.9, 0), _swept(100, 0.8, 0.8, 0)
-    b["config"] = {**b["config"], "mask_pool": "receptive"}   # a key only one setting has
+    b["config"] = {**b["config"], "future_key": "x"}   # a key only one setting has, and no default
     kept, sweep = select_settings([b, a])
-    assert [s["setting"] for s in sweep] == ["mask_pool=receptive, penalty_weight=100", "mask_pool=n/a, penalty_weight=10"]
+    assert [s["setting"] for s in sweep] == ["future_key=x, penalty_weight=100", "future_key=n/a, penalty_weight=10"]
     assert kept == [a]
+
+
+def test_a_config_key_added_later_holds_its_default_in_old_runs():
+    from pyro_ebnn.compare import select_settings
+    old, new = _swept(10, 0.9, 0.9, 0), _swept(10, 0.8, 0.8, 1)
+    new["config"] = {**new["config"], "weight_decay": 0.0}   # saved after the key existed
+    kept, sweep = select_settings([old, new])
+    assert sweep == [] and len(kept) == 2                      # one setting, two folds
+    new["config"]["weight_decay"] = 1e-3                        # a real difference is still a setting
+    kept, sweep = select_settings([old, new])
+    assert [s["setting"] for s in sweep] == ["weight_decay=0", "weight_decay=0.001"]
 
 
 def test_compare_cli_refuses_bad_sweeps_in_one_line():
