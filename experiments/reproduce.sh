@@ -35,6 +35,15 @@ for lam in 10 100; do for f in 0 1 2; do   # a larger lambda, chosen against on 
   python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
       --set patience=3 --set eval_samples=10 --set threads=1 --set finetune_lam=$lam --out results/finetune_lam/corners/feedback-lam$lam/fold$f
 done; done
+for f in 0 1 2; do   # [001]'s Eq. 12 gradient filter, and a 3x larger fine-tuning learning rate (both judged on validation)
+  python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
+      --set gradient_filter=true --set patience=3 --set eval_samples=10 --set threads=1 --out results/finetune_gf/corners/feedback-gf/fold$f
+  python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
+      --set finetune_lr=3e-3 --set patience=3 --set eval_samples=10 --set threads=1 --out results/finetune_lr/corners/feedback-lr0.003/fold$f
+  for G in results/finetune_gf/corners/feedback-gf results/finetune_lr/corners/feedback-lr0.003; do
+    python -m pyro_ebnn.run evaluate --run $G/fold$f --threads 1 --max-images 2000 --figure-images 6
+  done
+done
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch
@@ -76,14 +85,18 @@ done
 C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --overlap saliency --overlap-images 2000"
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic,cdep@deterministic \
     --penalty-weights 1000,10000 $C --set validation_decoys=test --out results/compare_cnn
-python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic \
-    $C --set validation_decoys=train --out results/compare_cnn_trainval   # [004]'s unpenalized setting
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic,cdep@deterministic \
+    $C --set validation_decoys=train --out results/compare_cnn_trainval   # [004]'s setting: training-rule validation
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods cdep@deterministic --folds 0 \
     --penalty-weights 10,100 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --out results/cdep_probe/cnn
-python -m pyro_ebnn.run train --config configs/decoy_mnist_cdep_cnn.yaml --mode cdep --fold 0 --set penalty_weight=10000 \
-    --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=test --out results/cdep_probe/cnn_w10000_20ep
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods cdep@deterministic --penalty-weights 10000 \
+    --folds 0,1,2 --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=test --overlap saliency \
+    --overlap-images 2000 --out results/compare_cnn20
+R=results/compare_cnn/decoy_mnist_cdep_cnn
+python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 $R/cdep-deterministic-w10000/fold0
 cp results/compare_cnn/compare.md experiments/results/compare_cnn.md
 cp results/compare_cnn_trainval/compare.md experiments/results/compare_cnn_trainval.md
+cp results/compare_cnn20/compare.md experiments/results/compare_cnn20.md
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
