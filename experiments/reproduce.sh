@@ -71,6 +71,8 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --methods 
 for rule in cdep rrr; do
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods none,rrr@deterministic,l1grad@deterministic \
     --sweep none:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods augment,rrr,l1grad \
+    --sweep augment:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 $C
 done
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-only --overlap none \
     --methods none,feedback,augment,rrr,l1grad,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic \
