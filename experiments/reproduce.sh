@@ -94,11 +94,15 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --met
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods cdep@deterministic --penalty-weights 10000 \
     --folds 0,1,2 --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=test --overlap saliency \
     --overlap-images 2000 --out results/compare_cnn20
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic,cdep@deterministic \
+    --penalty-weights 10000 --folds 0,1,2 --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=train \
+    --overlap saliency --overlap-images 2000 --out results/compare_cnn20_trainval
 R=results/compare_cnn/decoy_mnist_cdep_cnn
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 $R/cdep-deterministic-w10000/fold0
 cp results/compare_cnn/compare.md experiments/results/compare_cnn.md
 cp results/compare_cnn_trainval/compare.md experiments/results/compare_cnn_trainval.md
 cp results/compare_cnn20/compare.md experiments/results/compare_cnn20.md
+cp results/compare_cnn20_trainval/compare.md experiments/results/compare_cnn20_trainval.md
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
