@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import yaml
 
 from .aggregate import _fmt, collect, summarize
-from .config import MODES, PENALTY_MODES
+from .config import MODES, PENALTY_MODES, saved_config
 from .errors import ConfigError
 
 NETWORKS = ("bayesian", "deterministic")
@@ -154,8 +154,8 @@ def _finished(metrics_path: Path, cfg) -> bool:
     with a one-line error when other keys differ."""
     if not metrics_path.exists():
         return False
-    saved = json.loads(metrics_path.read_text()).get("config", {})
-    return all(saved[k] == v for k, v in cfg.to_dict().items() if k in saved and k not in ("device", "threads"))
+    saved = saved_config(json.loads(metrics_path.read_text()).get("config"))
+    return all(saved.get(k) == v for k, v in cfg.to_dict().items() if k not in ("device", "threads"))
 
 
 def effective_weight(run: dict) -> Optional[float]:
@@ -177,8 +177,7 @@ _REPLICATE_KEYS = ("fold", "seed", "device", "threads")
 def _setting(run: dict) -> tuple:
     """The run's config without the replicate keys. A key the saved config lacks (the run was made
     before the key existed) holds its default, as when such a run is resumed."""
-    from .config import Config
-    cfg = {**Config().to_dict(), **(run.get("config") or {})}
+    cfg = saved_config(run.get("config"))
     return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items() if k not in _REPLICATE_KEYS))
 
 

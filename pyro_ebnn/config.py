@@ -156,6 +156,12 @@ class Config:
 KEYS = {f.name: f for f in fields(Config)}
 
 
+def saved_config(saved: Optional[dict]) -> dict:
+    """A config dict saved with a run (metrics.json, checkpoint), completed with the defaults of the
+    keys added after it was written: the run was made with those defaults."""
+    return {**Config().to_dict(), **(saved or {})}
+
+
 def _coerce(key: str, value):
     f = KEYS[key]
     if value is None:

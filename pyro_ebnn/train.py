@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .build import build_elbo, build_model, resolve_device
 from .baselines import replace_with_noise
-from .config import PENALTY_MODES, Config
+from .config import PENALTY_MODES, Config, saved_config
 from .data import Split, fold_split, keep_fraction_of_masks, load_dataset
 from .errors import ConfigError, TrainingError
 from .metrics import classification_metrics
@@ -227,11 +227,9 @@ def _prepare_out(out: Path, cfg: Config, resume: bool):
     if ckpt.exists() and resume:
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         ignore = ("epochs", "device", "threads")
-        defaults = Config().to_dict()
-        saved = {k: v for k, v in st["config"].items() if k not in ignore}
-        # keys newer than the checkpoint count as their default value
-        now = {k: v for k, v in cfg.to_dict().items() if k not in ignore and (k in saved or v != defaults[k])}
-        saved = {k: v for k, v in saved.items() if k in now or k in defaults}
+        now = {k: v for k, v in cfg.to_dict().items() if k not in ignore}
+        # keys newer than the checkpoint count as their default value; keys since removed are dropped
+        saved = {k: v for k, v in saved_config(st["config"]).items() if k in now}
         if saved != now:
             diff = sorted(k for k in set(now) | set(saved) if saved.get(k) != now.get(k))
             raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "

@@ -139,6 +139,10 @@ def test_compare_tables_have_the_paper_layout_with_mean_and_std():
     assert lines[i + 4] == "| decoy_mnist_rrr | 0.950 ± 0.000 | 0.800 ± 0.141 |"
     assert "| decoy_mnist_rrr | 0.010 ± 0.000 | n/a |" in lines
     assert {r["runs"] for r in rows} == {1, 2}
+    assert "Architecture: lenet." in lines[0]   # runs whose config has no architecture key: the default
+    for r in runs:
+        r["config"] = {**r.get("config", {}), "architecture": "cdep_cnn"}
+    assert "Architecture: cdep_cnn." in tables(runs)[0].splitlines()[0]
 
 
 @pytest.mark.slow
@@ -318,3 +322,23 @@ def test_cdep_cnn_trains_end_to_end_on_real_decoy_mnist(tmp_path):
     assert m["mode"] == "cdep" and 0.0 <= m["balanced_accuracy"] <= 1.0 and m["n_test"] == 100
     model, saved, _ = load_model(tmp_path / "run")
     assert saved.architecture == "cdep_cnn" and model.net[1].out_channels == 50
+
+
+def test_runs_saved_before_a_key_existed_hold_its_default(tmp_path, npz):
+    """metrics.json / checkpoints written before ``weight_decay`` existed: the grid collects them
+    for the default value, and neither collects nor resumes them for another value."""
+    from pyro_ebnn.compare import _finished
+    from pyro_ebnn.train import METRICS
+    out = tmp_path / "run"
+    train(_cfg(npz, mode="none", epochs=1), out, progress=False)
+    m = json.loads((out / METRICS).read_text())
+    del m["config"]["weight_decay"]
+    (out / METRICS).write_text(json.dumps(m))
+    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    del ckpt["config"]["weight_decay"]
+    torch.save(ckpt, out / CHECKPOINT)
+    assert _finished(out / METRICS, _cfg(npz, mode="none", epochs=1))
+    assert not _finished(out / METRICS, _cfg(npz, mode="none", epochs=1, weight_decay=1e-3))
+    with pytest.raises(ConfigError, match=r"different config \(weight_decay\)"):
+        train(_cfg(npz, mode="none", epochs=2, weight_decay=1e-3), out, progress=False)
+    assert train(_cfg(npz, mode="none", epochs=2), out, progress=False)["epochs_run"] == 2
