@@ -12,8 +12,14 @@ All of them take the feedback mask E (N x 1 x H x W, 1 = irrelevant, broadcast o
   logits are split into ``beta`` (the part that comes from the masked pixels) and ``gamma`` (the
   rest), and the penalty is the mean over classes of ``softmax([beta_c, gamma_c])[0]``
   (:func:`cd_decompose`, :func:`cdep_penalty`).
+* **eg** -- Expected Gradients as an attribution prior (Erion et al. 2021; the fourth column of
+  [004] Table 3): the attribution of the true-class probability along the straight path from a
+  reference image x' (another training image) to x, ``phi = (x - x') * grad p_y(x' + alpha (x - x'))``
+  with alpha ~ U(0, 1), one draw per image and step (Erion et al.'s training estimator), and per
+  image the L1 mass of phi on the mask, ``sum_d E_d |phi_d|`` (the penalty of [004]'s code)
+  (:func:`expected_gradients`, :func:`eg_penalty`).
 
-The three penalties return one value per image (shape ``(B,)``), so that they serve both
+The four penalties return one value per image (shape ``(B,)``), so that they serve both
 
 * a plain PyTorch loss ``mean(CE) + weight * mean(penalty)`` (:class:`pyro_ebnn.point.PointModel`,
   the deterministic network of the papers' own, non-Bayesian setting: ``network: deterministic``), and
@@ -50,7 +56,7 @@ from .layers import BayesianConv2d, BayesianLayer, BayesianLinear
 from .nets import BayesianCNN
 
 #: modes that add a loss penalty (the others: none, feedback, augment)
-PENALTY_MODES = ("rrr", "l1grad", "cdep")
+PENALTY_MODES = ("rrr", "l1grad", "cdep", "eg")
 
 #: Published / chosen default weights of the penalties (``weight=None`` means these):
 #: * rrr: lambda_1 = 1000, Ross et al. 2017 on Decoy MNIST (their Sec. 4 / the RRR reference code;
@@ -63,7 +69,11 @@ PENALTY_MODES = ("rrr", "l1grad", "cdep")
 #:   ~1e-5..1e-4 per image at initialisation (so 0.01-0.1 against a cross-entropy of 2.3) and
 #:   ~1e-6 on an overfitted network (0.001 against a cross-entropy of 5e-4): it matters without
 #:   dominating. A sweep is advised before quoting results.
-DEFAULT_WEIGHTS = {"rrr": 1000.0, "cdep": 1000.0, "l1grad": 1000.0}
+#: * eg: 100. Neither [004] nor the CDEP code states its chosen value. The masked attributions of one
+#:   image sum to at most the change of a probability (completeness: sum_d phi_d -> p_y(x) - p_y(x')),
+#:   so the raw penalty is O(0.1) per image on a network that reads the decoy, and 100 makes it
+#:   outweigh a cross-entropy of O(1) there. Sweep it (compare --penalty-weights) before quoting.
+DEFAULT_WEIGHTS = {"rrr": 1000.0, "cdep": 1000.0, "l1grad": 1000.0, "eg": 100.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +230,43 @@ def l1_grad_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
     return (m * grad).abs().flatten(1).sum(1) / (w * h * c)
 
 
+def expected_gradients(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                       references: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """One-sample Expected Gradients (Erion et al. 2021): per image
+    ``phi = (x - x') * d score / d x~`` at ``x~ = x' + alpha (x - x')``, with the graph kept (the
+    penalty is differentiated again). ``references`` x' has the shape of x, ``alpha`` shape (B,).
+    Averaged over alpha ~ U(0, 1) the attributions of an image sum to ``score(x) - score(x')``
+    (completeness of the path integral); over references drawn from the data they are Expected
+    Gradients."""
+    a = alpha.to(dtype=x.dtype, device=x.device).view(-1, *([1] * (x.dim() - 1)))
+    delta = x - references
+    return delta * _input_gradient(score_fn, references + a * delta)
+
+
+def eg_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+               mask: torch.Tensor, references: Optional[torch.Tensor] = None,
+               alpha: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Expected Gradients attribution prior: per image ``sum_d E_d |phi_d|`` with ``phi`` the
+    Expected Gradients attribution of the true-class softmax probability (:func:`expected_gradients`).
+    References default to the batch itself in a random order (images drawn from the training data,
+    as Erion et al. sample them), alpha to U(0, 1) draws. Returns shape (B,); exactly zero for an
+    image with an all-zero mask."""
+    m = _pixel_mask(mask, x)
+    y = y.long().to(x.device)
+    if references is None:
+        references = x[torch.randperm(len(x), device=x.device)]
+    if alpha is None:
+        alpha = torch.rand(len(x), device=x.device, dtype=x.dtype)
+    if references.shape != x.shape or alpha.shape != (len(x),):
+        raise ValueError(f"references must have the images' shape {tuple(x.shape)} and alpha shape ({len(x)},); "
+                         f"got {tuple(references.shape)} and {tuple(alpha.shape)}")
+
+    def true_class_probability(z):
+        return logits_fn(z).softmax(-1).gather(-1, y[:, None]).squeeze(-1)
+    phi = expected_gradients(true_class_probability, x, references.detach(), alpha)
+    return (m * phi).abs().flatten(1).sum(1)
+
+
 # ---------------------------------------------------------------------------------------------
 # contextual decomposition (Singh et al. 2018 for CNNs; CDEP, Rieger et al. 2020)
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +368,8 @@ def penalty_terms(mode: str, net: nn.Module, x: torch.Tensor, y: torch.Tensor, m
         return l1_grad_penalty(logits_function(net, weights), x, y, mask)
     if mode == "cdep":
         return cdep_penalty(net, x, mask, weights)
+    if mode == "eg":
+        return eg_penalty(logits_function(net, weights), x, y, mask)
     raise ValueError(f"mode {mode!r} has no penalty; penalty modes: {', '.join(PENALTY_MODES)}")
 
 

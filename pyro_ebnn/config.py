@@ -10,11 +10,11 @@ from typing import Optional
 import yaml
 
 from .errors import ConfigError
+from .baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg
 from .nets import ARCHITECTURES
 
-MODES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep")
-#: modes that add a loss penalty (pyro_ebnn.baselines); augment replaces masked pixels by noise
-PENALTY_MODES = ("rrr", "l1grad", "cdep")
+#: every training mode; augment replaces masked pixels by noise (pyro_ebnn.baselines)
+MODES = ("none", "feedback", "augment") + PENALTY_MODES
 
 
 @dataclass
@@ -105,7 +105,7 @@ class Config:
             bad("network", f"use bayesian or deterministic, got {self.network!r}")
         if self.network == "deterministic" and self.mode == "feedback":
             bad("mode", "feedback is evidence in the Bayesian model; set network: bayesian, or pick a "
-                        "baseline mode (none, augment, rrr, l1grad, cdep) for the deterministic network")
+                        "baseline mode (none, augment, rrr, l1grad, cdep, eg) for the deterministic network")
         if self.mode == "feedback" and not self.lam > 0:
             bad("lam", f"feedback needs lam > 0 (got {self.lam}); use --mode none to train without feedback")
         if self.penalty_weight is not None and not self.penalty_weight > 0:

@@ -210,7 +210,7 @@ def grid(configs, modes, folds, sets, device, out):
 @click.option("--overlap-images", "overlap_images", default=2000, show_default=True, type=int,
               help="first N masked test images per run for the overlap")
 @click.option("--penalty-weights", "penalty_weights", default=None, metavar="W1,W2,...",
-              help="sweep: train every penalty method (rrr, l1grad, cdep) once per weight and report the weight "
+              help="sweep: train every penalty method (rrr, l1grad, cdep, eg) once per weight and report the weight "
                    "with the best mean validation score (use with --set validation_decoys=test)")
 @click.option("--sweep", "sweeps", multiple=True, metavar="MODE:KEY=V1,V2,...",
               help="train MODE once per value of a config key and report the value with the best mean validation "

@@ -1,5 +1,5 @@
 """Baselines (pyro_ebnn.baselines): counterexample augmentation, RRR, the thesis L1 gradient
-penalty and CDEP, in the deterministic LeNet and as the penalty hook of the Bayesian model."""
+penalty, CDEP and Expected Gradients, in the deterministic LeNet and as the penalty hook of the Bayesian model."""
 import math
 
 import pytest
@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 
-from pyro_ebnn.baselines import (DEFAULT_WEIGHTS, cd_decompose, cdep_penalty, l1_grad_penalty, layer_sequence, logits_function, make_penalty,
-                                 network_logits, replace_with_noise, rrr_penalty)
+from pyro_ebnn.baselines import (DEFAULT_WEIGHTS, PENALTY_MODES, cd_decompose, cdep_penalty, eg_penalty,
+                                 expected_gradients, l1_grad_penalty, layer_sequence, logits_function,
+                                 make_penalty, network_logits, replace_with_noise, rrr_penalty)
 from pyro_ebnn.build import build_model
 from pyro_ebnn.config import load_config
 from pyro_ebnn.errors import ConfigError
@@ -20,7 +21,7 @@ from pyro_ebnn.nets import lenet
 from pyro_ebnn.optim import JointOptim
 from pyro_ebnn.point import PointModel, PointStep, point_network
 
-MODES = ("none", "augment", "rrr", "l1grad", "cdep")
+MODES = ("none", "augment", "rrr", "l1grad", "cdep", "eg")
 
 
 @pytest.fixture(autouse=True)
@@ -134,11 +135,13 @@ def test_cdep_penalty_is_the_mean_softmax_weight_of_the_masked_part():
 def gradient_penalties(net):
     fn = logits_function(net)
     return {"rrr": lambda x, y, m: rrr_penalty(fn, x, m),
-            "l1grad": lambda x, y, m: l1_grad_penalty(fn, x, y, m)}
+            "l1grad": lambda x, y, m: l1_grad_penalty(fn, x, y, m),
+            # fixed references (no image is its own) and path positions, so that the test is exact
+            "eg": lambda x, y, m: eg_penalty(fn, x, y, m, references=x.flip(0), alpha=torch.linspace(0.1, 0.9, len(x)))}
 
 
 @pytest.mark.parametrize("kind", ["deterministic", "bayesian"])
-@pytest.mark.parametrize("which", ["rrr", "l1grad"])
+@pytest.mark.parametrize("which", ["rrr", "l1grad", "eg"])
 def test_gradient_penalties_zero_without_mask_and_trainable_with_one(kind, which):
     net = networks()[kind]
     pen = gradient_penalties(net)[which]
@@ -153,7 +156,7 @@ def test_gradient_penalties_zero_without_mask_and_trainable_with_one(kind, which
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("which", ["rrr", "l1grad"])
+@pytest.mark.parametrize("which", ["rrr", "l1grad", "eg"])
 def test_gradient_penalties_match_a_per_image_computation(which):
     net = networks()["deterministic"]
     x, y, mask = small_batch(4)
@@ -165,10 +168,54 @@ def test_gradient_penalties_match_a_per_image_computation(which):
         if which == "rrr":
             (g,) = torch.autograd.grad(F.log_softmax(logits, -1).sum(), xi)
             ref = (m[i] * g).square().sum()
+        elif which == "eg":  # the gradient at the point alpha_i of the path from x' = x[n-1-i] to x_i
+            base, a = x[len(x) - 1 - i:len(x) - i], torch.linspace(0.1, 0.9, len(x))[i]
+            xt = (base + a * (x[i:i + 1] - base)).requires_grad_(True)
+            (g,) = torch.autograd.grad(net(xt).softmax(-1)[0, y[i]], xt)
+            ref = (m[i] * (x[i:i + 1] - base) * g).abs().sum()
         else:
             (g,) = torch.autograd.grad(logits.softmax(-1)[0, y[i]], xi)
             ref = (m[i] * g).abs().sum() / (28 * 28 * 1)
         torch.testing.assert_close(batched[i], ref, rtol=1e-4, atol=1e-10)
+
+
+def test_expected_gradients_complete_the_path_integral():
+    """Averaged over alpha ~ U(0, 1), the attributions of an image sum to p_y(x) - p_y(x')
+    (the fundamental theorem of calculus along the straight path); 4000 draws, 4 standard errors."""
+    net = networks()["deterministic"]
+    x = 4 * small_batch(2, seed=1)[0][:1]  # against a black reference, and the class whose probability moves most
+    draws = 4000
+    xs, refs = x.expand(draws, -1, -1, -1), torch.zeros_like(x).expand(draws, -1, -1, -1)
+    with torch.no_grad():
+        k = (net(x).softmax(-1) - net(refs[:1]).softmax(-1)).abs().argmax().item()
+
+    def prob(z):
+        return net(z).softmax(-1)[:, k]
+    alpha = torch.rand(draws, generator=torch.Generator().manual_seed(0))
+    totals = expected_gradients(prob, xs, refs, alpha).detach().flatten(1).sum(1)
+    with torch.no_grad():
+        exact = (prob(xs[:1]) - prob(refs[:1])).item()
+    se = totals.std().item() / math.sqrt(draws)
+    assert abs(exact) > 10 * se  # the check has power
+    assert abs(totals.mean().item() - exact) < 4 * se
+    # at alpha = 1 the reference drops out: phi = (x - x') * grad p_y(x), the gradient-times-delta map
+    at_end = expected_gradients(prob, xs[:1], refs[:1], torch.ones(1))
+    xg = xs[:1].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(prob(xg).sum(), xg)
+    torch.testing.assert_close(at_end, (xs[:1] - refs[:1]) * g)
+
+
+def test_eg_penalty_draws_references_from_the_batch():
+    net = networks()["deterministic"]
+    x, y, mask = small_batch()
+    torch.manual_seed(0)
+    a = eg_penalty(logits_function(net), x, y, mask)
+    torch.manual_seed(0)
+    b = eg_penalty(logits_function(net), x, y, mask)
+    torch.testing.assert_close(a, b)
+    assert a.shape == (len(x),) and a[0] == 0 and torch.all(a >= 0)
+    with pytest.raises(ValueError, match="references"):
+        eg_penalty(logits_function(net), x, y, mask, references=x[:2])
 
 
 # -- counterexamples -------------------------------------------------------------------------------
@@ -252,7 +299,7 @@ def test_deterministic_lenet_steps(mode, decoy):
         x, m = images[idx], masks[idx]
         if mode == "augment":
             x, m = replace_with_noise(x, m, g), None
-        loss = step.step(x, labels[idx], m if mode in ("rrr", "l1grad", "cdep") else None)
+        loss = step.step(x, labels[idx], m if mode in PENALTY_MODES else None)
         assert math.isfinite(loss), (mode, i)
     assert all(torch.isfinite(p).all() for p in model.net.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.net.parameters()))
@@ -264,7 +311,7 @@ def test_bayesian_svi_steps(mode, decoy):
     cfg = load_config(None, {"mode": mode})
     pyro.set_rng_seed(0)
     bnn = build_model(cfg, (1, 28, 28), 10)
-    assert (bnn.penalty is not None) == (mode in ("rrr", "l1grad", "cdep"))
+    assert (bnn.penalty is not None) == (mode in PENALTY_MODES)
     svi = SVI(bnn.model, bnn.guide, JointOptim(torch.optim.Adam, {"lr": 1e-3}), TraceMeanField_ELBO())
     g = torch.Generator().manual_seed(0)
     first = None
