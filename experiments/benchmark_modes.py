@@ -4,9 +4,9 @@
                                           [--device cpu|cuda] [--variants bayes:none,det:rrr,...]
 
 Variants: the Bayesian model (Pyro SVI, TraceMeanField_ELBO, JointOptim, validation off, as in
-training) in the modes none, feedback, augment, rrr, l1grad, cdep; and the deterministic LeNet
+training) in the modes none, feedback, augment, rrr, l1grad, cdep, eg; and the deterministic LeNet
 (``network: deterministic``, pyro_ebnn.point.PointStep: plain PyTorch loss, the same Adam wrapper)
-in none, augment, rrr, l1grad, cdep, i.e. each penalty in its own paper's setting. Every variant
+in none, augment, rrr, l1grad, cdep, eg, i.e. each penalty in its own paper's setting. Every variant
 runs the same number of steps per epoch, so the step-time ratios are the epoch-time ratios. LeNet, real Decoy MNIST batches (config decoy_mnist_rrr.yaml, masks
 kept on mask_fraction of the images as in training), penalty weights at their defaults.
 
@@ -36,8 +36,8 @@ from pyro_ebnn.config import load_config
 from pyro_ebnn.optim import JointOptim
 from pyro_ebnn.point import PointStep
 
-BAYES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep")
-DET = ("none", "augment", "rrr", "l1grad", "cdep")
+BAYES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep", "eg")
+DET = ("none", "augment", "rrr", "l1grad", "cdep", "eg")
 ALL = [f"bayes:{m}" for m in BAYES] + [f"det:{m}" for m in DET]
 REFERENCE = "bayes:none"
 CONFIG = "configs/decoy_mnist_rrr.yaml"

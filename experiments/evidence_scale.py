@@ -1,0 +1,56 @@
+"""How a network meets the feedback evidence: the scale of its evidence-layer pre-activations.
+
+    python experiments/evidence_scale.py RUN_DIR [RUN_DIR ...] [--images 256] [--threads 1]
+
+For each trained run (train or finetune output), on the first ``--images`` training images of its
+fold that carry a mask: the median |mu_U| and sigma_U of the last convolution's LRT Gaussian in the
+cells that the feedback conditions on zero (``mask_pool`` of the run's config) and in all other
+cells, and the Frobenius norm of the mean weights of the first head layer. The evidence term
+log N(0; mu_U, sigma_U^2) grows without bound as mu_U and sigma_U shrink, and a ReLU head can undo a
+shrunken layer by larger weights: when the unmasked cells shrink as much as the masked ones and
+the head grows, the evidence was met by rescaling the layer rather than by silencing the cells.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from pyro_ebnn.feedback import FeedbackEvidence
+from pyro_ebnn.layers import BayesianLayer
+from pyro_ebnn.train import load_model, prepare_split
+
+
+def scale_of(run_dir: str, images: int) -> dict:
+    bnn, cfg, _ = load_model(run_dir, "cpu")
+    cfg.mask_fraction = 1.0  # every training image keeps its mask here
+    split = prepare_split(cfg)
+    has_mask = split.train.masks.flatten(1).any(1)
+    x, m = split.train.images[has_mask][:images], split.train.masks[has_mask][:images]
+    evidence = FeedbackEvidence(pool=cfg.mask_pool)
+    with torch.no_grad():
+        mean, std = bnn.net.evidence_moments(x)
+        cells = evidence.irrelevant_cells(m, mean, bnn.net)
+    head = next(l for l in bnn.net.head.modules() if isinstance(l, BayesianLayer))
+    return {"masked_mu": mean[cells].abs().median().item(), "masked_sigma": std[cells].median().item(),
+            "other_mu": mean[~cells].abs().median().item(), "other_sigma": std[~cells].median().item(),
+            "head_norm": head.weight_loc.norm().item(), "cells": cells.float().mean().item()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--images", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"{'run':60s} {'masked |mu|':>11s} {'masked sd':>9s} {'other |mu|':>10s} {'other sd':>8s} "
+          f"{'head |M|':>8s} {'cells':>6s}")
+    for run in a.runs:
+        s = scale_of(run, a.images)
+        print(f"{run:60s} {s['masked_mu']:11.3f} {s['masked_sigma']:9.3f} {s['other_mu']:10.3f} "
+              f"{s['other_sigma']:8.3f} {s['head_norm']:8.2f} {s['cells']:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
