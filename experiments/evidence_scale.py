@@ -2,6 +2,8 @@
 
     python experiments/evidence_scale.py RUN_DIR [RUN_DIR ...] [--images 256] [--threads 1]
 
+Runs whose directories differ only in a trailing ``foldN`` form one row: mean ± std over the folds.
+
 For each trained run (train or finetune output), on the first ``--images`` training images of its
 fold that carry a mask: the median |mu_U| and sigma_U of the last convolution's LRT Gaussian in the
 cells that the feedback conditions on zero (``mask_pool`` of the run's config) and in all other
@@ -13,6 +15,9 @@ the head grows, the evidence was met by rescaling the layer rather than by silen
 from __future__ import annotations
 
 import argparse
+import re
+import statistics
+from collections import defaultdict
 
 import torch
 
@@ -44,12 +49,19 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"{'run':60s} {'masked |mu|':>11s} {'masked sd':>9s} {'other |mu|':>10s} {'other sd':>8s} "
-          f"{'head |M|':>8s} {'cells':>6s}")
+    groups = defaultdict(list)
     for run in a.runs:
-        s = scale_of(run, a.images)
-        print(f"{run:60s} {s['masked_mu']:11.3f} {s['masked_sigma']:9.3f} {s['other_mu']:10.3f} "
-              f"{s['other_sigma']:8.3f} {s['head_norm']:8.2f} {s['cells']:6.3f}")
+        groups[re.sub(r"/fold\d+/?$", "", run.rstrip("/"))].append(scale_of(run, a.images))
+    keys = ("masked_mu", "masked_sigma", "other_mu", "other_sigma", "head_norm")
+    print("| runs | folds | masked |mu_U| | masked sigma_U | other |mu_U| | other sigma_U | head norm |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rows in groups.items():
+        cells = []
+        for k in keys:
+            v = [r[k] for r in rows]
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            cells.append(f"{statistics.mean(v):.3f} ± {sd:.3f}")
+        print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ done
 for r in none feedback; do for f in 0 1 2; do
   python -m pyro_ebnn.run evaluate --run $R/$r/fold$f --threads 1 --max-images 2000 --figure-images 6
 done; done
-for lam in 10 100; do for f in 0 1 2; do   # a larger lambda, chosen against on validation
+for lam in 10 100 0.1 0.01; do for f in 0 1 2; do   # a larger or smaller lambda, chosen against on validation
   python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
       --set patience=3 --set eval_samples=10 --set threads=1 --set finetune_lam=$lam --out results/finetune_lam/corners/feedback-lam$lam/fold$f
 done; done
@@ -44,6 +44,9 @@ for f in 0 1 2; do   # [001]'s Eq. 12 gradient filter, and a 3x larger fine-tuni
     python -m pyro_ebnn.run evaluate --run $G/fold$f --threads 1 --max-images 2000 --figure-images 6
   done
 done
+# how the evidence is met: scale of the evidence-layer pre-activations, masked cells and the others
+python experiments/evidence_scale.py results/finetune3/corners/none/fold{0,1,2} results/finetune_lr/corners/feedback-lr0.003/fold{0,1,2} \
+    results/protocol/decoy_mnist_position/{none,feedback}/fold{0,1,2}
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch
@@ -63,6 +66,14 @@ for rule in rrr cdep; do
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods rrr,l1grad \
     --sweep rrr:penalty_weight=10 $C
 done
+#    Expected Gradients (session 5): the weight and the learning rate swept on validation for the
+#    deterministic LeNet; the Bayesian one at the weight chosen there, both learning rates
+for rule in rrr cdep; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods eg@deterministic \
+    --sweep eg:penalty_weight=10,100,1000 --sweep eg:lr=1e-3,3e-3 $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --methods eg \
+    --sweep eg:penalty_weight=10 --sweep eg:lr=1e-3,3e-3 $C
+done
 #    the learning rate, swept on validation like the weights (session 4): feedback and the Bayesian
 #    none at 3e-3 / 1e-2, the two best deterministic baselines at 3e-3
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --methods feedback \
@@ -75,7 +86,7 @@ for rule in cdep rrr; do
     --sweep augment:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 $C
 done
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-only --overlap none \
-    --methods none,feedback,augment,rrr,l1grad,rrr@deterministic,cdep@deterministic,l1grad@deterministic,none@deterministic \
+    --methods none,feedback,augment,rrr,l1grad,eg,rrr@deterministic,cdep@deterministic,l1grad@deterministic,eg@deterministic,none@deterministic \
     --out results/compare_val
 cp results/compare_val/compare.md results/compare_val/compare.csv results/compare_val/compare_sweep.csv experiments/results/
 # 5b. two CDEP probes on fold 0 (weight 10,000; masks on every training image)
