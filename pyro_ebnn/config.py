@@ -68,6 +68,10 @@ class Config:
     fold: int = 0
     seed: int = 0
     val_every: int = 1
+    # also validate every this many training steps inside an epoch (null: only at the end of an
+    # epoch). Such a validation may select the model (best_epoch then has a fraction, e.g. 1.25) but
+    # does not count for patience. For fine-tuning, whose validation score can peak within an epoch.
+    val_every_steps: Optional[int] = None
     select_metric: str = "balanced_accuracy"
     patience: Optional[int] = None        # early stopping (validations without improvement)
     eval_samples: int = 20                # posterior predictive samples at test time
@@ -114,7 +118,7 @@ class Config:
                     "finetune_epochs"):
             if not (isinstance(getattr(self, key), int) and getattr(self, key) >= 1):
                 bad(key, f"must be a positive integer, got {getattr(self, key)!r}")
-        for key in ("max_train_images", "max_test_images", "patience"):
+        for key in ("max_train_images", "max_test_images", "patience", "val_every_steps"):
             v = getattr(self, key)
             if v is not None and not (isinstance(v, int) and v >= 1):
                 bad(key, f"must be a positive integer or null, got {v!r}")

@@ -134,7 +134,7 @@ class Trainer:
         while self.epoch < epochs:
             bnn.net.train()
             perm = torch.randperm(n, device=self.device)
-            total, t0 = 0.0, time.time()
+            total, t0, within, best_at_start = 0.0, time.time(), [], self.best_score
             steps = range(0, n, bs)
             for step, start in enumerate(tqdm(steps, leave=False, disable=not tty, unit="batch", desc=f"epoch {self.epoch + 1}")):
                 idx = perm[start:start + bs]
@@ -149,19 +149,20 @@ class Trainer:
                         f"rate (--set lr={cfg.lr / 10:g}) or the initial scale (--set rho_init={cfg.rho_init - 1:g}), "
                         "and check the inputs; no results were written")
                 total += loss
+                if cfg.val_every_steps and split.val is not None and (step + 1) % cfg.val_every_steps == 0 \
+                        and step + 1 < len(steps):
+                    at = round(self.epoch + (step + 1) / len(steps), 3)
+                    within.append({"epoch": at, f"val_{cfg.select_metric}": self._validate(split, out, train, at)})
+                    bnn.net.train()
             self.scheduler.step()
             self.epoch += 1
             record = {"epoch": self.epoch, "loss": total / n, "seconds": time.time() - t0}
+            if within:
+                record["validations_within_epoch"] = within
             if split.val is not None and (self.epoch % cfg.val_every == 0 or self.epoch == epochs):
-                probs = mean_probs(bnn, split.val.images, device=self.device)
-                score = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
-                record[f"val_{cfg.select_metric}"] = score
-                if score > self.best_score:
-                    self.best_score, self.best_epoch, self.stale = score, self.epoch, 0
-                    save_model(out / MODEL, bnn, cfg, train.images.shape[1:], train.num_classes,
-                               {"epoch": self.epoch, f"val_{cfg.select_metric}": score})
-                else:
-                    self.stale += 1
+                record[f"val_{cfg.select_metric}"] = self._validate(split, out, train, self.epoch)
+                # patience counts epochs: did any validation of this epoch improve on the best?
+                self.stale = 0 if self.best_score > best_at_start else self.stale + 1
             elif split.val is None:
                 save_model(out / MODEL, bnn, cfg, train.images.shape[1:], train.num_classes, {"epoch": self.epoch})
                 self.best_epoch = self.epoch
@@ -174,6 +175,18 @@ class Trainer:
                 tqdm.write(f"early stop: no validation gain in {cfg.patience} validations", file=sys.stderr)
                 break
         bar.close()
+
+    def _validate(self, split: Split, out: Path, train, epoch) -> float:
+        """Score the model on the validation set; save it as the selected model when it is the best
+        so far (``epoch`` may have a fraction for validations inside an epoch)."""
+        cfg = self.cfg
+        probs = mean_probs(self.bnn, split.val.images, device=self.device)
+        score = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            save_model(out / MODEL, self.bnn, cfg, train.images.shape[1:], train.num_classes,
+                       {"epoch": epoch, f"val_{cfg.select_metric}": score})
+        return score
 
 
 def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True, attributions: Optional[bool] = None,

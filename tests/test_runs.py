@@ -140,3 +140,24 @@ def test_checkpoint_from_before_a_new_config_key_still_resumes(tmp_path, npz):
     torch.save(st, tmp_path / "r" / CHECKPOINT)
     m = train(_cfg(npz, epochs=2), tmp_path / "r", progress=False)
     assert m["epochs_run"] == 2
+
+
+def test_validation_within_epochs_can_select_the_model(tmp_path, npz):
+    """``val_every_steps``: extra validations inside an epoch, recorded in the history; the saved
+    model is the best over all validations in order, and training itself is unchanged."""
+    cfg = _cfg(npz, epochs=2, val_every_steps=2)
+    key = f"val_{cfg.select_metric}"
+    m = train(cfg, tmp_path / "v", progress=False)
+    hist = torch.load(tmp_path / "v" / CHECKPOINT, weights_only=False)["history"]
+    order = []
+    for h in hist:
+        order += [(w["epoch"], w[key]) for w in h.get("validations_within_epoch", [])] + [(h["epoch"], h[key])]
+    within = [e for e, _ in order if e != int(e)]
+    assert len(within) >= 2 and all(0 < e < 2 for e in within)
+    best = max(s for _, s in order)
+    first_best = next(e for e, s in order if s == best)
+    saved = torch.load(tmp_path / "v" / MODEL, weights_only=False)
+    assert saved["epoch"] == m["best_epoch"] == first_best and saved[key] == best
+    train(_cfg(npz, epochs=2), tmp_path / "p", progress=False)
+    plain = torch.load(tmp_path / "p" / CHECKPOINT, weights_only=False)["history"]
+    assert [h["loss"] for h in plain] == pytest.approx([h["loss"] for h in hist], rel=1e-6)
