@@ -44,6 +44,14 @@ for f in 0 1 2; do   # [001]'s Eq. 12 gradient filter, and a 3x larger fine-tuni
     python -m pyro_ebnn.run evaluate --run $G/fold$f --threads 1 --max-images 2000 --figure-images 6
   done
 done
+for lr in 1e-3 3e-3; do for f in 0 1 2; do   # validation every 20 steps inside the epochs (session 5)
+  G=results/finetune_steps/corners/feedback-lr$lr
+  python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
+      --set finetune_lr=$lr --set val_every_steps=20 --set patience=3 --set eval_samples=10 --set threads=1 --out $G/fold$f
+  python -m pyro_ebnn.run evaluate --run $G/fold$f --threads 1 --max-images 2000 --figure-images 6
+done; done
+python -m pyro_ebnn.run aggregate results/finetune_steps --out experiments/results/finetune_steps_summary \
+    --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # how the evidence is met: scale of the evidence-layer pre-activations, masked cells and the others
 python experiments/evidence_scale.py results/finetune3/corners/none/fold{0,1,2} results/finetune_lr/corners/feedback-lr0.003/fold{0,1,2} \
     results/protocol/decoy_mnist_position/{none,feedback}/fold{0,1,2}
