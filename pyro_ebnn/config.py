@@ -70,8 +70,8 @@ class Config:
     val_every: int = 1
     # also validate every this many training steps inside an epoch (null: only at the end of an
     # epoch). Such a validation may select the model (best_epoch then has a fraction, e.g. 1.25);
-    # patience still counts epochs, an epoch improving when any of its validations improved. For
-    # fine-tuning, whose validation score can peak within an epoch.
+    # patience still counts end-of-epoch validations, each a gain when any validation since the
+    # previous one improved. For fine-tuning, whose validation score can peak within an epoch.
     val_every_steps: Optional[int] = None
     select_metric: str = "balanced_accuracy"
     patience: Optional[int] = None        # early stopping (validations without improvement)

@@ -97,6 +97,7 @@ class Trainer:
         else:
             self.svi = SVI(bnn.model, bnn.guide, self.scheduler, loss=build_elbo(cfg))
         self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
+        self.checked_best = -math.inf  # the best score at the last end-of-epoch validation (patience)
         self.history = []
 
     # checkpoint of everything needed to resume: module, Pyro param store, optimiser, RNG, history
@@ -104,6 +105,7 @@ class Trainer:
         return {"net": self.bnn.net.state_dict(), "param_store": pyro.get_param_store().get_state(),
                 "optim": self.scheduler.get_state(), "epoch": self.epoch, "best_score": self.best_score,
                 "best_epoch": self.best_epoch, "stale": self.stale, "history": self.history,
+                "checked_best": self.checked_best,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                 "config": self.cfg.to_dict()}
@@ -115,6 +117,7 @@ class Trainer:
         self.scheduler.set_state(st["optim"])
         self.epoch, self.best_score, self.best_epoch = st["epoch"], st["best_score"], st["best_epoch"]
         self.stale, self.history = st["stale"], st["history"]
+        self.checked_best = st.get("checked_best", self.best_score)  # checkpoints from before the key
         torch.set_rng_state(st["rng"]["torch"])
         np.random.set_state(st["rng"]["numpy"])
         if st["rng"].get("cuda") is not None and torch.cuda.is_available():
@@ -134,7 +137,7 @@ class Trainer:
         while self.epoch < epochs:
             bnn.net.train()
             perm = torch.randperm(n, device=self.device)
-            total, t0, within, best_at_start = 0.0, time.time(), [], self.best_score
+            total, t0, within = 0.0, time.time(), []
             steps = range(0, n, bs)
             for step, start in enumerate(tqdm(steps, leave=False, disable=not tty, unit="batch", desc=f"epoch {self.epoch + 1}")):
                 idx = perm[start:start + bs]
@@ -161,8 +164,9 @@ class Trainer:
                 record["validations_within_epoch"] = within
             if split.val is not None and (self.epoch % cfg.val_every == 0 or self.epoch == epochs):
                 record[f"val_{cfg.select_metric}"] = self._validate(split, out, train, self.epoch)
-                # patience counts epochs: did any validation of this epoch improve on the best?
-                self.stale = 0 if self.best_score > best_at_start else self.stale + 1
+                # patience counts these validations: did any validation since the last one improve?
+                self.stale = 0 if self.best_score > self.checked_best else self.stale + 1
+                self.checked_best = self.best_score
             elif split.val is None:
                 save_model(out / MODEL, bnn, cfg, train.images.shape[1:], train.num_classes, {"epoch": self.epoch})
                 self.best_epoch = self.epoch
@@ -324,6 +328,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     before = classification_metrics(split.val.labels.numpy(), mean_probs(bnn, split.val.images, device=device).numpy())
     if state is None:
         trainer.best_score, trainer.best_epoch = before[cfg.select_metric], 0
+        trainer.checked_best = trainer.best_score
         save_model(out / MODEL, bnn, cfg, split.train.images.shape[1:], split.train.num_classes, {"epoch": 0})
     t0 = time.time()
     trainer.fit(split, cfg.finetune_epochs, out, use_masks=True, progress=progress)

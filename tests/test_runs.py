@@ -161,3 +161,29 @@ def test_validation_within_epochs_can_select_the_model(tmp_path, npz):
     train(_cfg(npz, epochs=2), tmp_path / "p", progress=False)
     plain = torch.load(tmp_path / "p" / CHECKPOINT, weights_only=False)["history"]
     assert [h["loss"] for h in plain] == pytest.approx([h["loss"] for h in hist], rel=1e-6)
+
+
+
+def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monkeypatch):
+    """Early stopping with ``val_every: 2`` and ``val_every_steps``: a better model found inside an
+    epoch without an end-of-epoch validation still counts as a gain at the next check. Validation
+    scores are scripted; 27 training images, batch 8: 4 steps, one inside-epoch validation each."""
+    import pyro_ebnn.train as T
+    scores = [0.5,             # epoch 1 (inside)
+              0.4, 0.4,        # epoch 2 (inside, end): gain since the start -> stale 0
+              0.6,             # epoch 3 (inside): a gain in an epoch that is not checked
+              0.3, 0.3,        # epoch 4: the gain of epoch 3 counts -> stale 0
+              0.3,             # epoch 5
+              0.3, 0.3,        # epoch 6: no gain since epoch 4 -> stale 1 = patience: stop
+              0.3, 0.3, 0.3]
+
+    def scripted(self, split, out, train_set, epoch):
+        score = scores.pop(0)
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            T.save_model(out / MODEL, self.bnn, self.cfg, train_set.images.shape[1:], train_set.num_classes,
+                         {"epoch": epoch})
+        return score
+    monkeypatch.setattr(T.Trainer, "_validate", scripted)
+    m = train(_cfg(npz, epochs=8, val_every=2, val_every_steps=2, patience=1), tmp_path / "p", progress=False)
+    assert m["epochs_run"] == 6 and m["best_epoch"] == 2.5
