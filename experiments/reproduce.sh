@@ -116,6 +116,10 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --met
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic,cdep@deterministic \
     --penalty-weights 10000 --folds 0,1,2 --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=train \
     --overlap saliency --overlap-images 2000 --out results/compare_cnn20_trainval
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods eg@deterministic \
+    --penalty-weights 10,100 $C --set validation_decoys=train --out results/compare_cnn_trainval   # Expected Gradients (session 5)
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --collect-only --overlap none \
+    --methods none@deterministic,cdep@deterministic,eg@deterministic $C --set validation_decoys=train --out results/compare_cnn_trainval
 R=results/compare_cnn/decoy_mnist_cdep_cnn
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 $R/cdep-deterministic-w10000/fold0
 cp results/compare_cnn/compare.md experiments/results/compare_cnn.md
