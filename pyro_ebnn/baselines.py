@@ -196,6 +196,20 @@ def _input_gradient(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.T
     return grad
 
 
+def _true_class_score(logits_fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor,
+                      score: str = "prob") -> Callable[[torch.Tensor], torch.Tensor]:
+    """``z -> score of the true class y_i`` per image: its softmax probability (``"prob"``) or its
+    logit (``"logit"``); what the L1 gradient penalty and Expected Gradients attribute."""
+    if score not in ("prob", "logit"):
+        raise ValueError(f"score must be 'prob' or 'logit', got {score!r}")
+    idx = y.long()[:, None]
+
+    def true_class(z):
+        logits = logits_fn(z)
+        return (logits.softmax(-1) if score == "prob" else logits).gather(-1, idx).squeeze(-1)
+    return true_class
+
+
 def rrr_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
     """Ross et al. (2017), "right reasons" term: per image
@@ -216,16 +230,8 @@ def l1_grad_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
     written on it. (Its gradient vanishes on images the network classifies confidently, so the
     penalty acts mostly on uncertain images; ``score="logit"`` uses the true-class logit instead,
     whose gradient does not saturate.)"""
-    if score not in ("prob", "logit"):
-        raise ValueError(f"score must be 'prob' or 'logit', got {score!r}")
     m = _pixel_mask(mask, x)
-    y = y.long().to(x.device)
-
-    def true_class(z):
-        logits = logits_fn(z)
-        s = logits.softmax(-1) if score == "prob" else logits
-        return s.gather(-1, y[:, None]).squeeze(-1)
-    grad = _input_gradient(true_class, x)
+    grad = _input_gradient(_true_class_score(logits_fn, y.to(x.device), score), x)
     c, h, w = x.shape[1:]
     return (m * grad).abs().flatten(1).sum(1) / (w * h * c)
 
@@ -252,7 +258,6 @@ def eg_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     as Erion et al. sample them), alpha to U(0, 1) draws. Returns shape (B,); exactly zero for an
     image with an all-zero mask."""
     m = _pixel_mask(mask, x)
-    y = y.long().to(x.device)
     if references is None:
         references = x[torch.randperm(len(x), device=x.device)]
     if alpha is None:
@@ -260,10 +265,7 @@ def eg_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     if references.shape != x.shape or alpha.shape != (len(x),):
         raise ValueError(f"references must have the images' shape {tuple(x.shape)} and alpha shape ({len(x)},); "
                          f"got {tuple(references.shape)} and {tuple(alpha.shape)}")
-
-    def true_class_probability(z):
-        return logits_fn(z).softmax(-1).gather(-1, y[:, None]).squeeze(-1)
-    phi = expected_gradients(true_class_probability, x, references.detach(), alpha)
+    phi = expected_gradients(_true_class_score(logits_fn, y.to(x.device)), x, references.detach(), alpha)
     return (m * phi).abs().flatten(1).sum(1)
 
 

@@ -179,6 +179,19 @@ def test_gradient_penalties_match_a_per_image_computation(which):
         torch.testing.assert_close(batched[i], ref, rtol=1e-4, atol=1e-10)
 
 
+def test_l1_penalty_on_the_true_class_logit_and_a_bad_score():
+    net = networks()["deterministic"]
+    x, y, mask = small_batch(3)
+    got = l1_grad_penalty(logits_function(net), x, y, mask, score="logit")
+    for i in (1, 2):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xi)[0, y[i]], xi)
+        torch.testing.assert_close(got[i], (mask[i].float() * g).abs().sum() / (28 * 28), rtol=1e-4, atol=1e-10)
+    assert not torch.allclose(got, l1_grad_penalty(logits_function(net), x, y, mask))
+    with pytest.raises(ValueError, match="score must be 'prob' or 'logit'"):
+        l1_grad_penalty(logits_function(net), x, y, mask, score="margin")
+
+
 def test_expected_gradients_complete_the_path_integral():
     """Averaged over alpha ~ U(0, 1), the attributions of an image sum to p_y(x) - p_y(x')
     (the fundamental theorem of calculus along the straight path); 4000 draws, 4 standard errors."""

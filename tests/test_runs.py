@@ -161,6 +161,12 @@ def test_validation_within_epochs_can_select_the_model(tmp_path, npz):
     train(_cfg(npz, epochs=2), tmp_path / "p", progress=False)
     plain = torch.load(tmp_path / "p" / CHECKPOINT, weights_only=False)["history"]
     assert [h["loss"] for h in plain] == pytest.approx([h["loss"] for h in hist], rel=1e-6)
+    from pyro_ebnn.errors import ConfigError
+    for bad in (0, -3):
+        with pytest.raises(ConfigError, match="config key 'val_every_steps': must be a positive integer or null"):
+            _cfg(npz, val_every_steps=bad)
+    with pytest.raises(ConfigError, match=r"config key 'val_every_steps': cannot read 2.5 as Optional\[int\]"):
+        _cfg(npz, val_every_steps=2.5)
 
 
 
