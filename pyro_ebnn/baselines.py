@@ -236,6 +236,17 @@ def l1_grad_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
     return (m * grad).abs().flatten(1).sum(1) / (w * h * c)
 
 
+def other_images(n: int, device=None) -> torch.Tensor:
+    """A random derangement of ``range(n)`` for n > 1: image ``i`` is paired with image ``index[i]``,
+    never with itself (a plain permutation would pair an image with itself with probability 1/n,
+    and its attribution ``(x - x') * ...`` would then be zero). The images are put in a random
+    cycle: ``order[k]`` takes ``order[k + 1]``. For n = 1 the only image is its own reference."""
+    order = torch.randperm(n, device=device)
+    index = torch.empty_like(order)
+    index[order] = order.roll(-1)
+    return index
+
+
 def expected_gradients(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                        references: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """One-sample Expected Gradients (Erion et al. 2021): per image
@@ -254,12 +265,12 @@ def eg_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
                alpha: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Expected Gradients attribution prior: per image ``sum_d E_d |phi_d|`` with ``phi`` the
     Expected Gradients attribution of the true-class softmax probability (:func:`expected_gradients`).
-    References default to the batch itself in a random order (images drawn from the training data,
-    as Erion et al. sample them), alpha to U(0, 1) draws. Returns shape (B,); exactly zero for an
+    References default to other images of the batch (:func:`other_images`: training images, as
+    Erion et al. sample them, never the image itself), alpha to U(0, 1) draws. Returns shape (B,); exactly zero for an
     image with an all-zero mask."""
     m = _pixel_mask(mask, x)
     if references is None:
-        references = x[torch.randperm(len(x), device=x.device)]
+        references = x[other_images(len(x), x.device)]
     if alpha is None:
         alpha = torch.rand(len(x), device=x.device, dtype=x.dtype)
     if references.shape != x.shape or alpha.shape != (len(x),):

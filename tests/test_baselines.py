@@ -11,7 +11,7 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 
 from pyro_ebnn.baselines import (DEFAULT_WEIGHTS, PENALTY_MODES, cd_decompose, cdep_penalty, eg_penalty,
                                  expected_gradients, l1_grad_penalty, layer_sequence, logits_function,
-                                 make_penalty, network_logits, replace_with_noise, rrr_penalty)
+                                 make_penalty, network_logits, other_images, replace_with_noise, rrr_penalty)
 from pyro_ebnn.build import build_model
 from pyro_ebnn.config import load_config
 from pyro_ebnn.errors import ConfigError
@@ -229,6 +229,18 @@ def test_eg_penalty_draws_references_from_the_batch():
     assert a.shape == (len(x),) and a[0] == 0 and torch.all(a >= 0)
     with pytest.raises(ValueError, match="references"):
         eg_penalty(logits_function(net), x, y, mask, references=x[:2])
+
+
+def test_eg_references_are_never_the_image_itself():
+    # a plain permutation pairs some image with itself in about 63% of batches; over 200 draws of
+    # every size this fails for it, while each draw must still be a permutation of the batch
+    torch.manual_seed(0)
+    for n in (2, 3, 5, 128):
+        for _ in range(200 if n < 128 else 20):
+            index = other_images(n)
+            assert sorted(index.tolist()) == list(range(n))
+            assert not torch.any(index == torch.arange(n))
+    assert other_images(1).tolist() == [0]
 
 
 # -- counterexamples -------------------------------------------------------------------------------
