@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 from collections import defaultdict
 
 import torch
 
+from pyro_ebnn.aggregate import mean_std
 from pyro_ebnn.feedback import FeedbackEvidence
 from pyro_ebnn.layers import BayesianLayer
 from pyro_ebnn.train import load_model, prepare_split
@@ -56,11 +56,7 @@ def main():
     print("| runs | folds | masked |mu_U| | masked sigma_U | other |mu_U| | other sigma_U | head norm |")
     print("|---|---|---|---|---|---|---|")
     for name, rows in groups.items():
-        cells = []
-        for k in keys:
-            v = [r[k] for r in rows]
-            sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            cells.append(f"{statistics.mean(v):.3f} ± {sd:.3f}")
+        cells = [mean_std([r[k] for r in rows])[0] for k in keys]
         print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
 
 

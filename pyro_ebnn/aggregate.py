@@ -35,7 +35,9 @@ def collect(root) -> list[dict]:
     return runs
 
 
-def _fmt(values):
+def mean_std(values):
+    """``("mean ± std", mean, std)`` of the given numbers (sample std, 0 for one value), ignoring
+    missing values and NaNs; ``("n/a", None, None)`` when none are left."""
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
         return "n/a", None, None
@@ -54,7 +56,7 @@ def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode")):
         row = dict(zip(by, key))
         row["runs"] = len(rs)
         for c in columns:
-            text, mean, std = _fmt([r.get(c) for r in rs])
+            text, mean, std = mean_std([r.get(c) for r in rs])
             row[c] = text
             row[f"{c}_mean"], row[f"{c}_std"] = mean, std
         rows.append(row)

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from .aggregate import _fmt, collect, summarize
+from .aggregate import collect, mean_std, summarize
 from .config import MODES, PENALTY_MODES, saved_config
 from .errors import ConfigError
 
@@ -213,8 +213,8 @@ def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
         kept += by_setting[best]
         for s in sorted(by_setting, key=lambda s: [_sort_key(configs[s], k) for k in differ]):
             rs = by_setting[s]
-            _, vmean, vstd = _fmt([r.get(f"val_{scored[s][1]}") for r in rs])
-            _, tmean, tstd = _fmt([r.get("balanced_accuracy") for r in rs])
+            _, vmean, vstd = mean_std([r.get(f"val_{scored[s][1]}") for r in rs])
+            _, tmean, tstd = mean_std([r.get("balanced_accuracy") for r in rs])
             sweep.append({"name": key[0], "network": key[1], "mode": key[2], "setting": name[s], "runs": len(rs),
                           "folds": ",".join(str(r.get("fold")) for r in sorted(rs, key=lambda r: r.get("fold", 0))),
                           "select_metric": scored[s][1],

@@ -193,3 +193,10 @@ def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monk
     monkeypatch.setattr(T.Trainer, "_validate", scripted)
     m = train(_cfg(npz, epochs=8, val_every=2, val_every_steps=2, patience=1), tmp_path / "p", progress=False)
     assert m["epochs_run"] == 6 and m["best_epoch"] == 2.5
+
+
+def test_mean_std_over_folds_skips_missing_values():
+    from pyro_ebnn.aggregate import mean_std
+    assert mean_std([0.9, 0.95, 1.0]) == ("0.950 ± 0.050", pytest.approx(0.95), pytest.approx(0.05))
+    assert mean_std([0.5, None, float("nan")])[0] == "0.500 ± 0.000"  # one value: std 0, not NaN
+    assert mean_std([None, float("nan")]) == ("n/a", None, None)
