@@ -1,0 +1,89 @@
+"""The scripts in experiments/ run end to end on tiny settings and write what their docstrings say.
+They are what the README's cost and diagnostic tables come from, so a broken script is a broken
+table. Each runs in a fresh process, as a user runs it."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyro_ebnn.config import load_config
+from pyro_ebnn.train import train
+
+from test_inputs import _write_npz
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name, *args, timeout=300):
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / name), *map(str, args)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_benchmark_modes_times_and_measures_every_requested_variant(tmp_path):
+    out = tmp_path / "modes.json"
+    _script("benchmark_modes.py", "--threads", 1, "--batch", 16, "--repeats", 1, "--rounds", 1, "--warmup", 0,
+            "--variants", "bayes:feedback,det:rrr", "--json", out)
+    r = json.loads(out.read_text())
+    assert set(r["ms_per_step"]) == {"bayes:none", "bayes:feedback", "det:rrr"}  # the reference is added
+    assert r["time_over_reference"]["bayes:none"] == 1.0
+    assert all(t > 0 for t in r["ms_per_step"].values()) and all(m > 0 for m in r["peak_mb"].values())
+    # the double backward of RRR holds more tensors than the plain Bayesian step of the same batch
+    assert r["peak_mb"]["det:rrr"] > r["peak_mb"]["bayes:none"] * 0.5
+
+
+def test_benchmark_modes_refuses_an_unknown_variant():
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmark_modes.py"), "--variants", "bayes:dropout"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "unknown variants ['bayes:dropout']" in res.stderr
+
+
+def test_benchmark_step_compares_pyro_with_plain_torch(tmp_path):
+    out = tmp_path / "step.json"
+    _script("benchmark_step.py", "--threads", 1, "--batch", 16, "--repeats", 2, "--rounds", 1, "--json", out)
+    r = json.loads(out.read_text())
+    assert set(r["ms_per_step"]) == {"torch", "pyro", "torch+feedback", "pyro+feedback"}
+    assert r["pyro_over_torch"] == pytest.approx(r["ms_per_step"]["pyro"] / r["ms_per_step"]["torch"])
+
+
+def test_profile_step_splits_the_step_into_operator_groups():
+    text = _script("profile_step.py", "--steps", 1, "--batch", 16, "--variants", "bayes:feedback")
+    line = next(l for l in text.splitlines() if l.strip().startswith("bayes:feedback"))
+    shares = [int(p) for p in re.findall(r"(\d+)%", line)]   # each rounded to a whole percent
+    assert "convolution" in line and len(shares) >= 3 and abs(sum(shares) - 100) <= len(shares) / 2
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """Two folds of a tiny feedback run on the npz fixture (masks on every training image)."""
+    rng = np.random.default_rng(1)
+    _write_npz(tmp_path / "d.npz", test_masks=(rng.random((20, 1, 28, 28)) < 0.1).astype(np.uint8))
+    dirs = []
+    for fold in (0, 1):
+        cfg = load_config("configs/custom_npz.yaml", {"npz_path": str(tmp_path / "d.npz"), "eval_samples": 2,
+                                                      "batch_size": 8, "epochs": 1, "fold": fold})
+        train(cfg, tmp_path / "fb" / f"fold{fold}", progress=False)
+        dirs.append(tmp_path / "fb" / f"fold{fold}")
+    return dirs
+
+
+def test_evidence_scale_groups_folds_into_one_row(runs):
+    text = _script("evidence_scale.py", *runs, "--images", 8)
+    rows = [l for l in text.splitlines() if l.startswith("| ") and "fb" in l]
+    assert len(rows) == 1, text                    # fold0 and fold1 form one row
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1] == "2"
+    means = [float(c.split(" ± ")[0]) for c in cells[2:]]
+    assert len(means) == 5 and all(m > 0 for m in means)
+
+
+def test_cdep_diagnostic_decomposes_a_trained_run(runs):
+    text = _script("cdep_diagnostic.py", runs[0], "--images", 8)
+    row = next(l for l in text.splitlines() if l.startswith(str(runs[0])))
+    acc, acc_gamma, penalty = map(float, row.split()[1:4])
+    assert 0 <= acc <= 1 and 0 <= acc_gamma <= 1 and 0 < penalty < 1
