@@ -24,7 +24,7 @@ python -m pyro_ebnn.run aggregate results/protocol --out experiments/results/pro
 R=results/finetune3/corners
 for f in 0 1 2; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
-      --set threads=1 --out $R/none/fold$f
+      --set threads=1 --set rho_init=-2 --out $R/none/fold$f   # [000]'s rho; the config now holds -4 (session 6, below)
   python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
       --set patience=3 --set eval_samples=10 --set threads=1 --out $R/feedback/fold$f
 done
@@ -55,6 +55,26 @@ python -m pyro_ebnn.run aggregate results/finetune_steps --out experiments/resul
 # how the evidence is met: scale of the evidence-layer pre-activations, masked cells and the others
 python experiments/evidence_scale.py results/finetune3/corners/none/fold{0,1,2} results/finetune_lr/corners/feedback-lr0.003/fold{0,1,2} \
     results/protocol/decoy_mnist_position/{none,feedback}/fold{0,1,2}
+# session 6: the initial posterior scale rho of the start model, chosen on fold 0's validation F1 after
+# fine-tuning (validation every 20 steps), then the chosen rho = -4 (now the config's) on folds 1 and 2
+for r in -3 -4 -5; do
+  python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold 0 --set epochs=1 --set eval_samples=10 \
+      --set threads=1 --set rho_init=$r --out results/rho/corners/none-rho$r/fold0
+done
+for f in 1 2; do
+  python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
+      --set threads=1 --out results/rho/corners/none-rho-4/fold$f
+done
+for run in none-rho-3/fold0 none-rho-5/fold0 none-rho-4/fold0 none-rho-4/fold1 none-rho-4/fold2; do
+  f=${run##*fold}; G=results/rho/corners/feedback-${run#none-}
+  python -m pyro_ebnn.run finetune --run results/rho/corners/$run --fold $f --set validation_decoys=test --set mask_pool=receptive \
+      --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 --set threads=1 --out $G
+  for E in results/rho/corners/$run $G; do
+    python -m pyro_ebnn.run evaluate --run $E --threads 1 --max-images 2000 --figure-images 6
+  done
+done
+python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out experiments/results/finetune_rho_summary \
+    --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch

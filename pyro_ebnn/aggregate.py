@@ -46,11 +46,24 @@ def mean_std(values):
     return f"{mean:.3f} ± {std:.3f}", mean, std
 
 
+def group_value(run: dict, key: str):
+    """The value of ``key`` for grouping a run: a metric (``name``, ``mode``, ``fold`` ...), else the
+    run's config key (``rho_init``, ``lr`` ...; a key added after the run was saved counts as its
+    default). An unknown key is an error naming the keys there are."""
+    if key in run:
+        return run[key]
+    from .config import KEYS, saved_config
+    if key in KEYS:
+        return saved_config(run.get("config"))[key]
+    raise ValueError(f"cannot group by {key!r}: it is neither a metric of the runs nor a config key "
+                     f"(config keys: {', '.join(sorted(KEYS))})")
+
+
 def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode")):
     columns = expand_columns(columns)
     groups = defaultdict(list)
     for r in runs:
-        groups[tuple(r.get(k) for k in by)].append(r)
+        groups[tuple(group_value(r, k) for k in by)].append(r)
     rows = []
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         row = dict(zip(by, key))

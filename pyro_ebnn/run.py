@@ -155,14 +155,21 @@ def explain(runs, out, n_images, methods, samples, device, threads):
 @click.argument("root", type=click.Path(exists=True))
 @click.option("--out", default=None, type=click.Path(), help="prefix of the .md/.csv tables (default ROOT/summary)")
 @click.option("--columns", default=None, help="comma-separated metric keys")
-def aggregate(root, out, columns):
-    """Mean ± std over the runs (folds, seeds) found under ROOT, grouped by config name and mode."""
+@click.option("--by", default="name,mode", show_default=True,
+              help="comma-separated keys that form the rows: metrics or config keys (e.g. name,mode,rho_init)")
+def aggregate(root, out, columns, by):
+    """Mean ± std over the runs (folds, seeds) found under ROOT, one row per value of --by."""
     from .aggregate import DEFAULT_COLUMNS, collect, summarize, write_tables
     runs = collect(root)
     if not runs:
         raise EBNNError(f"no metrics.json under {root}; train some runs first")
     cols = tuple(columns.split(",")) if columns else DEFAULT_COLUMNS
-    text = write_tables(summarize(runs, cols), out or Path(root) / "summary", cols)
+    keys = tuple(k.strip() for k in by.split(",") if k.strip())
+    try:
+        rows = summarize(runs, cols, by=keys)
+    except ValueError as e:
+        raise EBNNError(str(e))
+    text = write_tables(rows, out or Path(root) / "summary", cols, by=keys)
     click.echo(text)
 
 

@@ -87,6 +87,15 @@ def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
     assert "| custom_npz | none | 2 |" in res.output
     csv = (tmp_path / "runs" / "summary.csv").read_text().splitlines()
     assert csv[0].startswith("name,mode,runs,balanced_accuracy_mean,balanced_accuracy_std")
+    # rows by a metric (fold) and by a config key (finetune_budget: 0 for the none runs, 5 for ft)
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,fold,finetune_budget",
+                         "--columns", "balanced_accuracy", "--out", str(tmp_path / "by")])
+    assert res.exit_code == 0, res.output
+    rows = [l for l in res.output.splitlines() if l.startswith("| none") or l.startswith("| feedback")]
+    assert sorted(rows[i].split(" | ")[:3] for i in range(len(rows))) == [
+        ["| feedback", "0", "5.0"], ["| none", "0", "0.004"], ["| none", "1", "0.004"]]
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,rho"])
+    assert res.exit_code != 0 and "cannot group by 'rho'" in res.output and "rho_init" in res.output
 
 
 def _idx(path, arr):
