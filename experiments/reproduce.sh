@@ -73,6 +73,7 @@ for run in none-rho-3/fold0 none-rho-5/fold0 none-rho-4/fold0 none-rho-4/fold1 n
     python -m pyro_ebnn.run evaluate --run $E --threads 1 --max-images 2000 --figure-images 6
   done
 done
+python experiments/evidence_scale.py results/rho/corners/none-rho-4/fold{0,1,2} results/rho/corners/feedback-rho-4/fold{0,1,2}
 python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out experiments/results/finetune_rho_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
