@@ -10,7 +10,7 @@ from pathlib import Path
 DEFAULT_COLUMNS = ("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")
 #: the wider set: calibration (every run has it) and attribution overlap (runs evaluated with
 #: ``evaluate`` or trained with ``eval_attributions: true``; "n/a" elsewhere)
-WIDE_COLUMNS = DEFAULT_COLUMNS + ("nll", "brier", "ece", "mutual_information", "decoy_swap_ece",
+WIDE_COLUMNS = DEFAULT_COLUMNS + ("nll", "brier", "ece", "plugin_ece", "mutual_information", "decoy_swap_ece",
                                   "overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
 #: names usable in ``--columns`` in place of (or next to) metric keys, e.g. ``--columns wide``
 COLUMN_SETS = {"default": DEFAULT_COLUMNS, "wide": WIDE_COLUMNS}

@@ -198,14 +198,15 @@ def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True, attribu
                   keep: Optional[dict] = None) -> dict:
     """Posterior predictive metrics on the test set (unprefixed) and the extra test sets (prefixed,
     e.g. ``decoy_swap_accuracy``): classification (scikit-learn) plus calibration and uncertainty
-    (nll, brier, ece, predictive_entropy, mutual_information; pyro_ebnn.uncertainty).
+    (nll, brier, ece, predictive_entropy, mutual_information; pyro_ebnn.uncertainty), and
+    plugin_nll, plugin_brier, plugin_ece of the posterior-mean network (no averaging over q).
 
     With ``attributions`` (default: the config key ``eval_attributions``) also the attribution
     overlap with the feedback masks on the test set, ``overlap_<method>`` ([001] Eq. 17), for
     ``methods`` (default all four), at the posterior mean or averaged over ``attribution_samples``
     weight samples, on the first ``max_images`` masked test images (default all).
     ``keep`` (a dict) receives the predictive probabilities and attributions for figures."""
-    from .uncertainty import uncertainty_metrics
+    from .uncertainty import plugin_metrics, uncertainty_metrics
     metrics = {}
     sets = {"test": split.test, **split.extra_tests}
     bar = tqdm(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
@@ -215,6 +216,7 @@ def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True, attribu
         probs = predictive_probs(bnn, data.images, cfg.eval_samples, device=device, progress=bar)
         m = classification_metrics(data.labels.numpy(), probs.mean(0).numpy())
         m.update(uncertainty_metrics(data.labels, probs))
+        m.update(plugin_metrics(data.labels, mean_probs(bnn, data.images, device=device)))
         if name == "test":
             metrics.update(m)
         else:

@@ -117,6 +117,13 @@ def uncertainty_metrics(y, probs, prefix: str = "", n_bins: int = N_BINS) -> dic
     return {f"{prefix}{k}": v for k, v in out.items()}
 
 
+def plugin_metrics(y, probs) -> dict:
+    """nll, brier and ece of one probability vector per image, prefixed ``plugin_``: for the
+    posterior-mean ("plug-in") network, beside the posterior predictive's. Where the predictive is
+    less confident than the plug-in network, the averaging over q(w) is what softens it."""
+    return {f"plugin_{k}": v for k, v in (("nll", nll(y, probs)), ("brier", brier(y, probs)), ("ece", ece(y, probs)))}
+
+
 @torch.no_grad()
 def posterior_predictive(bnn, images: torch.Tensor, num_samples: int = 20,
                          sites: Sequence[str] = ("logits", "last_conv.preactivation"),

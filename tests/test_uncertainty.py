@@ -10,7 +10,7 @@ from pyro_ebnn import FeedbackBNN, lenet
 from pyro_ebnn.data.base import ImageSet, Split
 from pyro_ebnn.errors import EBNNError
 from pyro_ebnn.uncertainty import (brier, ece, mutual_information, mutual_information_per_image, nll,
-                                   posterior_predictive, predictive_entropy, reliability, uncertainty_metrics)
+                                   plugin_metrics, posterior_predictive, predictive_entropy, reliability, uncertainty_metrics)
 
 # five images, three classes; confidences 0.70, 0.50, 0.75, 0.62, 0.72 (none on a bin edge of 1/15)
 P = np.array([[0.70, 0.20, 0.10],   # y 0: correct
@@ -54,6 +54,14 @@ def test_nll_by_hand_uses_the_mean_predictive():
     assert nll(Y, samples) == pytest.approx(expected, abs=1e-9)
     per_sample = np.mean([nll(Y, s) for s in samples])
     assert per_sample > expected + 1e-4
+
+
+def test_plugin_metrics_by_hand():
+    # confidences 0.9 and 0.6, both correct: ECE (0.1 + 0.4) / 2; Brier (0.02 + 0.32) / 2
+    p = np.array([[0.9, 0.1], [0.4, 0.6]])
+    m = plugin_metrics(np.array([0, 1]), p)
+    assert m == pytest.approx({"plugin_nll": -(math.log(0.9) + math.log(0.6)) / 2, "plugin_brier": 0.17,
+                               "plugin_ece": 0.25})
 
 
 def test_mutual_information_zero_for_identical_samples_positive_for_disagreeing():
@@ -115,8 +123,12 @@ def test_evaluate_sets_adds_uncertainty_for_every_test_set():
     split = Split(data("train"), None, data("test"), {"decoy_swap": data("decoy_swap")})
     cfg = load_config(None, {"eval_samples": 3, "mode": "none"})
     m = evaluate_sets(bnn, split, cfg, torch.device("cpu"), progress=False)
-    for key in ("nll", "brier", "ece", "predictive_entropy", "mutual_information", "accuracy"):
+    for key in ("nll", "brier", "ece", "predictive_entropy", "mutual_information", "accuracy",
+                "plugin_nll", "plugin_brier", "plugin_ece"):
         assert isinstance(m[key], float) and isinstance(m[f"decoy_swap_{key}"], float)
+    # the plug-in metrics are those of the posterior-mean network, not of the predictive
+    from pyro_ebnn.predict import mean_probs
+    assert m["plugin_nll"] == pytest.approx(nll(split.test.labels, mean_probs(bnn, split.test.images)))
     assert "overlap_saliency" not in m  # attributions are off by default in training runs
     m = evaluate_sets(bnn, split, cfg, torch.device("cpu"), progress=False, attributions=True,
                       methods=["saliency", "gradcam"])
