@@ -73,6 +73,11 @@ for run in none-rho-3/fold0 none-rho-5/fold0 none-rho-4/fold0 none-rho-4/fold1 n
     python -m pyro_ebnn.run evaluate --run $E --threads 1 --max-images 2000 --figure-images 6
   done
 done
+for lam in 10 0.1; do   # lambda again at rho -4 (fold 0, judged on validation F1)
+  python -m pyro_ebnn.run finetune --run results/rho/corners/none-rho-4/fold0 --fold 0 --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+      --set threads=1 --set finetune_lam=$lam --out results/rho_lam/corners/feedback-rho-4-lam$lam/fold0
+done
 python experiments/evidence_scale.py results/rho/corners/none-rho-4/fold{0,1,2} results/rho/corners/feedback-rho-4/fold{0,1,2}
 python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out experiments/results/finetune_rho_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
