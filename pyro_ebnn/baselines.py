@@ -266,8 +266,8 @@ def eg_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     """Expected Gradients attribution prior: per image ``sum_d E_d |phi_d|`` with ``phi`` the
     Expected Gradients attribution of the true-class softmax probability (:func:`expected_gradients`).
     References default to other images of the batch (:func:`other_images`: training images, as
-    Erion et al. sample them, never the image itself), alpha to U(0, 1) draws. Returns shape (B,); exactly zero for an
-    image with an all-zero mask."""
+    Erion et al. sample them, never the image itself), alpha to U(0, 1) draws. Returns shape (B,);
+    exactly zero for an image with an all-zero mask."""
     m = _pixel_mask(mask, x)
     if references is None:
         references = x[other_images(len(x), x.device)]
