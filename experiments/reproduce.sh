@@ -80,7 +80,7 @@ for lam in 10 0.1; do   # lambda again at rho -4 (fold 0, judged on validation F
 done
 python experiments/evidence_scale.py results/rho/corners/none-rho-4/fold{0,1,2} results/rho/corners/feedback-rho-4/fold{0,1,2}
 python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out experiments/results/finetune_rho_summary \
-    --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+    --columns balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 # 4. step speed against plain PyTorch
