@@ -83,6 +83,9 @@ python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out expe
     --columns balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/finetune_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+# plug-in (posterior-mean network) against predictive calibration of the rho -2 runs (session 6)
+python -m pyro_ebnn.run aggregate results/finetune3/corners/none --out results/plugin_rho2_none --columns ece,plugin_ece,nll,plugin_nll
+python -m pyro_ebnn.run aggregate results/finetune_steps/corners/feedback-lr1e-3 --out results/plugin_rho2_steps --columns ece,plugin_ece,nll,plugin_nll
 # 4. step speed against plain PyTorch
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/benchmark_step.json
 # 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds, model
