@@ -78,6 +78,14 @@ for lam in 10 0.1; do   # lambda again at rho -4 (fold 0, judged on validation F
       --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
       --set threads=1 --set finetune_lam=$lam --out results/rho_lam/corners/feedback-rho-4-lam$lam/fold0
 done
+for f in 0 1 2; do   # fine-tuning lr 3e-3 at rho -4 (judged on the mean validation F1 over the folds)
+  python -m pyro_ebnn.run finetune --run results/rho/corners/none-rho-4/fold$f --fold $f --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=3e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+      --set threads=1 --out results/rho_lr/corners/feedback-rho-4-lr3e-3/fold$f
+  python -m pyro_ebnn.run evaluate --run results/rho_lr/corners/feedback-rho-4-lr3e-3/fold$f --threads 1 --max-images 2000 --figure-images 6
+done
+python -m pyro_ebnn.run aggregate results/rho_lr --out experiments/results/finetune_rho_lr_summary \
+    --columns val_f1_macro,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 python experiments/evidence_scale.py results/rho/corners/none-rho-4/fold{0,1,2} results/rho/corners/feedback-rho-4/fold{0,1,2}
 python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out experiments/results/finetune_rho_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
