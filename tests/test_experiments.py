@@ -28,13 +28,13 @@ def _script(name, *args, timeout=300):
 def test_benchmark_modes_times_and_measures_every_requested_variant(tmp_path):
     out = tmp_path / "modes.json"
     _script("benchmark_modes.py", "--threads", 1, "--batch", 16, "--repeats", 1, "--rounds", 1, "--warmup", 0,
-            "--variants", "bayes:feedback,det:rrr", "--json", out)
+            "--variants", "bayes:feedback,det:none,det:rrr", "--json", out)
     r = json.loads(out.read_text())
-    assert set(r["ms_per_step"]) == {"bayes:none", "bayes:feedback", "det:rrr"}  # the reference is added
+    assert set(r["ms_per_step"]) == {"bayes:none", "bayes:feedback", "det:none", "det:rrr"}  # the reference is added
     assert r["time_over_reference"]["bayes:none"] == 1.0
     assert all(t > 0 for t in r["ms_per_step"].values()) and all(m > 0 for m in r["peak_mb"].values())
-    # the double backward of RRR holds more tensors than the plain Bayesian step of the same batch
-    assert r["peak_mb"]["det:rrr"] > r["peak_mb"]["bayes:none"] * 0.5
+    # RRR's double backward holds more tensors than the plain step of the same network and batch
+    assert r["peak_mb"]["det:rrr"] > 1.5 * r["peak_mb"]["det:none"]
 
 
 def test_benchmark_modes_refuses_an_unknown_variant():
