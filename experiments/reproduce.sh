@@ -86,6 +86,9 @@ for f in 0 1 2; do   # fine-tuning lr 3e-3 at rho -4 (judged on the mean validat
 done
 python -m pyro_ebnn.run aggregate results/rho_lr --out experiments/results/finetune_rho_lr_summary \
     --columns val_f1_macro,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+python -m pyro_ebnn.run explain --run results/rho/corners/none-rho-4/fold0 --run results/rho/corners/feedback-rho-4/fold0 \
+    --out results/rho/explain_fold0 --n-images 6 --methods deeplift,gradcam --threads 2
+for m in gradcam deeplift; do cp results/rho/explain_fold0/attributions_$m.png experiments/results/figures/corners_rho-4_fold0_$m.png; done
 python experiments/evidence_scale.py results/rho/corners/none-rho-4/fold{0,1,2} results/rho/corners/feedback-rho-4/fold{0,1,2}
 python -m pyro_ebnn.run aggregate results/rho --by name,mode,rho_init --out experiments/results/finetune_rho_summary \
     --columns balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
