@@ -1,13 +1,15 @@
 """How a network meets the feedback evidence: the scale of its evidence-layer pre-activations.
 
-    python experiments/evidence_scale.py RUN_DIR [RUN_DIR ...] [--images 256] [--threads 1]
+    python experiments/evidence_scale.py RUN_DIR [RUN_DIR ...] [--images 256] [--threads 1] [--seed 0]
 
 Runs whose directories differ only in a trailing ``foldN`` form one row: mean ± std over the folds.
 
 For each trained run (train or finetune output), on the first ``--images`` training images of its
 fold that carry a mask: the median |mu_U| and sigma_U of the last convolution's LRT Gaussian in the
 cells that the feedback conditions on zero (``mask_pool`` of the run's config) and in all other
-cells, and the Frobenius norm of the mean weights of the first head layer. The evidence term
+cells, and the Frobenius norm of the mean weights of the first head layer. The moments are those
+the evidence sees in training: the network in training mode, so the layers below the evidence
+layer pass one LRT draw (seeded by ``--seed``, the same draw for every run). The evidence term
 log N(0; mu_U, sigma_U^2) grows without bound as mu_U and sigma_U shrink, and a ReLU head can undo a
 shrunken layer by larger weights: when the unmasked cells shrink as much as the masked ones and
 the head grows, the evidence was met by rescaling the layer rather than by silencing the cells.
@@ -26,13 +28,15 @@ from pyro_ebnn.layers import BayesianLayer
 from pyro_ebnn.train import load_model, prepare_split
 
 
-def scale_of(run_dir: str, images: int) -> dict:
+def scale_of(run_dir: str, images: int, seed: int = 0) -> dict:
     bnn, cfg, _ = load_model(run_dir, "cpu")
+    bnn.net.train()  # as in training: the body below the evidence layer samples its activations
     cfg.mask_fraction = 1.0  # every training image keeps its mask here
     split = prepare_split(cfg)
     has_mask = split.train.masks.flatten(1).any(1)
     x, m = split.train.images[has_mask][:images], split.train.masks[has_mask][:images]
     evidence = FeedbackEvidence(pool=cfg.mask_pool)
+    torch.manual_seed(seed)
     with torch.no_grad():
         mean, std = bnn.net.evidence_moments(x)
         cells = evidence.irrelevant_cells(m, mean, bnn.net)
@@ -47,11 +51,12 @@ def main():
     p.add_argument("runs", nargs="+")
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of the LRT draw below the evidence layer")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     groups = defaultdict(list)
     for run in a.runs:
-        groups[re.sub(r"/fold\d+/?$", "", run.rstrip("/"))].append(scale_of(run, a.images))
+        groups[re.sub(r"/fold\d+/?$", "", run.rstrip("/"))].append(scale_of(run, a.images, a.seed))
     keys = ("masked_mu", "masked_sigma", "other_mu", "other_sigma", "head_norm")
     print("| runs | folds | masked |mu_U| | masked sigma_U | other |mu_U| | other sigma_U | head norm |")
     print("|---|---|---|---|---|---|---|")

@@ -80,6 +80,7 @@ def test_evidence_scale_groups_folds_into_one_row(runs):
     assert cells[1] == "2"
     means = [float(c.split(" ± ")[0]) for c in cells[2:]]
     assert len(means) == 5 and all(m > 0 for m in means)
+    assert _script("evidence_scale.py", *runs, "--images", 8) == text   # seeded: the same table again
 
 
 def test_cdep_diagnostic_decomposes_a_trained_run(runs):
