@@ -165,6 +165,8 @@ def aggregate(root, out, columns, by):
         raise EBNNError(f"no metrics.json under {root}; train some runs first")
     cols = tuple(columns.split(",")) if columns else DEFAULT_COLUMNS
     keys = tuple(k.strip() for k in by.split(",") if k.strip())
+    if not keys:
+        raise EBNNError("--by needs at least one key, e.g. --by name,mode")
     try:
         rows = summarize(runs, cols, by=keys)
     except ValueError as e:

@@ -96,6 +96,8 @@ def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
         ["| feedback", "0", "5.0"], ["| none", "0", "0.004"], ["| none", "1", "0.004"]]
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,rho"])
     assert res.exit_code != 0 and "cannot group by 'rho'" in res.output and "rho_init" in res.output
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", " , "])
+    assert res.exit_code != 0 and "--by needs at least one key" in res.output
 
 
 def _idx(path, arr):
