@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear
-from .nets import BayesianCNN
+from .nets import BayesianCNN, Standardize
 
 #: modes that add a loss penalty (the others: none, feedback, augment)
 PENALTY_MODES = ("rrr", "l1grad", "cdep", "eg")
@@ -292,11 +292,21 @@ def _cd_affine(module, beta, gamma, weights):
     wb, wg = both[: len(beta)], both[len(beta):]
     if bias is None:
         return wb, wg
-    b = bias.view((1, -1) + (1,) * (wb.dim() - 2))
+    return _cd_split_bias(wb, wg, bias.view((1, -1) + (1,) * (wb.dim() - 2)))
+
+
+def _cd_split_bias(wb, wg, b):
     ab, ag = wb.abs(), wg.abs()
     total = ab + ag
     share = ab / torch.where(total > 0, total, torch.ones_like(total))  # 0 where both are 0
     return wb + share * b, wg + (1 - share) * b
+
+
+def _cd_standardize(module, beta, gamma):
+    """The input standardization (x - mean) / std: an affine layer, its shift -mean / std split
+    like a bias."""
+    scale, shift = module.scale_shift()
+    return _cd_split_bias(beta * scale, gamma * scale, shift)
 
 
 def _cd_relu(beta, gamma):
@@ -322,7 +332,7 @@ def cd_decompose(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, weights: s
     ``gamma``: everything else, starting from ``x * (1 - E)``. At every layer ``beta + gamma`` is
     the activation of the full network (of a :class:`BayesianCNN` at its posterior mean, or at one
     draw from q with ``weights="sample"``). Known layers: Conv2d / Linear (plain or Bayesian; bias
-    split by |.|), ReLU, MaxPool2d (indices of beta + gamma), Flatten, Dropout / Identity (as in
+    split by |.|), Standardize (its shift split like a bias), ReLU, MaxPool2d (indices of beta + gamma), Flatten, Dropout / Identity (as in
     eval), AvgPool2d / AdaptiveAvgPool2d (linear, no bias).
 
     ``return_layers=True`` also returns ``[(name, beta, gamma), ...]`` after every layer.
@@ -334,6 +344,8 @@ def cd_decompose(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, weights: s
     for name, module in layer_sequence(net):
         if _is_conv(module) or _is_linear(module):
             beta, gamma = _cd_affine(module, beta, gamma, weights)
+        elif isinstance(module, Standardize):
+            beta, gamma = _cd_standardize(module, beta, gamma)
         elif isinstance(module, nn.ReLU):
             beta, gamma = _cd_relu(beta, gamma)
         elif isinstance(module, nn.MaxPool2d):

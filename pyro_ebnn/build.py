@@ -8,13 +8,14 @@ from .baselines import make_penalty
 from .feedback import FeedbackEvidence
 from .likelihoods import CategoricalLikelihood
 from .model import FeedbackBNN
-from .nets import ARCHITECTURES
+from .nets import ARCHITECTURES, standardized
 from .priors import PRIORS
 
 
 def build_net(cfg, input_shape, num_classes):
     c, h, w = input_shape
-    return ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
+    net = ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
+    return standardized(net) if getattr(cfg, "standardize", False) else net
 
 
 def build_evidence(cfg, lam=None):

@@ -41,6 +41,9 @@ class Config:
     # (pyro_ebnn.point). Feedback as evidence needs bayesian.
     network: str = "bayesian"
     rho_init: float = -2.0
+    # [000] Sec. 5.2: standardize the inputs with the mean and std of the training images (a fixed
+    # first layer of the network, pyro_ebnn.nets.Standardize; data and masks stay in [0, 1])
+    standardize: bool = False
     prior: str = "normal"                 # normal | laplace
     prior_scale: float = 0.1
     class_weights: Optional[list] = None
@@ -84,6 +87,10 @@ class Config:
     # takes minutes; `python -m pyro_ebnn.run evaluate` computes it for any finished run. The default
     # is null, not false, so that checkpoints written before this key existed still resume.
     eval_attributions: Optional[bool] = None
+    # the reference input of DeepLIFT and the fill of Occlusion's window: zero (a black image) or
+    # mean (every pixel at the training images' channel mean: what Captum's all-zero default is for
+    # a network that takes standardized inputs, as [000]'s do)
+    attribution_baseline: str = "zero"
     # -- fine-tuning ([001]) ---------------------------------------------------------------------
     finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images
     finetune_epochs: int = 17
@@ -138,6 +145,10 @@ class Config:
             bad("fold", f"must be in 0..{self.num_folds - 1}, got {self.fold}")
         if self.elbo not in ("meanfield", "trace"):
             bad("elbo", f"unknown ELBO {self.elbo!r}; use meanfield or trace")
+        if self.attribution_baseline not in ("zero", "mean"):
+            bad("attribution_baseline", f"use zero or mean, got {self.attribution_baseline!r}")
+        if not isinstance(self.standardize, bool):
+            bad("standardize", f"must be true or false, got {self.standardize!r}")
         if self.mask_pool not in ("max", "min", "receptive"):
             bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
         if self.architecture not in ARCHITECTURES:

@@ -10,11 +10,13 @@ estimate of the attribution's posterior expectation E_q[T(w)].
 Methods ([001] Table 2; every one targets the logit of the **true label** y of each image):
 
   saliency   input gradient d logit_y / dx                            (captum Saliency, abs=False)
-  deeplift   DeepLIFT (rescale rule) against an all-zero baseline     (captum DeepLift)
+  deeplift   DeepLIFT (rescale rule) against a reference image: all zeros (black; default) or every
+             pixel at the training images' mean                       (captum DeepLift)
   gradcam    Grad-CAM on the last convolution (``evidence_layer``, its pre-activation, the layer
              that carries the evidence), summed over channels, then upsampled bilinearly to the
              input size                      (captum LayerGradCam + LayerAttribution.interpolate)
-  occlusion  the drop of logit_y when a k x k window is set to 0, stride 1 (captum Occlusion);
+  occlusion  the drop of logit_y when a k x k window is set to the reference (0 by default),
+             stride 1 (captum Occlusion);
              k defaults by image size: 3 for 28-pixel images, 23 for 224-pixel images
 
 Overlap ([001] Eq. 17): for the images that carry a non-empty mask E,
@@ -145,10 +147,29 @@ def gradcam_layer_map(det: nn.Sequential, images: torch.Tensor, labels: torch.Te
     return LayerGradCam(det, det.evidence_layer).attribute(images, target=labels, relu_attributions=False)
 
 
+def reference_image(baseline, images: torch.Tensor) -> torch.Tensor:
+    """The reference input of DeepLIFT and Occlusion for ``images``: ``None`` or 0 -> all zeros (a
+    black image); a per-channel tensor of length C (e.g. :func:`channel_mean` of the training images)
+    -> every pixel at that value."""
+    if baseline is None or (isinstance(baseline, (int, float)) and baseline == 0):
+        return torch.zeros_like(images)
+    b = torch.as_tensor(baseline, dtype=images.dtype, device=images.device).flatten()
+    if len(b) != images.shape[1]:
+        raise ExplainError(f"the attribution baseline has {len(b)} values; the images have {images.shape[1]} "
+                           "channels (give one value per channel)")
+    return b.view(1, -1, 1, 1).expand_as(images).contiguous()
+
+
+def channel_mean(images: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean of N x C x H x W images (the ``mean`` attribution baseline)."""
+    return images.detach().double().mean((0, 2, 3)).float()
+
+
 def attribute(det: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, method: str,
               occlusion_window: Optional[int] = None, occlusion_stride: int = 1,
-              perturbations_per_eval: int = 64) -> torch.Tensor:
-    """Signed attributions of one batch for the true labels: N x C x H x W (Grad-CAM: N x 1 x H x W)."""
+              perturbations_per_eval: int = 64, baseline=None) -> torch.Tensor:
+    """Signed attributions of one batch for the true labels: N x C x H x W (Grad-CAM: N x 1 x H x W).
+    ``baseline``: DeepLIFT's reference and Occlusion's fill (:func:`reference_image`; default black)."""
     from captum.attr import DeepLift, LayerAttribution, Occlusion, Saliency
     x = images.detach().clone().requires_grad_(method in ("saliency", "deeplift", "gradcam"))
     y = labels.long()
@@ -157,7 +178,7 @@ def attribute(det: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, me
     elif method == "deeplift":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # captum announces its temporary hooks on every call
-            out = DeepLift(det).attribute(x, baselines=torch.zeros_like(x), target=y)
+            out = DeepLift(det).attribute(x, baselines=reference_image(baseline, x), target=y)
     elif method == "gradcam":
         out = LayerAttribution.interpolate(gradcam_layer_map(det, x, y), tuple(x.shape[2:]),
                                            interpolate_mode="bilinear")
@@ -165,7 +186,8 @@ def attribute(det: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, me
         k = occlusion_window or default_occlusion_window(x.shape[-1])
         c = x.shape[1]
         out = Occlusion(det).attribute(x, sliding_window_shapes=(c, k, k), strides=(c, occlusion_stride, occlusion_stride),
-                                       baselines=0.0, target=y, perturbations_per_eval=perturbations_per_eval)
+                                       baselines=reference_image(baseline, x), target=y,
+                                       perturbations_per_eval=perturbations_per_eval)
     else:
         parse_methods([method])
         raise AssertionError  # unreachable
@@ -174,7 +196,8 @@ def attribute(det: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, me
 
 def explain(net: BayesianCNN, images: torch.Tensor, labels: torch.Tensor, methods=METHODS, samples: int = 0,
             batch_size: int = 250, occlusion_batch: Optional[int] = None, occlusion_window: Optional[int] = None,
-            perturbations_per_eval: Optional[int] = None, device=None, seed: int = 0, progress: bool = True) -> dict:
+            perturbations_per_eval: Optional[int] = None, device=None, seed: int = 0, progress: bool = True,
+            baseline=None) -> dict:
     """Attributions of ``images`` (N x C x H x W) for their true ``labels``, method -> N x C' x H x W
     (CPU tensors; C' = C, or 1 for Grad-CAM).
 
@@ -183,7 +206,7 @@ def explain(net: BayesianCNN, images: torch.Tensor, labels: torch.Tensor, method
     (``batch_size``; ``occlusion_batch`` images at a time for Occlusion, which runs
     ``perturbations_per_eval`` windows per forward pass; by default 10 x 48 on a CPU, where forward
     batches of a few hundred images run fastest, and 100 x 256 on a GPU), on ``device`` (default:
-    the network's)."""
+    the network's). ``baseline``: DeepLIFT's reference and Occlusion's fill (:func:`reference_image`)."""
     methods = parse_methods(methods)
     if images.dim() != 4 or len(images) != len(labels):
         raise ExplainError(f"images must be N x C x H x W with one label each, got {tuple(images.shape)} "
@@ -211,7 +234,7 @@ def explain(net: BayesianCNN, images: torch.Tensor, labels: torch.Tensor, method
                 x = images[start:start + bs].to(device)
                 y = labels[start:start + bs].to(device)
                 parts.append(attribute(det, x, y, m, occlusion_window=occlusion_window,
-                                       perturbations_per_eval=perturbations_per_eval).cpu())
+                                       perturbations_per_eval=perturbations_per_eval, baseline=baseline).cpu())
                 bar.set_postfix(method=m)
                 bar.update(len(x))
             a = torch.cat(parts)
@@ -298,18 +321,20 @@ def check_same_data(configs: Sequence, names: Sequence[str]):
 
 
 def compare_runs(run_dirs: Sequence, out, n_images: int = 8, methods=METHODS, samples: int = 0, device=None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, baseline: str = "zero") -> dict:
     """One attribution grid per method (image with its mask | run A | run B | ...) on the same first
-    ``n_images`` masked test images. Returns {method: [png, pdf]}."""
+    ``n_images`` masked test images; ``baseline`` as the config key ``attribution_baseline`` (the
+    training images of the first run's fold give the mean). Returns {method: [png, pdf]}."""
     from pathlib import Path
 
     from .build import resolve_device
     from .config import load_config
-    from .data import load_dataset
     from .figures import attribution_grid
-    from .train import MODEL, load_model
+    from .train import MODEL, load_model, prepare_split
 
     methods = parse_methods(methods)
+    if baseline not in ("zero", "mean"):
+        raise ExplainError(f"unknown attribution baseline {baseline!r}; use zero or mean")
     run_dirs = [Path(r) for r in run_dirs]
     if len(run_dirs) < 2:
         raise ExplainError("explain compares two or more runs; pass --run at least twice")
@@ -323,8 +348,9 @@ def compare_runs(run_dirs: Sequence, out, n_images: int = 8, methods=METHODS, sa
     names = [_run_label(r, run_dirs) for r in run_dirs]
     check_same_data(configs, [str(r) for r in run_dirs])
     dev = resolve_device(device or configs[0].device)
-    _, tests = load_dataset(configs[0])
-    test = tests["test"]
+    split = prepare_split(configs[0])
+    test = split.test
+    reference = channel_mean(split.train.images) if baseline == "mean" else None
     idx = masked_indices(test.masks, n_images)
     if len(idx) == 0:
         raise ExplainError("the test set has no image with a non-empty mask; nothing to compare")
@@ -335,7 +361,7 @@ def compare_runs(run_dirs: Sequence, out, n_images: int = 8, methods=METHODS, sa
         if tuple(bnn.net.input_shape) != tuple(x.shape[1:]):
             raise ExplainError(f"the model in {r} takes {tuple(bnn.net.input_shape)} images, the test set has "
                                f"{tuple(x.shape[1:])}")
-        attrs = explain(bnn.net, x, y, methods, samples=samples, device=dev, progress=progress)
+        attrs = explain(bnn.net, x, y, methods, samples=samples, device=dev, progress=progress, baseline=reference)
         with torch.no_grad():
             bnn.net.eval()
             probs = bnn.net(x.to(dev)).softmax(-1).cpu()

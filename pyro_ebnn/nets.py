@@ -10,7 +10,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import DataError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
+
+
+class Standardize(nn.Module):
+    """x -> (x - mean) / std per channel, with the statistics of the training images.
+
+    [000] Sec. 5.2 standardizes its inputs (after the counterexamples' noise is put in). Here the
+    standardization is the network's fixed first layer (buffers, saved with the model): data, masks,
+    decoys and counterexamples stay in pixel space [0, 1], and attributions are taken w.r.t. pixels.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+
+    def fit(self, images: torch.Tensor) -> "Standardize":
+        """Set mean and std per channel from N x C x H x W images (in double precision)."""
+        if images.dim() != 4 or images.shape[1] != len(self.mean):
+            raise DataError(f"standardization of {len(self.mean)}-channel inputs needs N x {len(self.mean)} x H x W "
+                            f"images, got shape {tuple(images.shape)}")
+        x = images.detach().double().transpose(0, 1).flatten(1)
+        mean, std = x.mean(1), x.std(1)
+        if not (std > 1e-8).all():
+            bad = [int(c) for c in (std <= 1e-8).nonzero().flatten()]
+            raise DataError(f"channel(s) {bad} of the training images are constant, so they cannot be "
+                            "standardized; set standardize: false")
+        with torch.no_grad():
+            self.mean.copy_(mean.to(self.mean))
+            self.std.copy_(std.to(self.std))
+        return self
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 / std, -mean / std): the layer as x * scale + shift, each of shape C x 1 x 1."""
+        return (1 / self.std).view(-1, 1, 1), (-self.mean / self.std).view(-1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{len(self.mean)}"
 
 
 class BayesianCNN(nn.Module):
@@ -40,7 +81,7 @@ class BayesianCNN(nn.Module):
                 m = F.max_pool2d(m, k, module.stride, module.padding)
             elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
                 m = F.max_pool2d(m, module.kernel_size, module.stride, module.padding, ceil_mode=module.ceil_mode)
-            elif not isinstance(module, (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Sequential)):
+            elif not isinstance(module, (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Sequential, Standardize)):
                 raise ValueError(f"receptive-field pooling does not know {type(module).__name__}")
         return m > 0.5
 
@@ -106,6 +147,24 @@ def cdep_cnn(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, 
                          BayesianLinear(50 * side * side, 256, rho_init), nn.ReLU(),
                          BayesianLinear(256, num_classes, rho_init))
     return BayesianCNN(body, evidence, head, (in_channels, image_size, image_size))
+
+
+def standardized(net: BayesianCNN) -> BayesianCNN:
+    """``net`` with a :class:`Standardize` layer in front of its body (statistics set later by
+    :func:`fit_standardization`); any architecture."""
+    body = list(net.body.children()) if isinstance(net.body, nn.Sequential) else [net.body]
+    return BayesianCNN(nn.Sequential(Standardize(net.input_shape[0]), *body), net.evidence_layer, net.head,
+                       net.input_shape)
+
+
+def fit_standardization(net: nn.Module, images: torch.Tensor) -> dict:
+    """Fit the :class:`Standardize` layer of ``net`` (Bayesian or point network) to the training
+    ``images``; returns ``{"input_mean": [...], "input_std": [...]}`` for the run's metrics."""
+    layers = [m for m in net.modules() if isinstance(m, Standardize)]
+    if len(layers) != 1:
+        raise ValueError(f"expected one Standardize layer in the network, found {len(layers)}")
+    layers[0].fit(images)
+    return {"input_mean": layers[0].mean.tolist(), "input_std": layers[0].std.tolist()}
 
 
 ARCHITECTURES = {"lenet": lenet, "alexnet": alexnet, "cdep_cnn": cdep_cnn}

@@ -111,11 +111,15 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, res
               help="average attributions over S posterior weight samples (0: at the posterior mean)")
 @click.option("--max-images", "max_images", default=None, type=int,
               help="compute attributions on the first N masked test images only (default: all)")
+@click.option("--baseline", default=None, type=click.Choice(["zero", "mean"]),
+              help="DeepLIFT's reference and Occlusion's fill: black, or the training images' mean "
+                   "(default: the run's attribution_baseline, zero)")
 @click.option("--figures/--no-figures", default=True, show_default=True)
 @click.option("--figure-images", "figure_images", default=8, show_default=True, type=int,
               help="rows of the attribution grids")
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)")
-def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, figures, figure_images, threads):
+def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, baseline, figures, figure_images,
+             threads):
     """Evaluate a trained run on its test sets: classification, calibration/uncertainty (NLL, Brier,
     ECE, predictive entropy, mutual information), attribution overlap, figures."""
     import torch
@@ -123,6 +127,8 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
     if threads:
         torch.set_num_threads(threads)
     out = out or run_dir
+    if baseline:
+        sets = tuple(sets) + (f"attribution_baseline={baseline}",)
     m = evaluate_run(run_dir, out, sets=sets, device=device, attributions=attributions, methods=methods,
                      samples=samples, max_images=max_images, figures=figures, figure_images=figure_images)
     extra = "  ".join(f"{k}={m[k]:.4f}" for k in ("ece", "nll", *(f"overlap_{x}" for x in methods.split(",")))
@@ -138,15 +144,18 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
 @click.option("--methods", default="saliency,deeplift,gradcam,occlusion", show_default=True)
 @click.option("--samples", default=0, show_default=True, type=int,
               help="average attributions over S posterior weight samples (0: at the posterior mean)")
+@click.option("--baseline", default="zero", show_default=True, type=click.Choice(["zero", "mean"]),
+              help="DeepLIFT's reference and Occlusion's fill: black, or the training images' mean")
 @click.option("--device", default=None)
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)")
-def explain(runs, out, n_images, methods, samples, device, threads):
+def explain(runs, out, n_images, methods, samples, baseline, device, threads):
     """Attribution grids (image + mask | run A | run B | ...) of the same test images, one per method."""
     import torch
     from .explain import compare_runs
     if threads:
         torch.set_num_threads(threads)
-    written = compare_runs(runs, out, n_images=n_images, methods=methods, samples=samples, device=device)
+    written = compare_runs(runs, out, n_images=n_images, methods=methods, samples=samples, device=device,
+                           baseline=baseline)
     for method, paths in written.items():
         click.echo(f"{method}: {', '.join(paths)}")
 

@@ -21,6 +21,7 @@ from .build import build_elbo, build_model, resolve_device
 from .baselines import replace_with_noise
 from .config import PENALTY_MODES, Config, saved_config
 from .data import Split, fold_split, keep_fraction_of_masks, load_dataset
+from .nets import fit_standardization
 from .errors import ConfigError, TrainingError
 from .metrics import classification_metrics
 from .optim import JointOptim
@@ -233,11 +234,21 @@ def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True, attribu
         kept = {} if keep is not None else None
         metrics.update(overlap_metrics(bnn.net, split.test, methods, samples=attribution_samples,
                                        max_images=max_images, device=device, progress=progress,
-                                       seed=cfg.seed, keep=kept))
+                                       seed=cfg.seed, keep=kept, baseline=attribution_baseline(cfg, split)))
+        metrics["attribution_baseline"] = cfg.attribution_baseline
         metrics["attribution_seconds"] = time.time() - t0
         if keep is not None and kept:
             keep["attributions"] = kept
     return metrics
+
+
+def attribution_baseline(cfg: Config, split: Split):
+    """DeepLIFT's reference / Occlusion's fill for ``cfg.attribution_baseline``: None (black) for
+    ``zero``; the per-channel mean of the training images for ``mean``."""
+    if cfg.attribution_baseline == "zero":
+        return None
+    from .explain import channel_mean
+    return channel_mean(split.train.images)
 
 
 def _prepare_out(out: Path, cfg: Config, resume: bool):
@@ -269,6 +280,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     split = split or prepare_split(cfg)
     pyro.clear_param_store()
     bnn = build_model(cfg, split.train.images.shape[1:], split.train.num_classes)
+    extra = fit_standardization(bnn.net, split.train.images) if cfg.standardize else None
     bnn.net.to(device)
     trainer = Trainer(cfg, bnn, cfg.lr, device)
     state = _prepare_out(out, cfg, resume)
@@ -280,7 +292,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
                 augment=cfg.mode == "augment")
     train_seconds = time.time() - t0
-    return finish(out, cfg, split, device, trainer, train_seconds, progress)
+    return finish(out, cfg, split, device, trainer, train_seconds, progress, extra)
 
 
 def finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None):
@@ -356,7 +368,8 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
     bnn, _, _ = load_model(run_dir, dev, cfg)
     t0 = time.time()
     metrics.update(overlap_metrics(bnn.net, split.test, todo, max_images=max_images, device=dev,
-                                   progress=progress, seed=cfg.seed))
+                                   progress=progress, seed=cfg.seed, baseline=attribution_baseline(cfg, split)))
+    metrics["attribution_baseline"] = cfg.attribution_baseline
     metrics["overlap_seconds"] = time.time() - t0
     write_metrics(run_dir, metrics)
     return metrics

@@ -1,0 +1,144 @@
+"""Input standardization ([000] Sec. 5.2) as the network's first layer, and the attribution
+baseline that goes with it (DeepLIFT's reference, Occlusion's fill)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from pyro_ebnn import lenet
+from pyro_ebnn.baselines import cd_decompose
+from pyro_ebnn.config import load_config
+from pyro_ebnn.errors import ConfigError, DataError
+from pyro_ebnn.explain import attribute, channel_mean, deterministic_network, reference_image
+from pyro_ebnn.nets import Standardize, fit_standardization, standardized
+from pyro_ebnn.run import cli
+from pyro_ebnn.train import load_model
+
+from test_inputs import _write_npz
+
+
+def _images(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 + 0.4 * torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _standardized_lenet(images):
+    torch.manual_seed(0)
+    net = standardized(lenet(num_classes=10))
+    fit_standardization(net, images)
+    return net.eval()
+
+
+def test_standardize_fits_the_training_statistics_and_runs_first():
+    x, _ = _images()
+    net = _standardized_lenet(x)
+    stats = fit_standardization(net, x)
+    assert stats["input_mean"][0] == pytest.approx(float(x.double().mean()), abs=1e-6)
+    assert stats["input_std"][0] == pytest.approx(float(x.double().std()), abs=1e-6)
+    assert isinstance(net.body[0], Standardize)
+    # the same weights without the layer, fed standardized images, give the same logits
+    plain = lenet(num_classes=10)
+    plain.body = nn.Sequential(*list(net.body)[1:])
+    plain.evidence_layer, plain.head = net.evidence_layer, net.head
+    plain.eval()
+    z = (x - stats["input_mean"][0]) / stats["input_std"][0]
+    torch.testing.assert_close(net(x), plain(z), rtol=1e-5, atol=1e-5)
+    # the standardized images have mean 0 and std 1
+    s = net.body[0](x)
+    assert abs(float(s.mean())) < 1e-5 and float(s.std()) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(DataError, match="constant.*standardize: false"):
+        fit_standardization(net, torch.full((4, 1, 28, 28), 0.5))
+    with pytest.raises(ValueError, match="one Standardize layer"):
+        fit_standardization(lenet(), x)
+
+
+def test_mean_baseline_is_captums_zero_baseline_on_standardized_inputs():
+    """What [000]'s pipeline computes (Captum on standardized inputs, all-zero reference) is what the
+    'mean' baseline computes on a network that standardizes its pixel input, up to d z / d x = 1 / std."""
+    x, y = _images(4)
+    net = _standardized_lenet(x)
+    det = deterministic_network(net)
+    std_layer, rest = det.body[0], nn.Sequential(nn.Sequential(*list(det.body)[1:]), det.evidence_layer, det.head)
+    z = std_layer(x)
+    mean = channel_mean(x)
+    assert torch.allclose(mean, std_layer.mean, atol=1e-6)
+    ours = attribute(det, x, y, "deeplift", baseline=mean)
+    theirs = attribute(rest, z, y, "deeplift")               # zero reference in standardized space
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    occ = attribute(det, x, y, "occlusion", baseline=mean)
+    occ0 = attribute(rest, z, y, "occlusion")
+    torch.testing.assert_close(occ, occ0, rtol=1e-4, atol=1e-5)
+    # and the black reference differs: the background now carries attribution
+    black = attribute(det, x, y, "deeplift")
+    assert not torch.allclose(black, ours, atol=1e-3)
+    # DeepLIFT's summation to delta holds against the mean reference
+    with torch.no_grad():
+        delta = (det(x) - det(reference_image(mean, x))).gather(1, y[:, None]).flatten()
+    torch.testing.assert_close(ours.flatten(1).sum(1), delta, rtol=1e-4, atol=1e-4)
+
+
+def test_reference_image_checks_the_channels():
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(reference_image(None, x), torch.zeros_like(x))
+    r = reference_image(torch.tensor([0.1, 0.2, 0.3]), x)
+    assert r.shape == x.shape and torch.allclose(r[1, 2], torch.full((8, 8), 0.3))
+    with pytest.raises(Exception, match="2 values; the images have 3 channels"):
+        reference_image(torch.tensor([0.1, 0.2]), x)
+
+
+def test_cd_splits_the_standardization_exactly():
+    x, _ = _images(6)
+    net = _standardized_lenet(x)
+    mask = torch.zeros(6, 1, 28, 28, dtype=torch.bool)
+    mask[1:, :, :4, :4] = True
+    beta, gamma, trace = cd_decompose(net, x, mask, return_layers=True)
+    name, b, g = trace[0]
+    torch.testing.assert_close(b + g, net.body[0](x))
+    torch.testing.assert_close(beta + gamma, net(x), rtol=1e-5, atol=1e-5)
+    assert torch.all(beta[0] == 0)                         # no mask: the masked part is exactly zero
+    assert torch.all(b[1:, :, 4:, :] == 0) and b[1:, :, :4, :4].abs().sum() > 0
+    # the shift -mean/std is split like a bias: inside the mask all of it goes to the masked part
+    assert torch.all(g[1:, :, :4, :4] == 0)
+
+
+def test_config_checks_the_new_keys():
+    with pytest.raises(ConfigError, match="attribution_baseline"):
+        load_config(None, {"attribution_baseline": "gray"})
+    with pytest.raises(ConfigError, match="standardize"):
+        load_config(None, {"standardize": "maybe"})
+    assert load_config(None, {"standardize": "true"}).standardize is True
+
+
+def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tmp_path):
+    masks = np.zeros((20, 1, 28, 28), np.uint8)
+    masks[:, :, :4, :4] = 1
+    _write_npz(tmp_path / "d.npz", test_masks=masks)
+    r = CliRunner()
+    run = tmp_path / "run"
+    res = r.invoke(cli, ["train", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={tmp_path / 'd.npz'}",
+                         "--set", "eval_samples=2", "--set", "epochs=1", "--set", "standardize=true",
+                         "--mode", "cdep", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    m = json.loads((run / "metrics.json").read_text())
+    bnn, cfg, _ = load_model(run)
+    layer = bnn.net.body[0]
+    assert isinstance(layer, Standardize) and cfg.standardize
+    # the statistics of the training fold (not of validation or test), saved with the model
+    assert m["input_mean"][0] == pytest.approx(float(layer.mean), abs=1e-6)
+    train = np.load(tmp_path / "d.npz")["train_images"]
+    assert abs(m["input_mean"][0] - float(train.mean())) < 0.01 and m["input_mean"][0] != pytest.approx(float(train.mean()), abs=1e-7)
+    out = {}
+    for baseline in ("zero", "mean"):
+        res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / baseline), "--methods",
+                             "deeplift,occlusion", "--baseline", baseline, "--no-figures", "--max-images", "4"])
+        assert res.exit_code == 0, res.output
+        out[baseline] = json.loads((tmp_path / baseline / "metrics.json").read_text())
+        assert out[baseline]["attribution_baseline"] == baseline
+    assert out["zero"]["overlap_deeplift"] != pytest.approx(out["mean"]["overlap_deeplift"], abs=1e-4)
+    res = r.invoke(cli, ["explain", "--run", str(run), "--run", str(run), "--out", str(tmp_path / "cmp"),
+                         "--n-images", "2", "--methods", "deeplift", "--baseline", "mean"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cmp" / "attributions_deeplift.png").exists()
