@@ -97,6 +97,24 @@ python -m pyro_ebnn.run aggregate results/finetune3 --out experiments/results/fi
 # plug-in (posterior-mean network) against predictive calibration of the rho -2 runs (session 6)
 python -m pyro_ebnn.run aggregate results/finetune3/corners/none --out results/plugin_rho2_none --columns ece,plugin_ece,nll,plugin_nll
 python -m pyro_ebnn.run aggregate results/finetune_steps/corners/feedback-lr1e-3 --out results/plugin_rho2_steps --columns ece,plugin_ece,nll,plugin_nll
+# session 7: [000]'s input standardization (standardize: true) on the corners, ρ −4, 3 folds, then both
+# attribution references (zero = black, mean = the training images' mean) for these and the ρ −4 runs
+for f in 0 1 2; do
+  python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
+      --set threads=1 --set standardize=true --out results/std/corners/none-std/fold$f
+  python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold$f --fold $f --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+      --set threads=1 --out results/std/corners/feedback-std/fold$f
+  for run in none-std feedback-std; do
+    python -m pyro_ebnn.run evaluate --run results/std/corners/$run/fold$f --threads 1 --max-images 2000 --figure-images 6
+    python -m pyro_ebnn.run evaluate --run results/std/corners/$run/fold$f --out results/std_mean/corners/$run/fold$f \
+        --threads 1 --max-images 2000 --baseline mean --no-figures
+  done
+  for run in none-rho-4 feedback-rho-4; do
+    python -m pyro_ebnn.run evaluate --run results/rho/corners/$run/fold$f --out results/rho_mean/corners/$run/fold$f \
+        --threads 1 --max-images 2000 --baseline mean --no-figures
+  done
+done
 # 4. step speed against plain PyTorch
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/benchmark_step.json
 # 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds, model
