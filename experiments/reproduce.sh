@@ -24,7 +24,8 @@ python -m pyro_ebnn.run aggregate results/protocol --out experiments/results/pro
 R=results/finetune3/corners
 for f in 0 1 2; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
-      --set threads=1 --set rho_init=-2 --out $R/none/fold$f   # [000]'s rho; the config now holds -4 (session 6, below)
+      --set threads=1 --set rho_init=-2 --set standardize=false --out $R/none/fold$f   # [000]'s rho, raw pixels; the config
+      # now holds rho -4 (session 6) and standardize: true (session 7), both below
   python -m pyro_ebnn.run finetune --run $R/none/fold$f --fold $f --set validation_decoys=test --set mask_pool=receptive \
       --set patience=3 --set eval_samples=10 --set threads=1 --out $R/feedback/fold$f
 done
@@ -59,11 +60,11 @@ python experiments/evidence_scale.py results/finetune3/corners/none/fold{0,1,2} 
 # fine-tuning (validation every 20 steps), then the chosen rho = -4 (now the config's) on folds 1 and 2
 for r in -3 -4 -5; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold 0 --set epochs=1 --set eval_samples=10 \
-      --set threads=1 --set rho_init=$r --out results/rho/corners/none-rho$r/fold0
+      --set threads=1 --set rho_init=$r --set standardize=false --out results/rho/corners/none-rho$r/fold0
 done
 for f in 1 2; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
-      --set threads=1 --out results/rho/corners/none-rho-4/fold$f
+      --set threads=1 --set standardize=false --out results/rho/corners/none-rho-4/fold$f
 done
 for run in none-rho-3/fold0 none-rho-5/fold0 none-rho-4/fold0 none-rho-4/fold1 none-rho-4/fold2; do
   f=${run##*fold}; G=results/rho/corners/feedback-${run#none-}
@@ -101,7 +102,7 @@ python -m pyro_ebnn.run aggregate results/finetune_steps/corners/feedback-lr1e-3
 # attribution references (zero = black, mean = the training images' mean) for these and the ρ −4 runs
 for f in 0 1 2; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold $f --set epochs=1 --set eval_samples=10 \
-      --set threads=1 --set standardize=true --out results/std/corners/none-std/fold$f
+      --set threads=1 --out results/std/corners/none-std/fold$f   # standardize: true, from the config
   python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold$f --fold $f --set validation_decoys=test \
       --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
       --set threads=1 --out results/std/corners/feedback-std/fold$f

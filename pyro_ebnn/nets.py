@@ -164,7 +164,14 @@ def fit_standardization(net: nn.Module, images: torch.Tensor) -> dict:
     if len(layers) != 1:
         raise ValueError(f"expected one Standardize layer in the network, found {len(layers)}")
     layers[0].fit(images)
-    return {"input_mean": layers[0].mean.tolist(), "input_std": layers[0].std.tolist()}
+    return standardization_of(net)
+
+
+def standardization_of(net: nn.Module) -> dict:
+    """``{"input_mean": [...], "input_std": [...]}`` of the network's :class:`Standardize` layer, or
+    ``{}`` for a network that takes raw inputs."""
+    layers = [m for m in net.modules() if isinstance(m, Standardize)]
+    return {"input_mean": layers[0].mean.tolist(), "input_std": layers[0].std.tolist()} if layers else {}
 
 
 ARCHITECTURES = {"lenet": lenet, "alexnet": alexnet, "cdep_cnn": cdep_cnn}

@@ -21,7 +21,7 @@ from .build import build_elbo, build_model, resolve_device
 from .baselines import replace_with_noise
 from .config import PENALTY_MODES, Config, saved_config
 from .data import Split, fold_split, keep_fraction_of_masks, load_dataset
-from .nets import fit_standardization
+from .nets import fit_standardization, standardization_of
 from .errors import ConfigError, TrainingError
 from .metrics import classification_metrics
 from .optim import JointOptim
@@ -71,7 +71,12 @@ def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
     if not path.exists():
         raise ConfigError(f"no saved model at {path}; pass the --out directory of a finished train run")
     payload = torch.load(path, map_location=device, weights_only=False)
+    saved = saved_config(payload["config"])
     cfg = cfg or Config(**payload["config"])
+    for key in ("architecture", "standardize"):  # the keys that shape the saved network
+        if getattr(cfg, key) != saved[key]:
+            raise ConfigError(f"the model in {path.parent} was trained with {key}: {saved[key]}, the config asks for "
+                              f"{getattr(cfg, key)}; drop the override or use the run's own config.yaml")
     bnn = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam)
     bnn.net.load_state_dict(payload["net"])
     bnn.net.to(device)
@@ -347,7 +352,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     t0 = time.time()
     trainer.fit(split, cfg.finetune_epochs, out, use_masks=True, progress=progress)
     return finish(out, cfg, split, device, trainer, time.time() - t0, progress,
-                  {"finetuned_from": str(run_dir), "finetune_lam": lam,
+                  {**standardization_of(bnn.net), "finetuned_from": str(run_dir), "finetune_lam": lam,
                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
 
 

@@ -130,6 +130,14 @@ def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tm
     assert m["input_mean"][0] == pytest.approx(float(layer.mean), abs=1e-6)
     train = np.load(tmp_path / "d.npz")["train_images"]
     assert abs(m["input_mean"][0] - float(train.mean())) < 0.01 and m["input_mean"][0] != pytest.approx(float(train.mean()), abs=1e-7)
+    # fine-tuning keeps the layer and its statistics; a config that drops it is refused in one line
+    res = r.invoke(cli, ["finetune", "--run", str(run), "--set", "finetune_epochs=1", "--set", "finetune_budget=5",
+                         "--out", str(tmp_path / "ft")])
+    assert res.exit_code == 0, res.output
+    ft = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert ft["input_mean"] == m["input_mean"] and ft["input_std"] == m["input_std"]
+    res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / "x"), "--set", "standardize=false"])
+    assert res.exit_code == 2 and "trained with standardize: True" in res.output and "Traceback" not in res.output
     out = {}
     for baseline in ("zero", "mean"):
         res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / baseline), "--methods",
