@@ -116,6 +116,15 @@ for f in 0 1 2; do
         --threads 1 --max-images 2000 --baseline mean --no-figures
   done
 done
+python -m pyro_ebnn.run aggregate results/std --out experiments/results/finetune_std_summary \
+    --columns val_f1_macro,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+for r in std rho; do
+  python -m pyro_ebnn.run aggregate results/${r}_mean --out experiments/results/finetune_${r}_mean_summary \
+      --columns overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+done
+python -m pyro_ebnn.run explain --run results/std/corners/none-std/fold0 --run results/std/corners/feedback-std/fold0 \
+    --out results/std/explain_fold0 --n-images 6 --methods deeplift,gradcam --baseline mean --threads 1
+for m in gradcam deeplift; do cp results/std/explain_fold0/attributions_$m.png experiments/results/figures/corners_std_fold0_$m.png; done
 # 4. step speed against plain PyTorch
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/benchmark_step.json
 # 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds, model

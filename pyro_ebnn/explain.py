@@ -329,7 +329,7 @@ def compare_runs(run_dirs: Sequence, out, n_images: int = 8, methods=METHODS, sa
 
     from .build import resolve_device
     from .config import load_config
-    from .figures import attribution_grid
+    from .figures import attribution_grid, attribution_title
     from .train import MODEL, load_model, prepare_split
 
     methods = parse_methods(methods)
@@ -372,7 +372,7 @@ def compare_runs(run_dirs: Sequence, out, n_images: int = 8, methods=METHODS, sa
     for m in methods:
         cols = [(c["name"], c["attributions"][m], c["probs"]) for c in columns]
         written[m] = attribution_grid(x, masks, y, cols, m, out / f"attributions_{m}",
-                                      title_suffix="posterior mean" if samples == 0 else f"mean of {samples} posterior samples")
+                                      title_suffix=attribution_title(m, samples, baseline))
     return written
 
 

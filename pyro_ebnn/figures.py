@@ -146,8 +146,17 @@ def mutual_information_histogram(mi, correct, stem, title: str = "") -> list[str
     return _save(fig, stem)
 
 
+def attribution_title(method: str, samples: int = 0, baseline: str = "zero") -> str:
+    """The second title line of an attribution grid: the weights explained and, for the methods
+    that have one, the reference image."""
+    text = "posterior mean" if samples == 0 else f"mean of {samples} posterior samples"
+    if method in ("deeplift", "occlusion"):
+        text += ", reference: " + ("training mean" if baseline == "mean" else "black")
+    return text
+
+
 def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_labels=None,
-                       run_name: str = "run", n_images: int = 8, samples: int = 0) -> list[str]:
+                       run_name: str = "run", n_images: int = 8, samples: int = 0, baseline: str = "zero") -> list[str]:
     """All figures of one evaluation: per test set a reliability diagram and an MI histogram; per
     method an attribution grid of the first ``n_images`` masked test images (if attributions were
     computed). ``kept`` is what :func:`pyro_ebnn.train.evaluate_sets` keeps."""
@@ -172,5 +181,5 @@ def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_
         for method, a in attr["attributions"].items():
             written += attribution_grid(test_images[idx], test_masks[idx], test_labels[idx],
                                         [(run_name, a[:k], probs)], method, out / f"attributions_{method}",
-                                        title_suffix="posterior mean" if samples == 0 else f"mean of {samples} posterior samples")
+                                        title_suffix=attribution_title(method, samples, baseline))
     return written

@@ -417,7 +417,8 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
         from .figures import evaluation_figures
         t1 = time.time()
         paths = evaluation_figures(out, keep, split.test.images, split.test.masks, split.test.labels,
-                                   run_name=f"{cfg.name} [{cfg.mode}]", n_images=figure_images, samples=samples)
+                                   run_name=f"{cfg.name} [{cfg.mode}]", n_images=figure_images, samples=samples,
+                                   baseline=cfg.attribution_baseline)
         metrics["figures"] = sorted(Path(p).name for p in paths)
         metrics["figure_seconds"] = time.time() - t1
     if out.resolve() == run_dir.resolve() and (out / METRICS).exists():

@@ -150,3 +150,10 @@ def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tm
                          "--n-images", "2", "--methods", "deeplift", "--baseline", "mean"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cmp" / "attributions_deeplift.png").exists()
+
+
+def test_figure_titles_name_the_reference_where_there_is_one():
+    from pyro_ebnn.figures import attribution_title
+    assert attribution_title("deeplift", 0, "mean") == "posterior mean, reference: training mean"
+    assert attribution_title("occlusion", 5, "zero") == "mean of 5 posterior samples, reference: black"
+    assert attribution_title("gradcam", 0, "mean") == "posterior mean"
