@@ -162,7 +162,8 @@ def reference_image(baseline, images: torch.Tensor) -> torch.Tensor:
 
 def channel_mean(images: torch.Tensor) -> torch.Tensor:
     """Per-channel mean of N x C x H x W images (the ``mean`` attribution baseline)."""
-    return images.detach().double().mean((0, 2, 3)).float()
+    from .nets import channel_moments
+    return channel_moments(images)[0].float()
 
 
 def attribute(det: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, method: str,

@@ -14,6 +14,21 @@ from .errors import DataError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
 
 
+def channel_moments(images: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (n - 1) of N x C x H x W images, accumulated in
+    double precision over chunks of images (no full-size double copy of the data)."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].detach().to("cpu", torch.float64)
+        total += x.sum((0, 2, 3))
+        squares += x.square().sum((0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    var = (squares - n * mean.square()).clamp_min(0) / max(n - 1, 1)
+    return mean, var.sqrt()
+
+
 class Standardize(nn.Module):
     """x -> (x - mean) / std per channel, with the statistics of the training images.
 
@@ -32,8 +47,7 @@ class Standardize(nn.Module):
         if images.dim() != 4 or images.shape[1] != len(self.mean):
             raise DataError(f"standardization of {len(self.mean)}-channel inputs needs N x {len(self.mean)} x H x W "
                             f"images, got shape {tuple(images.shape)}")
-        x = images.detach().double().transpose(0, 1).flatten(1)
-        mean, std = x.mean(1), x.std(1)
+        mean, std = channel_moments(images)
         if not (std > 1e-8).all():
             bad = [int(c) for c in (std <= 1e-8).nonzero().flatten()]
             raise DataError(f"channel(s) {bad} of the training images are constant, so they cannot be "

@@ -157,3 +157,13 @@ def test_figure_titles_name_the_reference_where_there_is_one():
     assert attribution_title("deeplift", 0, "mean") == "posterior mean, reference: training mean"
     assert attribution_title("occlusion", 5, "zero") == "mean of 5 posterior samples, reference: black"
     assert attribution_title("gradcam", 0, "mean") == "posterior mean"
+
+
+def test_channel_moments_in_chunks_match_the_full_computation():
+    from pyro_ebnn.nets import channel_moments
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1000, 3, 6, 6, generator=g) * torch.tensor([1.0, 0.5, 0.1]).view(1, 3, 1, 1)
+    mean, std = channel_moments(x, chunk=300)          # 4 chunks, the last one short
+    full = x.double().transpose(0, 1).flatten(1)
+    torch.testing.assert_close(mean, full.mean(1))
+    torch.testing.assert_close(std, full.std(1))
