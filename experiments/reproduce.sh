@@ -125,6 +125,15 @@ done
 python -m pyro_ebnn.run explain --run results/std/corners/none-std/fold0 --run results/std/corners/feedback-std/fold0 \
     --out results/std/explain_fold0 --n-images 6 --methods deeplift,gradcam --baseline mean --threads 1
 for m in gradcam deeplift; do cp results/std/explain_fold0/attributions_$m.png experiments/results/figures/corners_std_fold0_$m.png; done
+#    [000]'s standardization on its own two rules (the configs keep raw pixels)
+python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --set standardize=true --out results/protocol_std
+python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --set standardize=true --out results/protocol_std
+for rule in position color; do for m in none feedback; do for f in 0 1 2; do
+  python -m pyro_ebnn.run evaluate --run results/protocol_std/decoy_mnist_$rule/$m/fold$f --threads 1 \
+      --methods saliency,gradcam --max-images 2000 --figure-images 6
+done; done; done
+python -m pyro_ebnn.run aggregate results/protocol_std --out experiments/results/protocol_std_summary \
+    --columns balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_gradcam
 # 4. step speed against plain PyTorch
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/benchmark_step.json
 # 5. baselines on the same footing (issue 4): RRR and CDEP rules, 8 epochs per run, 3 folds, model
