@@ -125,6 +125,19 @@ done
 python -m pyro_ebnn.run explain --run results/std/corners/none-std/fold0 --run results/std/corners/feedback-std/fold0 \
     --out results/std/explain_fold0 --n-images 6 --methods deeplift,gradcam --baseline mean --threads 1
 for m in gradcam deeplift; do cp results/std/explain_fold0/attributions_$m.png experiments/results/figures/corners_std_fold0_$m.png; done
+#    the start model's rho and the fine-tuning lambda again, standardized, fold 0 (judged on validation F1)
+for r in -3 -5; do
+  python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold 0 --set epochs=1 --set eval_samples=10 \
+      --set threads=1 --set rho_init=$r --out results/std_rho/corners/none-std-rho$r/fold0
+  python -m pyro_ebnn.run finetune --run results/std_rho/corners/none-std-rho$r/fold0 --fold 0 --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+      --set threads=1 --out results/std_rho/corners/feedback-std-rho$r/fold0
+done
+for lam in 3 0.3; do
+  python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold0 --fold 0 --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+      --set threads=1 --set finetune_lam=$lam --out results/std_lam/corners/feedback-std-lam$lam/fold0
+done
 #    [000]'s standardization on its own two rules (the configs keep raw pixels)
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --set standardize=true --out results/protocol_std
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --set standardize=true --out results/protocol_std

@@ -167,3 +167,20 @@ def test_channel_moments_in_chunks_match_the_full_computation():
     full = x.double().transpose(0, 1).flatten(1)
     torch.testing.assert_close(mean, full.mean(1))
     torch.testing.assert_close(std, full.std(1))
+
+
+def test_the_deterministic_network_and_the_receptive_pool_know_the_layer():
+    from pyro_ebnn.build import build_model
+    x, _ = _images(8)
+    cfg = load_config(None, {"standardize": True, "network": "deterministic", "mode": "rrr"})
+    point = build_model(cfg, (1, 28, 28), 10)
+    stats = fit_standardization(point.net, x)
+    layer = point.net.body[0]
+    assert isinstance(layer, Standardize) and layer.mean.item() == pytest.approx(stats["input_mean"][0])
+    mask = torch.zeros(8, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :4, :4] = True
+    loss = point.loss(x, torch.arange(8), mask)            # CE + RRR penalty through the layer
+    assert torch.isfinite(loss) and loss.requires_grad
+    net = _standardized_lenet(x)
+    plain = lenet(num_classes=10)
+    assert torch.equal(net.receptive_field_cells(mask), plain.receptive_field_cells(mask))
