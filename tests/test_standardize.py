@@ -13,7 +13,7 @@ from pyro_ebnn.baselines import cd_decompose
 from pyro_ebnn.config import load_config
 from pyro_ebnn.errors import ConfigError, DataError
 from pyro_ebnn.explain import attribute, channel_mean, deterministic_network, reference_image
-from pyro_ebnn.nets import Standardize, fit_standardization, standardized
+from pyro_ebnn import Standardize, fit_standardization, standardized
 from pyro_ebnn.run import cli
 from pyro_ebnn.train import load_model
 
