@@ -100,7 +100,8 @@ def attribution_grid(images, masks, labels, columns: Sequence, method: str, stem
 
 
 def reliability_diagram(table: dict, ece: float, stem, title: str = "") -> list[str]:
-    """Accuracy per confidence bin against the diagonal, gaps shaded, bin counts below."""
+    """Accuracy per confidence bin against the diagonal, the gaps to the bins' mean confidence
+    marked (over- and under-confidence apart), bin counts below."""
     edges, count = table["edges"], table["count"]
     acc, conf = np.nan_to_num(table["accuracy"]), np.nan_to_num(table["confidence"])
     centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
@@ -109,13 +110,20 @@ def reliability_diagram(table: dict, ece: float, stem, title: str = "") -> list[
     filled = count > 0
     ax.bar(centres[filled], acc[filled], width=width[filled], color="#4c72b0", edgecolor="white",
            label="accuracy")
-    ax.bar(centres[filled], conf[filled] - acc[filled], bottom=acc[filled], width=width[filled],
-           color="#dd8452", alpha=0.45, edgecolor="#dd8452", hatch="//", label="gap to confidence")
+    # the gap between accuracy and confidence: filled above an over-confident bar, hatched over
+    # the top of an under-confident one (so the accuracy bar stays visible)
+    over, under = filled & (conf > acc), filled & (conf < acc)
+    if over.any():
+        ax.bar(centres[over], (conf - acc)[over], bottom=acc[over], width=width[over], color="#c44e52",
+               alpha=0.35, edgecolor="#c44e52", hatch="//", label="over-confident: gap to confidence")
+    if under.any():
+        ax.bar(centres[under], (acc - conf)[under], bottom=conf[under], width=width[under], fill=False,
+               edgecolor="#dd8452", hatch="\\\\", lw=0.8, label="under-confident: gap to confidence")
     ax.plot([0, 1], [0, 1], "--", color="0.3", lw=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85, edgecolor="none")
     ax.text(0.97, 0.04, f"ECE = {ece:.3f}\nN = {int(count.sum())}", transform=ax.transAxes, ha="right",
             va="bottom", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="0.7"))
     ax.set_title(title or "reliability diagram", fontsize=11)
