@@ -256,6 +256,20 @@ def attribution_baseline(cfg: Config, split: Split):
     return channel_mean(split.train.images)
 
 
+#: overlaps that depend on the attribution baseline (DeepLIFT's reference, Occlusion's fill)
+BASELINE_METHODS = ("deeplift", "occlusion")
+
+
+def drop_stale_overlaps(metrics: dict, baseline: str) -> dict:
+    """Remove from an earlier ``metrics`` dict the overlaps that were taken against another
+    attribution baseline than ``baseline`` (runs from before the key count as ``zero``)."""
+    if metrics.get("attribution_baseline", "zero") != baseline:
+        for m in BASELINE_METHODS:
+            metrics.pop(f"overlap_{m}", None)
+        metrics["attribution_baseline"] = baseline
+    return metrics
+
+
 def _prepare_out(out: Path, cfg: Config, resume: bool):
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
@@ -364,10 +378,11 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
     from .explain import overlap_metrics, parse_methods
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / METRICS).read_text())
+    cfg = load_config(str(run_dir / "config.yaml"), {"device": device} if device else None)
+    drop_stale_overlaps(metrics, cfg.attribution_baseline)
     todo = [m for m in parse_methods(methods) if metrics.get(f"overlap_{m}") is None]
     if not todo:
         return metrics
-    cfg = load_config(str(run_dir / "config.yaml"), {"device": device} if device else None)
     dev = resolve_device(cfg.device)
     split = prepare_split(cfg)
     bnn, _, _ = load_model(run_dir, dev, cfg)
@@ -423,6 +438,9 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
         metrics["figure_seconds"] = time.time() - t1
     if out.resolve() == run_dir.resolve() and (out / METRICS).exists():
         # evaluating in place: keep what training recorded (epochs, timings) next to the new metrics
-        metrics = {**json.loads((out / METRICS).read_text()), **metrics}
+        old = json.loads((out / METRICS).read_text())
+        if attributions:
+            drop_stale_overlaps(old, cfg.attribution_baseline)
+        metrics = {**old, **metrics}
     write_metrics(out, metrics)
     return metrics

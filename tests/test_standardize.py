@@ -146,6 +146,14 @@ def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tm
         out[baseline] = json.loads((tmp_path / baseline / "metrics.json").read_text())
         assert out[baseline]["attribution_baseline"] == baseline
     assert out["zero"]["overlap_deeplift"] != pytest.approx(out["mean"]["overlap_deeplift"], abs=1e-4)
+    # in place, an overlap taken against another reference does not survive next to the new one
+    for baseline, methods in (("mean", "deeplift,occlusion"), ("zero", "saliency")):
+        res = r.invoke(cli, ["evaluate", "--run", str(run), "--methods", methods, "--baseline", baseline,
+                             "--no-figures", "--max-images", "4"])
+        assert res.exit_code == 0, res.output
+    kept = json.loads((run / "metrics.json").read_text())
+    assert kept["attribution_baseline"] == "zero" and "overlap_saliency" in kept
+    assert "overlap_deeplift" not in kept and "overlap_occlusion" not in kept and "best_epoch" in kept
     res = r.invoke(cli, ["explain", "--run", str(run), "--run", str(run), "--out", str(tmp_path / "cmp"),
                          "--n-images", "2", "--methods", "deeplift", "--baseline", "mean"])
     assert res.exit_code == 0, res.output
