@@ -139,6 +139,10 @@ for lam in 3 0.3; do
       --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
       --set threads=1 --set finetune_lam=$lam --out results/std_lam/corners/feedback-std-lam$lam/fold0
 done
+python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold0 --fold 0 --set validation_decoys=test \
+    --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+    --set threads=2 --set gradient_filter=true --out results/std_gf/corners/feedback-std-gf/fold0   # [001] Eq. 12
+python -m pyro_ebnn.run evaluate --run results/std_gf/corners/feedback-std-gf/fold0 --threads 2 --max-images 2000 --figure-images 6
 #    [000]'s standardization on its own two rules (the configs keep raw pixels)
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --set standardize=true --out results/protocol_std
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --set standardize=true --out results/protocol_std
