@@ -332,8 +332,9 @@ def cd_decompose(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, weights: s
     ``gamma``: everything else, starting from ``x * (1 - E)``. At every layer ``beta + gamma`` is
     the activation of the full network (of a :class:`BayesianCNN` at its posterior mean, or at one
     draw from q with ``weights="sample"``). Known layers: Conv2d / Linear (plain or Bayesian; bias
-    split by |.|), Standardize (its shift split like a bias), ReLU, MaxPool2d (indices of beta + gamma), Flatten, Dropout / Identity (as in
-    eval), AvgPool2d / AdaptiveAvgPool2d (linear, no bias).
+    split by |.|), Standardize (its shift split like a bias), ReLU, MaxPool2d (indices of
+    beta + gamma), Flatten, Dropout / Identity (as in eval), AvgPool2d / AdaptiveAvgPool2d (linear,
+    no bias).
 
     ``return_layers=True`` also returns ``[(name, beta, gamma), ...]`` after every layer.
     """

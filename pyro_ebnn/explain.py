@@ -37,9 +37,11 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError, EBNNError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear
-from .nets import BayesianCNN
+from .nets import BayesianCNN, channel_moments
 
 METHODS = ("saliency", "deeplift", "gradcam", "occlusion")
+#: the methods that compare the image with a reference (``attribution_baseline``)
+REFERENCE_METHODS = ("deeplift", "occlusion")
 
 
 class ExplainError(EBNNError):
@@ -148,21 +150,20 @@ def gradcam_layer_map(det: nn.Sequential, images: torch.Tensor, labels: torch.Te
 
 
 def reference_image(baseline, images: torch.Tensor) -> torch.Tensor:
-    """The reference input of DeepLIFT and Occlusion for ``images``: ``None`` or 0 -> all zeros (a
-    black image); a per-channel tensor of length C (e.g. :func:`channel_mean` of the training images)
-    -> every pixel at that value."""
-    if baseline is None or (isinstance(baseline, (int, float)) and baseline == 0):
+    """The reference input of DeepLIFT and Occlusion for ``images``: ``None`` -> all zeros (a black
+    image); C values, one per channel (e.g. :func:`channel_mean` of the training images) -> every
+    pixel of a channel at its value."""
+    if baseline is None:
         return torch.zeros_like(images)
     b = torch.as_tensor(baseline, dtype=images.dtype, device=images.device).flatten()
     if len(b) != images.shape[1]:
         raise ExplainError(f"the attribution baseline has {len(b)} values; the images have {images.shape[1]} "
                            "channels (give one value per channel)")
-    return b.view(1, -1, 1, 1).expand_as(images).contiguous()
+    return b.view(1, -1, 1, 1).expand_as(images)  # a view: Captum only reads it
 
 
 def channel_mean(images: torch.Tensor) -> torch.Tensor:
     """Per-channel mean of N x C x H x W images (the ``mean`` attribution baseline)."""
-    from .nets import channel_moments
     return channel_moments(images)[0].float()
 
 

@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .explain import REFERENCE_METHODS  # noqa: E402
+
 METHOD_TITLES = {"saliency": "Saliency (input gradient)", "deeplift": "DeepLIFT",
                  "gradcam": "Grad-CAM (last conv, upsampled)", "occlusion": "Occlusion"}
 MASK_COLOUR = "#00e5ff"
@@ -158,7 +160,7 @@ def attribution_title(method: str, samples: int = 0, baseline: str = "zero") -> 
     """The second title line of an attribution grid: the weights explained and, for the methods
     that have one, the reference image."""
     text = "posterior mean" if samples == 0 else f"mean of {samples} posterior samples"
-    if method in ("deeplift", "occlusion"):
+    if method in REFERENCE_METHODS:
         text += ", reference: " + ("training mean" if baseline == "mean" else "black")
     return text
 

@@ -21,9 +21,10 @@ from .build import build_elbo, build_model, resolve_device
 from .baselines import replace_with_noise
 from .config import PENALTY_MODES, Config, saved_config
 from .data import Split, fold_split, keep_fraction_of_masks, load_dataset
-from .nets import fit_standardization, standardization_of
 from .errors import ConfigError, TrainingError
+from .explain import REFERENCE_METHODS, channel_mean, overlap_metrics, parse_methods
 from .metrics import classification_metrics
+from .nets import fit_standardization, standardization_of
 from .optim import JointOptim
 from .predict import mean_probs, predictive_probs
 
@@ -234,7 +235,6 @@ def evaluate_sets(bnn, split: Split, cfg: Config, device, progress=True, attribu
     if attributions is None:
         attributions = bool(getattr(cfg, "eval_attributions", False))
     if attributions:
-        from .explain import overlap_metrics
         t0 = time.time()
         kept = {} if keep is not None else None
         metrics.update(overlap_metrics(bnn.net, split.test, methods, samples=attribution_samples,
@@ -252,19 +252,14 @@ def attribution_baseline(cfg: Config, split: Split):
     ``zero``; the per-channel mean of the training images for ``mean``."""
     if cfg.attribution_baseline == "zero":
         return None
-    from .explain import channel_mean
     return channel_mean(split.train.images)
-
-
-#: overlaps that depend on the attribution baseline (DeepLIFT's reference, Occlusion's fill)
-BASELINE_METHODS = ("deeplift", "occlusion")
 
 
 def drop_stale_overlaps(metrics: dict, baseline: str) -> dict:
     """Remove from an earlier ``metrics`` dict the overlaps that were taken against another
     attribution baseline than ``baseline`` (runs from before the key count as ``zero``)."""
     if metrics.get("attribution_baseline", "zero") != baseline:
-        for m in BASELINE_METHODS:
+        for m in REFERENCE_METHODS:
             metrics.pop(f"overlap_{m}", None)
         metrics["attribution_baseline"] = baseline
     return metrics
@@ -373,9 +368,9 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
 def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000, device=None,
                 progress: bool = True) -> dict:
     """Add the attribution overlap ``overlap_<method>`` of a finished run to its metrics.json
-    (the other metrics are kept; nothing is re-trained). Methods already there are skipped."""
+    (the other metrics are kept; nothing is re-trained). Methods already there are skipped, unless
+    they were taken against another attribution baseline than the run's config names."""
     from .config import load_config
-    from .explain import overlap_metrics, parse_methods
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / METRICS).read_text())
     cfg = load_config(str(run_dir / "config.yaml"), {"device": device} if device else None)
@@ -403,7 +398,6 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     see :func:`evaluate_sets`) and, with ``figures``, reliability diagrams, mutual-information
     histograms and attribution grids of ``figure_images`` test images, all written into ``out``."""
     from .config import load_config, parse_sets
-    from .explain import parse_methods
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / MODEL).exists():
         raise ConfigError(f"no saved model in {run_dir}; pass the --out directory of a finished train run")
