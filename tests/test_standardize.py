@@ -12,10 +12,11 @@ from pyro_ebnn import lenet
 from pyro_ebnn.baselines import cd_decompose
 from pyro_ebnn.config import load_config
 from pyro_ebnn.errors import ConfigError, DataError
-from pyro_ebnn.explain import attribute, channel_mean, deterministic_network, reference_image
+from pyro_ebnn.explain import (ExplainError, attribute, channel_mean, compare_runs, deterministic_network,
+                               reference_image)
 from pyro_ebnn import Standardize, fit_standardization, standardized
 from pyro_ebnn.run import cli
-from pyro_ebnn.train import load_model
+from pyro_ebnn.train import add_overlap, load_model
 
 from test_inputs import _write_npz
 
@@ -85,8 +86,10 @@ def test_reference_image_checks_the_channels():
     assert torch.equal(reference_image(None, x), torch.zeros_like(x))
     r = reference_image(torch.tensor([0.1, 0.2, 0.3]), x)
     assert r.shape == x.shape and torch.allclose(r[1, 2], torch.full((8, 8), 0.3))
-    with pytest.raises(Exception, match="2 values; the images have 3 channels"):
+    with pytest.raises(ExplainError, match="2 values; the images have 3 channels"):
         reference_image(torch.tensor([0.1, 0.2]), x)
+    with pytest.raises(ExplainError, match="unknown attribution baseline 'gray'; use zero or mean"):
+        compare_runs(["a", "b"], "out", baseline="gray")
 
 
 def test_cd_splits_the_standardization_exactly():
@@ -154,6 +157,16 @@ def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tm
     kept = json.loads((run / "metrics.json").read_text())
     assert kept["attribution_baseline"] == "zero" and "overlap_saliency" in kept
     assert "overlap_deeplift" not in kept and "overlap_occlusion" not in kept and "best_epoch" in kept
+    # add_overlap (compare's top-up) recomputes an overlap taken against another reference than the
+    # run's config names (zero): here a mean-reference DeepLIFT left by an in-place evaluation
+    res = r.invoke(cli, ["evaluate", "--run", str(run), "--methods", "deeplift", "--baseline", "mean",
+                         "--no-figures", "--max-images", "4"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "metrics.json").read_text())["overlap_deeplift"] == pytest.approx(out["mean"]["overlap_deeplift"])
+    topped = add_overlap(run, methods=("deeplift",), max_images=4, progress=False)
+    assert topped["attribution_baseline"] == "zero"
+    assert topped["overlap_deeplift"] == pytest.approx(out["zero"]["overlap_deeplift"], rel=1e-6)
+    assert json.loads((run / "metrics.json").read_text())["overlap_deeplift"] == topped["overlap_deeplift"]
     res = r.invoke(cli, ["explain", "--run", str(run), "--run", str(run), "--out", str(tmp_path / "cmp"),
                          "--n-images", "2", "--methods", "deeplift", "--baseline", "mean"])
     assert res.exit_code == 0, res.output
