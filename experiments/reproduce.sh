@@ -226,6 +226,7 @@ python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-determ
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
 # 6. cost of every mode (time per step = per epoch, peak memory), ratios to the Bayesian step without feedback
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/benchmark_modes.json
+python experiments/profile_step.py --steps 20 > experiments/results/profile_step.txt
 # 7. one full evaluation (10,000 test + 10,000 decoy-swap images, all four attribution methods), timed
 /usr/bin/time -v python -m pyro_ebnn.run evaluate --run results/protocol/decoy_mnist_position/feedback/fold0 \
     --out results/full_eval --threads 1
