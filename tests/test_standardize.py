@@ -52,6 +52,12 @@ def test_standardize_fits_the_training_statistics_and_runs_first():
     assert abs(float(s.mean())) < 1e-5 and float(s.std()) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(DataError, match="constant.*standardize: false"):
         fit_standardization(net, torch.full((4, 1, 28, 28), 0.5))
+    with pytest.raises(DataError, match="1-channel inputs needs N x 1 x H x W images, got shape \\(4, 3, 28, 28\\)"):
+        fit_standardization(net, torch.rand(4, 3, 28, 28))
+    # vectorized ELBO particles: leading sample dimensions pass through the layer
+    from pyro_ebnn.layers import run_lrt
+    out = run_lrt(net.train().body, x[:3], torch.Size([4]))
+    assert out.shape == (4, 3, 6, 13, 13) and not torch.allclose(out[0], out[1])
     with pytest.raises(ValueError, match="one Standardize layer"):
         fit_standardization(lenet(), x)
 
