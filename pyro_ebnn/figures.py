@@ -1,5 +1,5 @@
-"""Figures (matplotlib, written as PNG and PDF): attribution grids, reliability diagrams and
-histograms of the mutual information."""
+"""Figures (matplotlib, written as PNG and PDF): attribution grids, reliability diagrams,
+histograms of the mutual information and validation curves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -153,6 +153,30 @@ def mutual_information_histogram(mi, correct, stem, title: str = "") -> list[str
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(title or "epistemic uncertainty", fontsize=11)
     fig.tight_layout()
+    return _save(fig, stem)
+
+
+def validation_curve(history: Sequence[dict], metric: str, stem, selected=None, title: str = "") -> list[str]:
+    """Validation score over training (every validation, also those inside an epoch) with the
+    selected epoch marked, and the training loss per image on a second axis. ``history`` is the
+    trainer's (``checkpoint.pt``)."""
+    key = f"val_{metric}"
+    points = sorted([(v["epoch"], v[key]) for h in history for v in h.get("validations_within_epoch", [])]
+                    + [(h["epoch"], h[key]) for h in history if h.get(key) is not None])
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    if points:
+        ax.plot(*zip(*points), color="C0", marker=".", ms=3, lw=1.2, label=f"validation {metric}")
+    if selected is not None:
+        ax.axvline(selected, color="C3", ls="--", lw=1, label=f"selected (epoch {selected:g})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {metric}", color="C0")
+    loss = ax.twinx()
+    loss.plot([h["epoch"] for h in history], [h["loss"] for h in history], color="0.45", lw=1, marker="s", ms=2.5,
+              label="training loss per image")
+    loss.set_ylabel("training loss per image", color="0.35")
+    handles = ax.get_legend_handles_labels()[0] + loss.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower left", fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
     return _save(fig, stem)
 
 

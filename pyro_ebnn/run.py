@@ -117,9 +117,12 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, res
 @click.option("--figures/--no-figures", default=True, show_default=True)
 @click.option("--figure-images", "figure_images", default=8, show_default=True, type=int,
               help="rows of the attribution grids")
+@click.option("--weights", default="selected", show_default=True, type=click.Choice(["selected", "last"]),
+              help="the model selected on validation (model.pt), or the network after the last epoch "
+                   "(checkpoint.pt; needs another --out)")
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)")
 def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, baseline, figures, figure_images,
-             threads):
+             weights, threads):
     """Evaluate a trained run on its test sets: classification, calibration/uncertainty (NLL, Brier,
     ECE, predictive entropy, mutual information), attribution overlap, figures."""
     import torch
@@ -130,7 +133,8 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
     if baseline:
         sets = tuple(sets) + (f"attribution_baseline={baseline}",)
     m = evaluate_run(run_dir, out, sets=sets, device=device, attributions=attributions, methods=methods,
-                     samples=samples, max_images=max_images, figures=figures, figure_images=figure_images)
+                     samples=samples, max_images=max_images, figures=figures, figure_images=figure_images,
+                     weights=weights)
     extra = "  ".join(f"{k}={m[k]:.4f}" for k in ("ece", "nll", *(f"overlap_{x}" for x in methods.split(",")))
                       if isinstance(m.get(k), float))
     click.echo(f"{_summary(m)}  {extra}  ({m['eval_seconds']:.0f} s)  -> {out}/metrics.json")

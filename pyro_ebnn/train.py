@@ -392,15 +392,26 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
 
 def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions: bool = True, methods=None,
                  samples: int = 0, max_images: Optional[int] = None, figures: bool = True,
-                 figure_images: int = 8) -> dict:
+                 figure_images: int = 8, weights: str = "selected") -> dict:
     """Re-evaluate a saved run on its test sets (same data rule and fold as it was trained on):
     classification, calibration and uncertainty metrics, the attribution overlap (``attributions``,
     see :func:`evaluate_sets`) and, with ``figures``, reliability diagrams, mutual-information
-    histograms and attribution grids of ``figure_images`` test images, all written into ``out``."""
+    histograms, attribution grids of ``figure_images`` test images and the validation curve, all
+    written into ``out``. ``weights``: the model selected on validation (``model.pt``), or the
+    network after the last training epoch (``"last"``, from ``checkpoint.pt``)."""
     from .config import load_config, parse_sets
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / MODEL).exists():
         raise ConfigError(f"no saved model in {run_dir}; pass the --out directory of a finished train run")
+    if weights not in ("selected", "last"):
+        raise ConfigError(f"--weights must be 'selected' or 'last', got {weights!r}")
+    if weights == "last":
+        if not (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"no {CHECKPOINT} in {run_dir}, so there is no last-epoch network to evaluate; "
+                              "use --weights selected")
+        if out.resolve() == run_dir.resolve():
+            raise ConfigError("--weights last would mix the last epoch's metrics into the selected model's "
+                              "metrics.json; pass another --out")
     if samples < 0:
         raise ConfigError(f"--samples must be >= 0 (0 = attributions at the posterior mean), got {samples}")
     if max_images is not None and max_images < 1:
@@ -414,6 +425,11 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     set_seed(cfg.seed)
     split = prepare_split(cfg)
     bnn, _, payload = load_model(run_dir, dev, cfg)
+    # memory-mapped: only the tensors used are read (the history, and the network for "last")
+    checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False) \
+        if (run_dir / CHECKPOINT).exists() else None
+    if weights == "last":
+        bnn.net.load_state_dict(checkpoint["net"])
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     keep = {} if figures else None
@@ -421,13 +437,18 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
                "seed": cfg.seed, **evaluate_sets(bnn, split, cfg, dev, progress, attributions=attributions, methods=methods,
                                attribution_samples=samples, max_images=max_images, keep=keep),
                "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
-               "threads": torch.get_num_threads(), "evaluated_run": str(run_dir), "config": cfg.to_dict()}
+               "threads": torch.get_num_threads(), "evaluated_run": str(run_dir), "evaluated_weights": weights,
+               "evaluated_epoch": checkpoint["epoch"] if weights == "last" else payload.get("epoch"),
+               "config": cfg.to_dict()}
     if figures:
-        from .figures import evaluation_figures
+        from .figures import evaluation_figures, validation_curve
         t1 = time.time()
         paths = evaluation_figures(out, keep, split.test.images, split.test.masks, split.test.labels,
                                    run_name=f"{cfg.name} [{cfg.mode}]", n_images=figure_images, samples=samples,
                                    baseline=cfg.attribution_baseline)
+        if checkpoint is not None and checkpoint.get("history"):
+            paths += validation_curve(checkpoint["history"], cfg.select_metric, out / "validation_curve",
+                                      selected=payload.get("epoch"), title=f"{cfg.name} [{cfg.mode}]")
         metrics["figures"] = sorted(Path(p).name for p in paths)
         metrics["figure_seconds"] = time.time() - t1
     if out.resolve() == run_dir.resolve() and (out / METRICS).exists():

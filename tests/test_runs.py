@@ -211,3 +211,31 @@ def test_mean_std_over_folds_skips_missing_values():
     assert mean_std([0.9, 0.95, 1.0]) == ("0.950 ± 0.050", pytest.approx(0.95), pytest.approx(0.05))
     assert mean_std([0.5, None, float("nan")])[0] == "0.500 ± 0.000"  # one value: std 0, not NaN
     assert mean_std([None, float("nan")]) == ("n/a", None, None)
+
+
+def test_evaluate_the_last_epoch_instead_of_the_selected_model(tmp_path, npz):
+    """``--weights last`` evaluates the network of checkpoint.pt, not model.pt; it refuses to write
+    into the run itself and needs a checkpoint; the validation curve is drawn from the history."""
+    run = tmp_path / "run"
+    train(_cfg(npz, epochs=2, mode="none"), run, progress=False)
+    ck = torch.load(run / CHECKPOINT, weights_only=False)
+    last_bias = [k for k in ck["net"] if k.endswith("bias_loc")][-1]
+    ck["net"][last_bias] = torch.tensor([1e4, 0.0, 0.0])  # the "last epoch" now always says class 0
+    torch.save(ck, run / CHECKPOINT)
+    r = CliRunner()
+    args = ["evaluate", "--run", str(run), "--no-attributions"]
+    res = r.invoke(cli, [*args, "--weights", "last", "--out", str(tmp_path / "last")])
+    assert res.exit_code == 0, res.output
+    last = json.loads((tmp_path / "last" / "metrics.json").read_text())
+    assert last["evaluated_weights"] == "last" and last["evaluated_epoch"] == 2
+    assert last["balanced_accuracy"] == pytest.approx(1 / 3)          # one class for every image
+    assert (tmp_path / "last" / "validation_curve.png").exists()
+    res = r.invoke(cli, [*args, "--out", str(tmp_path / "selected"), "--no-figures"])
+    assert res.exit_code == 0, res.output
+    selected = json.loads((tmp_path / "selected" / "metrics.json").read_text())
+    assert selected["evaluated_weights"] == "selected" and selected["balanced_accuracy"] != pytest.approx(1 / 3)
+    res = r.invoke(cli, [*args, "--weights", "last"])                     # in place: refused
+    assert res.exit_code == 2 and "pass another --out" in res.output
+    (run / CHECKPOINT).unlink()
+    res = r.invoke(cli, [*args, "--weights", "last", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "no checkpoint.pt" in res.output and not (tmp_path / "x").exists()
