@@ -143,6 +143,24 @@ python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold0 --fold
     --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
     --set threads=2 --set gradient_filter=true --out results/std_gf/corners/feedback-std-gf/fold0   # [001] Eq. 12
 python -m pyro_ebnn.run evaluate --run results/std_gf/corners/feedback-std-gf/fold0 --threads 2 --max-images 2000 --figure-images 6
+#    fine-tuning past [001]'s 17 epochs (session 8): 40 epochs, no early stop; the selected model and
+#    the network after the last epoch, all four overlaps (black reference) and DeepLIFT/Occlusion (mean)
+for f in 0 1 2; do
+  python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold$f --fold $f --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=1000 --set eval_samples=10 \
+      --set finetune_epochs=40 --set threads=1 --out results/long/corners/fold$f
+  for w in selected last; do
+    python -m pyro_ebnn.run evaluate --run results/long/corners/fold$f --weights $w --max-images 2000 --threads 1 \
+        --figure-images 6 --out results/long_eval/$w/fold$f
+    python -m pyro_ebnn.run evaluate --run results/long/corners/fold$f --weights $w --max-images 2000 --threads 1 \
+        --methods deeplift,occlusion --baseline mean --no-figures --out results/long_eval_mean/$w/fold$f
+  done
+done
+for r in long_eval long_eval_mean; do
+  python -m pyro_ebnn.run aggregate results/$r --by evaluated_weights --out experiments/results/finetune_${r}_summary \
+      --columns evaluated_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
+done
+cp results/long_eval/last/fold0/validation_curve.png experiments/results/figures/corners_long_fold0_validation_curve.png
 #    [000]'s standardization on its own two rules (the configs keep raw pixels)
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --set standardize=true --out results/protocol_std
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --set standardize=true --out results/protocol_std
@@ -215,6 +233,14 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --met
     --penalty-weights 10,100 $C --set validation_decoys=train --out results/compare_cnn_trainval   # Expected Gradients (session 5)
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --collect-only --overlap none \
     --methods none@deterministic,cdep@deterministic,eg@deterministic $C --set validation_decoys=train --out results/compare_cnn_trainval
+#    [004]'s training code instead of its paper (session 8): batch 64, weight decay 1e-4, 5 epochs, no decay,
+#    inputs scaled (standardized here; [004] maps them to [-1, 1]), every training image masked,
+#    the model of the last epoch (training-rule validation, as [004]'s held-out 10%)
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep_cnn.yaml --methods none@deterministic,cdep@deterministic \
+    --penalty-weights 1000 --folds 0,1,2 --set epochs=5 --set batch_size=64 --set weight_decay=1e-4 --set lr_decay=1.0 \
+    --set standardize=true --set mask_fraction=1.0 --set eval_samples=10 --set threads=1 --set validation_decoys=train \
+    --overlap saliency --overlap-images 2000 --out results/cnn_repo_m1
+cp results/cnn_repo_m1/compare.md experiments/results/compare_cnn_code_setting.md
 R=results/compare_cnn/decoy_mnist_cdep_cnn
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 $R/cdep-deterministic-w10000/fold0
 cp results/compare_cnn/compare.md experiments/results/compare_cnn.md

@@ -427,7 +427,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     bnn, _, payload = load_model(run_dir, dev, cfg)
     # memory-mapped: only the tensors used are read (the history, and the network for "last")
     checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False) \
-        if (run_dir / CHECKPOINT).exists() else None
+        if (run_dir / CHECKPOINT).exists() and (figures or weights == "last") else None
     if weights == "last":
         bnn.net.load_state_dict(checkpoint["net"])
     out.mkdir(parents=True, exist_ok=True)
