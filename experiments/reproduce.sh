@@ -161,6 +161,9 @@ for r in long_eval long_eval_mean; do
       --columns evaluated_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 done
 cp results/long_eval/last/fold0/validation_curve.png experiments/results/figures/corners_long_fold0_validation_curve.png
+for w in selected last; do
+  cp results/long_eval/$w/fold0/attributions_deeplift.png experiments/results/figures/corners_long_fold0_${w}_deeplift.png
+done
 #    [000]'s standardization on its own two rules (the configs keep raw pixels)
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_position.yaml --set epochs=30 --set threads=1 --set standardize=true --out results/protocol_std
 python -m pyro_ebnn.run grid --config configs/decoy_mnist_color.yaml --set epochs=15 --set threads=1 --set standardize=true --out results/protocol_std

@@ -284,12 +284,17 @@ def _prepare_out(out: Path, cfg: Config, resume: bool):
     return None
 
 
+def use_threads(cfg: Config):
+    """Run torch's CPU operations on ``cfg.threads`` threads (None: torch's choice)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
 def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None) -> dict:
     """Train from scratch ([000] protocol) and evaluate; writes metrics.json, model.pt, checkpoint.pt."""
     out = Path(out)
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    use_threads(cfg)
     set_seed(cfg.seed)
     split = split or prepare_split(cfg)
     pyro.clear_param_store()
@@ -321,7 +326,7 @@ def finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None
         "n_val": len(split.val) if split.val is not None else 0, "n_test": len(split.test),
         "train_seconds": train_seconds, "seconds_per_epoch": (sum(h["seconds"] for h in trainer.history) / len(trainer.history)
                               if trainer.history else None),
-        "eval_seconds": time.time() - t0, "device": str(device), **(extra or {}),
+        "eval_seconds": time.time() - t0, "device": str(device), "threads": torch.get_num_threads(), **(extra or {}),
         "config": cfg.to_dict(),
     })
     write_metrics(out, metrics)
@@ -333,6 +338,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     of training images chosen uniformly at random."""
     out = Path(out)
     device = resolve_device(cfg.device)
+    use_threads(cfg)
     set_seed(cfg.seed)
     lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
     if cfg.network != "bayesian":

@@ -239,3 +239,18 @@ def test_evaluate_the_last_epoch_instead_of_the_selected_model(tmp_path, npz):
     (run / CHECKPOINT).unlink()
     res = r.invoke(cli, [*args, "--weights", "last", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "no checkpoint.pt" in res.output and not (tmp_path / "x").exists()
+
+
+def test_train_and_finetune_run_on_the_configured_threads(tmp_path, npz):
+    from pyro_ebnn.train import finetune
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        m = train(_cfg(npz, epochs=1, mode="none", threads=1), tmp_path / "none", progress=False)
+        assert m["threads"] == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        m = finetune(tmp_path / "none", _cfg(npz, threads=1, finetune_epochs=1, finetune_budget=5), tmp_path / "ft",
+                     progress=False)
+        assert m["threads"] == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
