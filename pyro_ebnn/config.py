@@ -92,7 +92,7 @@ class Config:
     # a network that takes standardized inputs, as [000]'s do)
     attribution_baseline: str = "zero"
     # -- fine-tuning ([001]) ---------------------------------------------------------------------
-    finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images
+    finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images; 0: control
     finetune_epochs: int = 17
     finetune_lr: Optional[float] = None
     finetune_lam: Optional[float] = None  # [001] uses no lambda (1.0)
@@ -161,8 +161,8 @@ class Config:
             bad("prior_scale", f"must be > 0, got {self.prior_scale}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             bad("device", f"use auto, cpu or cuda, got {self.device!r}")
-        if not self.finetune_budget > 0:
-            bad("finetune_budget", f"must be > 0, got {self.finetune_budget}")
+        if not self.finetune_budget >= 0:
+            bad("finetune_budget", f"must be >= 0 (0: the same fine-tuning without feedback), got {self.finetune_budget}")
         return self
 
     def to_dict(self) -> dict:

@@ -335,7 +335,8 @@ def finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None
 
 def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True) -> dict:
     """[001] protocol: load a trained model and fine-tune it with feedback on an annotated budget
-    of training images chosen uniformly at random."""
+    of training images chosen uniformly at random. A budget of 0 is the matched control: the same
+    fine-tuning (data, epochs, steps, selection) without any annotated image, run as mode ``none``."""
     out = Path(out)
     device = resolve_device(cfg.device)
     use_threads(cfg)
@@ -344,8 +345,9 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     if cfg.network != "bayesian":
         raise ConfigError("fine-tuning with feedback needs a Bayesian run (network: bayesian); "
                           f"{run_dir} holds a {cfg.network} network")
-    cfg.mode = "feedback"
-    if not lam > 0:
+    with_feedback = cfg.finetune_budget > 0
+    cfg.mode = "feedback" if with_feedback else "none"
+    if with_feedback and not lam > 0:
         raise ConfigError(f"fine-tuning with feedback needs finetune_lam > 0, got {lam}")
     split = prepare_split(cfg, annotated=cfg.finetune_budget)
     pyro.clear_param_store()
@@ -365,7 +367,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
         trainer.checked_best = trainer.best_score
         save_model(out / MODEL, bnn, cfg, split.train.images.shape[1:], split.train.num_classes, {"epoch": 0})
     t0 = time.time()
-    trainer.fit(split, cfg.finetune_epochs, out, use_masks=True, progress=progress)
+    trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
     return finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                   {**standardization_of(bnn.net), "finetuned_from": str(run_dir), "finetune_lam": lam,
                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})

@@ -254,3 +254,17 @@ def test_train_and_finetune_run_on_the_configured_threads(tmp_path, npz):
         assert m["threads"] == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_finetune_with_a_budget_of_zero_is_the_control_without_feedback(tmp_path, npz):
+    from pyro_ebnn.errors import ConfigError
+    from pyro_ebnn.train import finetune
+    train(_cfg(npz, epochs=1, mode="none"), tmp_path / "none", progress=False)
+    start = torch.load(tmp_path / "none" / MODEL, weights_only=False)["net"]
+    m = finetune(tmp_path / "none", _cfg(npz, finetune_epochs=2, finetune_budget=0, patience=None), tmp_path / "ctl",
+                 progress=False)
+    assert m["mode"] == "none" and m["n_train_with_mask"] == 0 and m["epochs_run"] == 2
+    last = torch.load(tmp_path / "ctl" / CHECKPOINT, weights_only=False)["net"]
+    assert any(not torch.equal(start[k], last[k]) for k in start)          # it did train
+    with pytest.raises(ConfigError, match="finetune_budget"):
+        _cfg(npz, finetune_budget=-1)
