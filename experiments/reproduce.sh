@@ -156,6 +156,15 @@ for f in 0 1 2; do
         --methods deeplift,occlusion --baseline mean --no-figures --out results/long_eval_mean/$w/fold$f
   done
 done
+#    the matched control: the same fine-tuning without any annotated image (finetune_budget=0, mode none)
+for f in 0 1 2; do
+  python -m pyro_ebnn.run finetune --run results/std/corners/none-std/fold$f --fold $f --set validation_decoys=test \
+      --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
+      --set threads=1 --set finetune_budget=0 --out results/std_control/corners/fold$f
+  python -m pyro_ebnn.run evaluate --run results/std_control/corners/fold$f --max-images 2000 --threads 1 --figure-images 6
+done
+python -m pyro_ebnn.run aggregate results/std_control --out experiments/results/finetune_control_summary \
+    --columns val_f1_macro,best_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 for r in long_eval long_eval_mean; do
   python -m pyro_ebnn.run aggregate results/$r --by evaluated_weights --out experiments/results/finetune_${r}_summary \
       --columns evaluated_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
