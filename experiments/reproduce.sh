@@ -162,14 +162,18 @@ for f in 0 1 2; do
       --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=3 --set eval_samples=10 \
       --set threads=1 --set finetune_budget=0 --out results/std_control/corners/fold$f
   python -m pyro_ebnn.run evaluate --run results/std_control/corners/fold$f --max-images 2000 --threads 1 --figure-images 6
+  python -m pyro_ebnn.run evaluate --run results/std_control/corners/fold$f --weights last --no-attributions --threads 1 \
+      --out results/std_control_last/corners/fold$f
 done
+python -m pyro_ebnn.run aggregate results/std_control_last --by evaluated_weights --out experiments/results/finetune_control_last_summary \
+    --columns evaluated_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll
 python -m pyro_ebnn.run aggregate results/std_control --out experiments/results/finetune_control_summary \
     --columns val_f1_macro,best_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,plugin_nll,brier,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 for r in long_eval long_eval_mean; do
   python -m pyro_ebnn.run aggregate results/$r --by evaluated_weights --out experiments/results/finetune_${r}_summary \
       --columns evaluated_epoch,balanced_accuracy,decoy_swap_accuracy,ece,plugin_ece,nll,overlap_saliency,overlap_deeplift,overlap_gradcam,overlap_occlusion
 done
-cp results/long_eval/last/fold0/validation_curve.png experiments/results/figures/corners_long_fold0_validation_curve.png
+for f in 0 2; do cp results/long_eval/last/fold$f/validation_curve.png experiments/results/figures/corners_long_fold${f}_validation_curve.png; done
 for w in selected last; do
   cp results/long_eval/$w/fold0/attributions_deeplift.png experiments/results/figures/corners_long_fold0_${w}_deeplift.png
 done
