@@ -13,6 +13,9 @@ layer pass one LRT draw (seeded by ``--seed``, the same draw for every run). The
 log N(0; mu_U, sigma_U^2) grows without bound as mu_U and sigma_U shrink, and a ReLU head can undo a
 shrunken layer by larger weights: when the unmasked cells shrink as much as the masked ones and
 the head grows, the evidence was met by rescaling the layer rather than by silencing the cells.
+
+With ``--posterior-scales`` a second table gives the median posterior standard deviation
+softplus(rho) of each Bayesian layer's weights (the noise that q(w) puts on the predictions).
 """
 from __future__ import annotations
 
@@ -46,12 +49,20 @@ def scale_of(run_dir: str, images: int, seed: int = 0) -> dict:
             "head_norm": head.weight_loc.norm().item(), "cells": cells.float().mean().item()}
 
 
+def posterior_scales(run_dir: str) -> dict:
+    """Median softplus(rho) of the weights, per Bayesian layer (by module name)."""
+    bnn, _, _ = load_model(run_dir, "cpu")
+    return {name: torch.nn.functional.softplus(m.weight_rho).median().item()
+            for name, m in bnn.net.named_modules() if isinstance(m, BayesianLayer)}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+")
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the LRT draw below the evidence layer")
+    p.add_argument("--posterior-scales", action="store_true", help="also the median posterior sd per layer")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     groups = defaultdict(list)
@@ -63,6 +74,16 @@ def main():
     for name, rows in groups.items():
         cells = [mean_std([r[k] for r in rows])[0] for k in keys]
         print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+    if a.posterior_scales:
+        scales = defaultdict(list)
+        for run in a.runs:
+            scales[re.sub(r"/fold\d+/?$", "", run.rstrip("/"))].append(posterior_scales(run))
+        layers = list(next(iter(scales.values()))[0])
+        print("\nmedian posterior sd softplus(rho) of the weights")
+        print("| runs | folds | " + " | ".join(layers) + " |")
+        print("|---|---|" + "---|" * len(layers))
+        for name, rows in scales.items():
+            print(f"| {name} | {len(rows)} | " + " | ".join(mean_std([r[l] for r in rows])[0] for l in layers) + " |")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ done
 python -m pyro_ebnn.run explain --run results/std/corners/none-std/fold0 --run results/std/corners/feedback-std/fold0 \
     --out results/std/explain_fold0 --n-images 6 --methods deeplift,gradcam --baseline mean --threads 1
 for m in gradcam deeplift; do cp results/std/explain_fold0/attributions_$m.png experiments/results/figures/corners_std_fold0_$m.png; done
-python experiments/evidence_scale.py results/std/corners/none-std/fold{0,1,2} results/std/corners/feedback-std/fold{0,1,2}
+python experiments/evidence_scale.py results/std/corners/none-std/fold{0,1,2} results/std/corners/feedback-std/fold{0,1,2} --posterior-scales
 #    the start model's rho and the fine-tuning lambda again, standardized, fold 0 (judged on validation F1)
 for r in -3 -5; do
   python -m pyro_ebnn.run train --config configs/decoy_mnist_corners.yaml --fold 0 --set epochs=1 --set eval_samples=10 \
