@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pyro_ebnn.config import load_config
 from pyro_ebnn.train import train
@@ -88,3 +89,22 @@ def test_cdep_diagnostic_decomposes_a_trained_run(runs):
     row = next(l for l in text.splitlines() if l.startswith(str(runs[0])))
     acc, acc_gamma, penalty = map(float, row.split()[1:4])
     assert 0 <= acc <= 1 and 0 <= acc_gamma <= 1 and 0 < penalty < 1
+
+
+def test_evidence_scale_reports_the_posterior_scales_of_each_layer(runs):
+    for run, sd in zip(runs, (0.05, 0.07)):     # set one layer's weight sd per fold: the row shows their mean
+        payload = torch.load(run / "model.pt", weights_only=False)
+        rho = payload["net"]["head.5.weight_rho"]
+        payload["net"]["head.5.weight_rho"] = torch.full_like(rho, float(np.log(np.expm1(sd))))
+        torch.save(payload, run / "model.pt")
+    text = _script("evidence_scale.py", *runs, "--images", 8, "--posterior-scales")
+    lines = text.splitlines()
+    at = lines.index("median posterior sd softplus(rho) of the weights")
+    header = [c.strip() for c in lines[at + 1].strip("|").split("|")]
+    row = [c.strip() for c in lines[at + 3].strip("|").split("|")]
+    assert header[:2] == ["runs", "folds"] and header[2:] == ["body.0", "evidence_layer", "head.3", "head.5", "head.7"]
+    nets = [torch.load(r / "model.pt", weights_only=False)["net"] for r in runs]
+    for layer, cell in zip(header[2:], row[2:]):
+        direct = [torch.nn.functional.softplus(n[f"{layer}.weight_rho"]).median().item() for n in nets]
+        assert float(cell.split(" ± ")[0]) == pytest.approx(sum(direct) / 2, abs=6e-4)
+    assert row[header.index("head.5")] == "0.060 ± 0.014"
