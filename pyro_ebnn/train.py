@@ -369,7 +369,8 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     t0 = time.time()
     trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
     return finish(out, cfg, split, device, trainer, time.time() - t0, progress,
-                  {**standardization_of(bnn.net), "finetuned_from": str(run_dir), "finetune_lam": lam,
+                  {**standardization_of(bnn.net), "finetuned_from": str(run_dir),
+                   "finetune_lam": lam if with_feedback else None,
                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
 
 

@@ -264,6 +264,7 @@ def test_finetune_with_a_budget_of_zero_is_the_control_without_feedback(tmp_path
     m = finetune(tmp_path / "none", _cfg(npz, finetune_epochs=2, finetune_budget=0, patience=None), tmp_path / "ctl",
                  progress=False)
     assert m["mode"] == "none" and m["n_train_with_mask"] == 0 and m["epochs_run"] == 2
+    assert m["finetune_lam"] is None                                      # no evidence term was used
     last = torch.load(tmp_path / "ctl" / CHECKPOINT, weights_only=False)["net"]
     assert any(not torch.equal(start[k], last[k]) for k in start)          # it did train
     with pytest.raises(ConfigError, match="finetune_budget"):
