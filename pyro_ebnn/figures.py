@@ -156,13 +156,19 @@ def mutual_information_histogram(mi, correct, stem, title: str = "") -> list[str
     return _save(fig, stem)
 
 
+def validation_points(history: Sequence[dict], metric: str) -> list[tuple[float, float]]:
+    """(epoch, validation score) of every validation in a trainer's history, those inside an epoch
+    (fractional epochs) and those at its end, in order."""
+    key = f"val_{metric}"
+    return sorted([(v["epoch"], v[key]) for h in history for v in h.get("validations_within_epoch", [])]
+                  + [(h["epoch"], h[key]) for h in history if h.get(key) is not None])
+
+
 def validation_curve(history: Sequence[dict], metric: str, stem, selected=None, title: str = "") -> list[str]:
     """Validation score over training (every validation, also those inside an epoch) with the
     selected epoch marked, and the training loss per image on a second axis. ``history`` is the
     trainer's (``checkpoint.pt``)."""
-    key = f"val_{metric}"
-    points = sorted([(v["epoch"], v[key]) for h in history for v in h.get("validations_within_epoch", [])]
-                    + [(h["epoch"], h[key]) for h in history if h.get(key) is not None])
+    points = validation_points(history, metric)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     if points:
         ax.plot(*zip(*points), color="C0", marker=".", ms=3, lw=1.2, label=f"validation {metric}")

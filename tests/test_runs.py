@@ -269,3 +269,16 @@ def test_finetune_with_a_budget_of_zero_is_the_control_without_feedback(tmp_path
     assert any(not torch.equal(start[k], last[k]) for k in start)          # it did train
     with pytest.raises(ConfigError, match="finetune_budget"):
         _cfg(npz, finetune_budget=-1)
+
+
+def test_validation_points_merge_the_validations_inside_and_at_the_end_of_epochs(tmp_path, npz):
+    """The validation curve's data, from a real trainer history with validations every 2 steps."""
+    from pyro_ebnn.figures import validation_points
+    train(_cfg(npz, epochs=2, mode="none", val_every_steps=2), tmp_path / "run", progress=False)
+    history = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["history"]
+    points = validation_points(history, "balanced_accuracy")
+    inside = [(v["epoch"], v["val_balanced_accuracy"]) for h in history for v in h["validations_within_epoch"]]
+    ends = [(h["epoch"], h["val_balanced_accuracy"]) for h in history]
+    assert inside and all(0 < e % 1 for e, _ in inside)                 # fractional epochs inside an epoch
+    assert points == sorted(inside + ends) and len(points) == len(inside) + 2
+    assert [e for e, _ in points] == sorted(e for e, _ in points) and points[-1] == ends[-1]
