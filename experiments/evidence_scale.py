@@ -46,14 +46,14 @@ def scale_of(run_dir: str, images: int, seed: int = 0) -> dict:
     head = next(l for l in bnn.net.head.modules() if isinstance(l, BayesianLayer))
     return {"masked_mu": mean[cells].abs().median().item(), "masked_sigma": std[cells].median().item(),
             "other_mu": mean[~cells].abs().median().item(), "other_sigma": std[~cells].median().item(),
-            "head_norm": head.weight_loc.norm().item(), "cells": cells.float().mean().item()}
+            "head_norm": head.weight_loc.norm().item(), "cells": cells.float().mean().item(),
+            "posterior_sd": posterior_scales(bnn.net)}
 
 
-def posterior_scales(run_dir: str) -> dict:
+def posterior_scales(net: torch.nn.Module) -> dict:
     """Median softplus(rho) of the weights, per Bayesian layer (by module name)."""
-    bnn, _, _ = load_model(run_dir, "cpu")
     return {name: torch.nn.functional.softplus(m.weight_rho).median().item()
-            for name, m in bnn.net.named_modules() if isinstance(m, BayesianLayer)}
+            for name, m in net.named_modules() if isinstance(m, BayesianLayer)}
 
 
 def main():
@@ -75,15 +75,14 @@ def main():
         cells = [mean_std([r[k] for r in rows])[0] for k in keys]
         print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     if a.posterior_scales:
-        scales = defaultdict(list)
-        for run in a.runs:
-            scales[re.sub(r"/fold\d+/?$", "", run.rstrip("/"))].append(posterior_scales(run))
-        layers = list(next(iter(scales.values()))[0])
+        layers = list(dict.fromkeys(l for rows in groups.values() for r in rows for l in r["posterior_sd"]))
         print("\nmedian posterior sd softplus(rho) of the weights")
         print("| runs | folds | " + " | ".join(layers) + " |")
         print("|---|---|" + "---|" * len(layers))
-        for name, rows in scales.items():
-            print(f"| {name} | {len(rows)} | " + " | ".join(mean_std([r[l] for r in rows])[0] for l in layers) + " |")
+        for name, rows in groups.items():
+            cells = [mean_std([r["posterior_sd"][l] for r in rows])[0]
+                     if all(l in r["posterior_sd"] for r in rows) else "n/a" for l in layers]
+            print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
