@@ -3,10 +3,10 @@
     python experiments/benchmark_modes.py [--batch 128] [--threads 2] [--repeats 100] [--rounds 5]
                                           [--device cpu|cuda] [--variants bayes:none,det:rrr,...]
 
-Variants: the Bayesian model (Pyro SVI, TraceMeanField_ELBO, JointOptim, validation off, as in
-training) in the modes none, feedback, augment, rrr, l1grad, cdep, eg; and the deterministic LeNet
-(``network: deterministic``, pyro_ebnn.point.PointStep: plain PyTorch loss, the same Adam wrapper)
-in none, augment, rrr, l1grad, cdep, eg, i.e. each penalty in its own paper's setting. Every variant
+Variants: the Bayesian model (the negative ELBO through TraceMeanField_ELBO, Adam, validation
+off: the step of ``train``) in the modes none, feedback, augment, rrr, l1grad, cdep, eg; and the
+deterministic LeNet (``network: deterministic``: plain PyTorch loss, the same training loop) in
+none, augment, rrr, l1grad, cdep, eg, i.e. each penalty in its own paper's setting. Every variant
 runs the same number of steps per epoch, so the step-time ratios are the epoch-time ratios. LeNet, real Decoy MNIST batches (config decoy_mnist_rrr.yaml, masks
 kept on mask_fraction of the images as in training), penalty weights at their defaults.
 
@@ -28,13 +28,12 @@ import time
 
 import pyro
 import torch
-from pyro.infer import SVI
 
 from pyro_ebnn.baselines import replace_with_noise
-from pyro_ebnn.build import build_elbo, build_model
-from pyro_ebnn.config import load_config
-from pyro_ebnn.optim import JointOptim
-from pyro_ebnn.point import PointStep
+from pyro_ebnn.data import keep_fraction_of_masks, load_dataset
+from pyro_ebnn.experiment.build import build_model
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.experiment.training import Trainer
 
 BAYES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep", "eg")
 DET = ("none", "augment", "rrr", "l1grad", "cdep", "eg")
@@ -51,25 +50,20 @@ def make_step(variant: str, device, seed: int = 0):
     gen = torch.Generator(device=device).manual_seed(seed)
     network = "deterministic" if kind == "det" else "bayesian"
     cfg = load_config(CONFIG, {"mode": mode, "network": network})
-    bnn = build_model(cfg, (1, 28, 28), 10)
-    bnn.name = f"{kind}_{mode}"  # one param-store namespace per variant: each trains its own network
-    bnn.net.to(device)
-    optim = JointOptim(torch.optim.Adam, {"lr": cfg.lr})
-    # exactly the step of `python -m pyro_ebnn.run train`: SVI, or PointStep for network: deterministic
-    svi = PointStep(bnn, optim) if kind == "det" else SVI(bnn.model, bnn.guide, optim, build_elbo(cfg))
+    model = build_model(cfg, (1, 28, 28), 10)
+    model.net.to(device)
+    trainer = Trainer(cfg, model, cfg.lr, device)  # exactly the step of `python -m pyro_ebnn.run train`
 
     def step(x, y, m):
         if mode == "augment":
             x, m = replace_with_noise(x, m, gen), None
         elif mode == "none":
             m = None
-        with pyro.validation_enabled(False):  # as in training: inputs were validated on load
-            return svi.step(x, y, m, data_size=TRAIN_SIZE)
+        return trainer.step(x, y, m, TRAIN_SIZE)
     return step
 
 
 def load_batches(batch: int, count: int, device, seed: int = 0):
-    from pyro_ebnn.data import keep_fraction_of_masks, load_dataset
     cfg = load_config(CONFIG, {"max_train_images": max(batch * count, batch)})
     trainval, _ = load_dataset(cfg)
     masks = keep_fraction_of_masks(trainval.masks, cfg.mask_fraction, seed + 17)

@@ -1,4 +1,4 @@
-"""Time of the posterior predictive (pyro_ebnn.predict.predictive_probs) per chunking of the images.
+"""Time of the posterior predictive (pyro_ebnn.bnn.predictive_probs) per chunking of the images.
 
     python experiments/benchmark_predictive.py [--images 2000] [--samples 10] [--threads 1] [--rounds 3]
 
@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from pyro_ebnn.build import build_model
-from pyro_ebnn.config import load_config
-from pyro_ebnn.predict import predictive_probs
+from pyro_ebnn.experiment.build import build_model
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.bnn import predictive_probs
 
 CHUNKS = ((1000, 10), (500, 10), (256, 10), (128, 10), (64, 10))
 

@@ -1,4 +1,4 @@
-"""Speed of one SVI step of the Pyro model against a plain PyTorch step of the same LRT objective.
+"""Speed of one training step of the Pyro model against a plain PyTorch step of the same LRT objective.
 
     python experiments/benchmark_step.py [--batch 128] [--threads 2] [--repeats 200]
 
@@ -14,13 +14,12 @@ import time
 
 import pyro
 import torch
-from pyro.infer import SVI
 
-from pyro_ebnn.build import build_elbo, build_model
-from pyro_ebnn.config import load_config
+from pyro_ebnn.bnn import negative_elbo
 from pyro_ebnn.data import load_dataset
-from pyro_ebnn.optim import JointOptim
-from pyro_ebnn.reference import negative_elbo
+from pyro_ebnn.experiment.build import build_model
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.experiment.training import Trainer
 
 
 def main():
@@ -46,13 +45,10 @@ def main():
 
     def pyro_step(feedback):
         cfg.mode = "feedback" if feedback else "none"
-        bnn = build_model(cfg, (1, 28, 28), 10)
-        bnn.name = f"bnn_{cfg.mode}"  # its own entries in the param store: both variants train
-        svi = SVI(bnn.model, bnn.guide, JointOptim(torch.optim.Adam, {"lr": 1e-3}), build_elbo(cfg))
+        trainer = Trainer(cfg, build_model(cfg, (1, 28, 28), 10), 1e-3, "cpu")  # the step of `train`
 
         def step(x, y, m):
-            with pyro.validation_enabled(False):  # as in training
-                return svi.step(x, y, m if feedback else None, data_size=n)
+            return trainer.step(x, y, m if feedback else None, n)
         return step
 
     def torch_step(feedback):

@@ -17,7 +17,7 @@ import torch
 
 from pyro_ebnn.baselines import cd_decompose, cdep_penalty
 from pyro_ebnn.data import load_dataset
-from pyro_ebnn.train import load_model
+from pyro_ebnn.experiment.rundir import load_model
 
 
 def main():

@@ -25,10 +25,11 @@ from collections import defaultdict
 
 import torch
 
-from pyro_ebnn.aggregate import mean_std
-from pyro_ebnn.feedback import FeedbackEvidence
-from pyro_ebnn.layers import BayesianLayer
-from pyro_ebnn.train import load_model, prepare_split
+from pyro_ebnn.experiment.tables import mean_std
+from pyro_ebnn.bnn import FeedbackEvidence
+from pyro_ebnn.bnn import BayesianLayer
+from pyro_ebnn.experiment.rundir import load_model
+from pyro_ebnn.experiment.protocol import prepare_split
 
 
 def scale_of(run_dir: str, images: int, seed: int = 0) -> dict:

@@ -9,17 +9,14 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 
-from pyro_ebnn.baselines import (DEFAULT_WEIGHTS, PENALTY_MODES, cd_decompose, cdep_penalty, eg_penalty,
-                                 expected_gradients, l1_grad_penalty, layer_sequence, logits_function,
-                                 make_penalty, network_logits, other_images, replace_with_noise, rrr_penalty)
-from pyro_ebnn.build import build_model
-from pyro_ebnn.config import load_config
+from pyro_ebnn.baselines import (PENALTY_MODES, PointModel, cd_decompose, cdep_penalty, default_weight, eg_penalty,
+                                 expected_gradients, l1_grad_penalty, make_penalty, other_images, point_network,
+                                 replace_with_noise, rrr_penalty)
+from pyro_ebnn.bnn import PENALTY_SITE, BayesianLayer, layer_sequence, lenet, logits_at
 from pyro_ebnn.errors import ConfigError
-from pyro_ebnn.layers import BayesianLayer
-from pyro_ebnn.model import PENALTY_SITE
-from pyro_ebnn.nets import lenet
-from pyro_ebnn.optim import JointOptim
-from pyro_ebnn.point import PointModel, PointStep, point_network
+from pyro_ebnn.experiment.build import build_model
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.experiment.training import Trainer
 
 MODES = ("none", "augment", "rrr", "l1grad", "cdep", "eg")
 
@@ -56,6 +53,10 @@ def small_batch(n=6, seed=0):
     return x, y, mask
 
 
+def logits_function(net, at="mean"):
+    return lambda x: logits_at(net, x, at)
+
+
 def networks():
     torch.manual_seed(0)
     det = point_network(lenet())
@@ -82,7 +83,7 @@ def test_cd_parts_sum_to_every_activation(kind):
         assert b.shape == g.shape == z.shape, name
         torch.testing.assert_close(b + g, z, rtol=1e-5, atol=1e-5, msg=f"layer {name}")
     torch.testing.assert_close(beta + gamma, net(x), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(beta + gamma, network_logits(net, x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(beta + gamma, logits_at(net, x), rtol=1e-5, atol=1e-5)
     # the masked pixels do contribute: beta is not trivially zero on the images with a mask ...
     assert beta[2:].abs().amax(1).min() > 1e-4
     # ... and it is local after the first 3x3 convolution: zero outside the dilated 4x4 corner
@@ -95,11 +96,11 @@ def test_cd_with_a_weight_sample_matches_the_same_sample():
     net = networks()["bayesian"]
     x, _, mask = small_batch()
     torch.manual_seed(5)
-    beta, gamma = cd_decompose(net, x, mask, weights="sample")
+    beta, gamma = cd_decompose(net, x, mask, at="sample")
     torch.manual_seed(5)
-    sampled = network_logits(net, x, weights="sample")
+    sampled = logits_at(net, x, at="sample")
     torch.testing.assert_close(beta + gamma, sampled, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(sampled, network_logits(net, x), atol=1e-3)
+    assert not torch.allclose(sampled, logits_at(net, x), atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["deterministic", "bayesian"])
@@ -276,7 +277,7 @@ def test_config_modes_and_penalty_weight():
     bnn = build_model(cfg, (1, 28, 28), 10)
     assert bnn.evidence is None and bnn.penalty.mode == "cdep" and bnn.penalty.weight == 5.0
     bnn = build_model(load_config(None, {"mode": "rrr"}), (1, 28, 28), 10)
-    assert bnn.evidence is None and bnn.penalty.weight == DEFAULT_WEIGHTS["rrr"] == 1000.0
+    assert bnn.evidence is None and bnn.penalty.weight == default_weight("rrr", "bayesian")
     for mode in ("none", "augment"):
         bnn = build_model(load_config(None, {"mode": mode}), (1, 28, 28), 10)
         assert bnn.evidence is None and bnn.penalty is None
@@ -316,7 +317,7 @@ def test_deterministic_lenet_steps(mode, decoy):
     images, labels, masks = decoy
     torch.manual_seed(0)
     model = PointModel(point_network(lenet()), mode)
-    step = PointStep(model, JointOptim(torch.optim.Adam, {"lr": 1e-3}))
+    trainer = Trainer(load_config(None, {"mode": mode, "network": "deterministic"}), model, 1e-3, "cpu")
     before = [p.detach().clone() for p in model.net.parameters()]
     g = torch.Generator().manual_seed(0)
     for i in range(5):
@@ -324,20 +325,20 @@ def test_deterministic_lenet_steps(mode, decoy):
         x, m = images[idx], masks[idx]
         if mode == "augment":
             x, m = replace_with_noise(x, m, g), None
-        loss = step.step(x, labels[idx], m if mode in PENALTY_MODES else None)
+        loss = trainer.step(x, labels[idx], m if mode in PENALTY_MODES else None, len(labels))
         assert math.isfinite(loss), (mode, i)
     assert all(torch.isfinite(p).all() for p in model.net.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.net.parameters()))
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_bayesian_svi_steps(mode, decoy):
+def test_bayesian_steps_with_pyros_own_svi(mode, decoy):
     images, labels, masks = decoy
     cfg = load_config(None, {"mode": mode})
     pyro.set_rng_seed(0)
     bnn = build_model(cfg, (1, 28, 28), 10)
     assert (bnn.penalty is not None) == (mode in PENALTY_MODES)
-    svi = SVI(bnn.model, bnn.guide, JointOptim(torch.optim.Adam, {"lr": 1e-3}), TraceMeanField_ELBO())
+    svi = SVI(bnn.model, bnn.guide, pyro.optim.Adam({"lr": 1e-3}), TraceMeanField_ELBO())
     g = torch.Generator().manual_seed(0)
     first = None
     for step in range(5):

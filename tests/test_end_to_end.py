@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pyro_ebnn.config import load_config
-from pyro_ebnn.train import train
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.experiment.runs import train
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_ebnn.config import load_config
-from pyro_ebnn.train import train
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.experiment.runs import train
 
 from test_inputs import _write_npz
 

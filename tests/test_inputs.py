@@ -7,10 +7,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_ebnn.config import load_config
+from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.data.base import ImageSet
 from pyro_ebnn.errors import ConfigError, DataError
-from pyro_ebnn.run import cli
+from pyro_ebnn.cli import cli
 
 
 def _set(**kw):
@@ -96,8 +96,9 @@ def test_unknown_key_and_missing_file_on_the_cli(tmp_path):
 
 def test_nan_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
     _write_npz(tmp_path / "d.npz")
-    from pyro.infer import SVI
-    monkeypatch.setattr(SVI, "step", lambda self, *a, **k: math.nan)
+    from pyro.infer import TraceMeanField_ELBO
+    monkeypatch.setattr(TraceMeanField_ELBO, "differentiable_loss",
+                        lambda self, *a, **k: torch.tensor(math.nan, requires_grad=True))
     res = _train_cli(tmp_path, "--set", f"npz_path={tmp_path / 'd.npz'}")
     assert res.exit_code == 2
     assert "loss became nan" in res.output and "lower the learning rate" in res.output

@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from pyro_ebnn.layers import BayesianConv2d, BayesianLinear, run_lrt
-from pyro_ebnn.nets import lenet
+from pyro_ebnn.bnn import BayesianConv2d, BayesianLinear, run_lrt
+from pyro_ebnn.bnn import lenet
 
 K = 40000  # Monte Carlo weight draws
 

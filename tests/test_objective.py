@@ -7,11 +7,11 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
-from pyro_ebnn.feedback import EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, downsize_mask
-from pyro_ebnn.layers import BayesianConv2d, BayesianLinear
-from pyro_ebnn.model import FeedbackBNN
-from pyro_ebnn.nets import BayesianCNN, lenet
-from pyro_ebnn.reference import negative_elbo
+from pyro_ebnn.bnn import EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, downsize_mask
+from pyro_ebnn.bnn import BayesianConv2d, BayesianLinear
+from pyro_ebnn.bnn import FeedbackBNN
+from pyro_ebnn.bnn import BayesianCNN, lenet
+from pyro_ebnn.bnn import negative_elbo
 
 
 def tiny_net():
@@ -170,7 +170,7 @@ def test_vectorized_particles_and_predictive_return_the_sites():
 
 
 def test_masked_normal_matches_pyros_masked_independent_normal():
-    from pyro_ebnn.feedback import MaskedNormal
+    from pyro_ebnn.bnn import MaskedNormal
     import pyro.distributions as dist
     g = torch.Generator().manual_seed(0)
     loc = torch.randn(3, 2, 4, 5, 5, generator=g, requires_grad=True)

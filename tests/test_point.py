@@ -7,14 +7,16 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from pyro_ebnn.baselines import rrr_penalty, logits_function
-from pyro_ebnn.compare import parse_methods, tables
-from pyro_ebnn.config import load_config
+from pyro_ebnn.baselines import rrr_penalty
+from pyro_ebnn.experiment.compare import parse_modes, tables
+from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.errors import ConfigError
-from pyro_ebnn.nets import lenet
-from pyro_ebnn.point import PointModel, point_network
-from pyro_ebnn.run import cli
-from pyro_ebnn.train import CHECKPOINT, MODEL, load_model, prepare_split, train
+from pyro_ebnn.bnn import cdep_cnn, layer_sequence, lenet
+from pyro_ebnn.baselines import PointModel, cd_decompose, point_network
+from pyro_ebnn.cli import cli
+from pyro_ebnn.experiment.rundir import CHECKPOINT, MODEL, load_model
+from pyro_ebnn.experiment.protocol import prepare_split
+from pyro_ebnn.experiment.runs import train
 
 from test_inputs import _write_npz
 
@@ -51,7 +53,7 @@ def test_point_loss_is_cross_entropy_plus_the_weighted_penalty():
     ce = F.cross_entropy(det(x), y)
     assert torch.allclose(PointModel(det, "none").loss(x, y, mask), ce)
     assert torch.allclose(PointModel(det, "rrr", weight=10.0).loss(x, y, torch.zeros_like(mask)), ce)
-    by_hand = ce + 10.0 * rrr_penalty(logits_function(det), x, mask).mean()
+    by_hand = ce + 10.0 * rrr_penalty(det, x, mask).mean()
     got = PointModel(det, "rrr", weight=10.0).loss(x, y, mask)
     assert got > ce and torch.allclose(got, by_hand)
     with pytest.raises(ValueError, match="feedback as evidence needs network: bayesian"):
@@ -78,9 +80,9 @@ def test_deterministic_run_trains_saves_reloads_and_resumes_exactly(tmp_path, np
 
 
 def test_point_network_is_explained_as_it_is_and_has_no_posterior_to_sample():
-    from pyro_ebnn.explain import ExplainError, deterministic_network, explain
+    from pyro_ebnn.explain import ExplainError, explain, explained_network
     det = point_network(lenet())
-    copy = deterministic_network(det)
+    copy = explained_network(det)
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
     det.eval()
     assert torch.equal(copy(x), det(x)) and copy is not det
@@ -119,12 +121,12 @@ def test_validation_decoys_follow_the_test_rule_when_asked():
         load_config(None, {"dataset": "npz", "npz_path": "x.npz", "validation_decoys": "test"})
 
 
-def test_compare_methods_parse_and_refuse_nonsense():
-    assert parse_methods("none, rrr@deterministic") == [("none", "bayesian"), ("rrr", "deterministic")]
+def test_compare_modes_parse_and_refuse_nonsense():
+    assert parse_modes("none, rrr@deterministic") == [("none", "bayesian"), ("rrr", "deterministic")]
     for bad, msg in (("rrr@mlp", "unknown network"), ("foo", "unknown mode"),
                      ("feedback@deterministic", "does not exist"), (",", "empty")):
         with pytest.raises(ConfigError, match=msg):
-            parse_methods(bad)
+            parse_modes(bad)
 
 
 def test_compare_tables_have_the_paper_layout_with_mean_and_std():
@@ -132,7 +134,7 @@ def test_compare_tables_have_the_paper_layout_with_mean_and_std():
             for a in (0.9, 0.7)]
     runs += [{"name": "decoy_mnist_rrr", "mode": "feedback", "config": {"network": "bayesian"},
               "balanced_accuracy": 0.95, "overlap_saliency": 0.01}]
-    text, rows = tables(runs, parse_methods("feedback,rrr@deterministic"))
+    text, rows = tables(runs, parse_modes("feedback,rrr@deterministic"))
     lines = text.splitlines()
     i = lines.index("### balanced accuracy")
     assert lines[i + 2] == "| rule | feedback | rrr (det.) |"
@@ -148,7 +150,7 @@ def test_compare_tables_have_the_paper_layout_with_mean_and_std():
 @pytest.mark.slow
 def test_compare_from_the_cli_on_real_decoy_mnist(tmp_path):
     out = tmp_path / "cmp"
-    args = ["compare", "--config", "configs/decoy_mnist_rrr.yaml", "--methods", "none,rrr@deterministic",
+    args = ["compare", "--config", "configs/decoy_mnist_rrr.yaml", "--modes", "none,rrr@deterministic",
             "--folds", "0,1", "--overlap", "saliency", "--overlap-images", "50", "--out", str(out),
             "--set", "epochs=1", "--set", "max_train_images=900", "--set", "max_test_images=100",
             "--set", "eval_samples=2", "--set", "batch_size=64"]
@@ -165,19 +167,19 @@ def test_compare_from_the_cli_on_real_decoy_mnist(tmp_path):
 
 
 def test_grid_skips_finished_runs_and_extends_them_when_epochs_grow(tmp_path, npz):
-    from pyro_ebnn.compare import run_grid
+    from pyro_ebnn.experiment.compare import run_grid
     sets = [f"npz_path={npz}", "eval_samples=2", "batch_size=8", "epochs=1"]
-    methods = parse_methods("none,rrr@deterministic")
+    modes = parse_modes("none,rrr@deterministic")
     config = "configs/custom_npz.yaml"
-    run_grid([config], methods, [0], tmp_path, sets, overlap=(), echo=lambda s: None)
+    run_grid([config], modes, [0], tmp_path, sets, overlap=(), echo=lambda s: None)
     path = tmp_path / "custom_npz" / "rrr-deterministic" / "fold0" / "metrics.json"
     first = path.read_text()
-    run_grid([config], methods, [0], tmp_path, sets, overlap=(), echo=lambda s: None)
+    run_grid([config], modes, [0], tmp_path, sets, overlap=(), echo=lambda s: None)
     assert path.read_text() == first                       # finished with this config: not touched
-    run_grid([config], methods, [0], tmp_path, sets[:-1] + ["epochs=2"], overlap=(), echo=lambda s: None)
+    run_grid([config], modes, [0], tmp_path, sets[:-1] + ["epochs=2"], overlap=(), echo=lambda s: None)
     assert json.loads(path.read_text())["epochs_run"] == 2  # resumed and extended
     with pytest.raises(ConfigError, match="different config"):
-        run_grid([config], methods, [0], tmp_path, sets[:-1] + ["epochs=2", "lr=0.01"], overlap=(),
+        run_grid([config], modes, [0], tmp_path, sets[:-1] + ["epochs=2", "lr=0.01"], overlap=(),
                  echo=lambda s: None)
 
 
@@ -188,7 +190,7 @@ def _swept(weight, val, test, fold, mode="rrr"):
 
 
 def test_penalty_weight_is_chosen_on_validation_never_on_test():
-    from pyro_ebnn.compare import select_settings
+    from pyro_ebnn.experiment.compare import select_settings
     # weight 10 validates best but tests worse than 1000: the choice must follow validation
     runs = [_swept(10, 0.96, 0.90, 0), _swept(10, 0.94, 0.92, 1),
             _swept(1000, 0.80, 0.99, 0), _swept(1000, 0.82, 0.99, 1),
@@ -197,7 +199,7 @@ def test_penalty_weight_is_chosen_on_validation_never_on_test():
     assert sorted((r["mode"], r["config"]["penalty_weight"]) for r in kept) == [("none", None), ("rrr", 10), ("rrr", 10)]
     assert [(s["setting"], s["chosen"]) for s in sweep] == [("penalty_weight=10", True), ("penalty_weight=1000", False)]
     assert sweep[0]["val_mean"] == pytest.approx(0.95) and sweep[1]["test_balanced_accuracy_mean"] == pytest.approx(0.99)
-    text, rows = tables(runs, parse_methods("none@deterministic,rrr@deterministic"))
+    text, rows = tables(runs, parse_modes("none@deterministic,rrr@deterministic"))
     assert "| decoy_mnist_rrr | 0.500 ± 0.000 | 0.910 ± 0.014 |" in text.splitlines()
     assert ("| decoy_mnist_rrr | rrr (det.) | **penalty_weight=10** | test | balanced_accuracy 0.950 ± 0.014 | "
             "0.910 ± 0.014 | 2 |") in text
@@ -208,7 +210,7 @@ def test_penalty_weight_is_chosen_on_validation_never_on_test():
 
 
 def test_sweeps_need_validation_scores_and_sane_arguments():
-    from pyro_ebnn.compare import parse_sweeps, parse_weights, select_settings, settings_of
+    from pyro_ebnn.experiment.compare import parse_sweeps, parse_weights, select_settings, settings_of
     assert parse_weights("100, 10,10") == [10.0, 100.0] and parse_weights("") is None
     for bad in ("10,a", "0,10", "-1", "inf"):
         with pytest.raises(ConfigError, match="--penalty-weights"):
@@ -227,7 +229,7 @@ def test_sweeps_need_validation_scores_and_sane_arguments():
 
 
 def test_compare_sweeps_penalty_weights_per_method_on_real_runs(tmp_path, npz):
-    from pyro_ebnn.compare import compare
+    from pyro_ebnn.experiment.compare import compare
     sets = [f"npz_path={npz}", "eval_samples=2", "batch_size=8", "epochs=1"]
     compare(["configs/custom_npz.yaml"], "none,rrr@deterministic", [0], tmp_path, sets, overlap=(),
             echo=lambda s: None, penalty_weights=[1.0, 10.0], sweeps={"none": {"lr": [1e-3, 1e-2]}})
@@ -241,7 +243,7 @@ def test_compare_sweeps_penalty_weights_per_method_on_real_runs(tmp_path, npz):
 
 
 def test_sweep_rows_sort_when_a_setting_lacks_a_key():
-    from pyro_ebnn.compare import select_settings
+    from pyro_ebnn.experiment.compare import select_settings
     a, b = _swept(10, 0.9, 0.9, 0), _swept(100, 0.8, 0.8, 0)
     b["config"] = {**b["config"], "future_key": "x"}   # a key only one setting has, and no default
     kept, sweep = select_settings([b, a])
@@ -250,7 +252,7 @@ def test_sweep_rows_sort_when_a_setting_lacks_a_key():
 
 
 def test_a_config_key_added_later_holds_its_default_in_old_runs():
-    from pyro_ebnn.compare import select_settings
+    from pyro_ebnn.experiment.compare import select_settings
     old, new = _swept(10, 0.9, 0.9, 0), _swept(10, 0.8, 0.8, 1)
     new["config"] = {**new["config"], "weight_decay": 0.0}   # saved after the key existed
     kept, sweep = select_settings([old, new])
@@ -271,8 +273,6 @@ def test_compare_cli_refuses_bad_sweeps_in_one_line():
 
 # -- [004]'s own setting: its MNIST CNN and Adam with weight decay --------------------------------------
 def test_cdep_cnn_is_the_network_of_the_cdep_paper_and_cd_splits_it_exactly():
-    from pyro_ebnn.baselines import cd_decompose, layer_sequence
-    from pyro_ebnn.nets import cdep_cnn
     torch.manual_seed(0)
     net = cdep_cnn()
     assert net.evidence_shape == (50, 8, 8)  # conv(20,5) pool conv(50,5): the last conv is 50 x 8 x 8
@@ -298,8 +298,8 @@ def test_weight_decay_is_for_point_networks_and_reaches_adam(tmp_path, npz):
         _cfg(npz, weight_decay=-1.0)
     with pytest.raises(ConfigError, match="architecture.*cdep_cnn"):
         _cfg(npz, architecture="vgg")
-    from pyro_ebnn.train import Trainer
-    from pyro_ebnn.build import build_model
+    from pyro_ebnn.experiment.training import Trainer
+    from pyro_ebnn.experiment.build import build_model
     norms = {}
     for wd in (0.0, 10.0):  # a huge decay: the weights must shrink faster than without it
         torch.manual_seed(0)
@@ -308,8 +308,8 @@ def test_weight_decay_is_for_point_networks_and_reaches_adam(tmp_path, npz):
         trainer = Trainer(cfg, model, cfg.lr, torch.device("cpu"))
         x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
         for _ in range(20):
-            trainer.svi.step(x, y)
-        assert trainer.scheduler.optimizer.param_groups[0]["weight_decay"] == wd
+            trainer.step(x, y, None, 8)
+        assert trainer.optimizer.param_groups[0]["weight_decay"] == wd
         norms[wd] = sum(p.detach().square().sum() for p in model.net.parameters())
     assert norms[10.0] < 0.95 * norms[0.0]
 
@@ -327,8 +327,8 @@ def test_cdep_cnn_trains_end_to_end_on_real_decoy_mnist(tmp_path):
 def test_runs_saved_before_a_key_existed_hold_its_default(tmp_path, npz):
     """metrics.json / checkpoints written before ``weight_decay`` existed: the grid collects them
     for the default value, and neither collects nor resumes them for another value."""
-    from pyro_ebnn.compare import _finished
-    from pyro_ebnn.train import METRICS
+    from pyro_ebnn.experiment.compare import is_finished
+    from pyro_ebnn.experiment.rundir import METRICS
     out = tmp_path / "run"
     train(_cfg(npz, mode="none", epochs=1), out, progress=False)
     m = json.loads((out / METRICS).read_text())
@@ -337,8 +337,8 @@ def test_runs_saved_before_a_key_existed_hold_its_default(tmp_path, npz):
     ckpt = torch.load(out / CHECKPOINT, weights_only=False)
     del ckpt["config"]["weight_decay"]
     torch.save(ckpt, out / CHECKPOINT)
-    assert _finished(out / METRICS, _cfg(npz, mode="none", epochs=1))
-    assert not _finished(out / METRICS, _cfg(npz, mode="none", epochs=1, weight_decay=1e-3))
+    assert is_finished(out, _cfg(npz, mode="none", epochs=1))
+    assert not is_finished(out, _cfg(npz, mode="none", epochs=1, weight_decay=1e-3))
     with pytest.raises(ConfigError, match=r"different config \(weight_decay\)"):
         train(_cfg(npz, mode="none", epochs=2, weight_decay=1e-3), out, progress=False)
     assert train(_cfg(npz, mode="none", epochs=2), out, progress=False)["epochs_run"] == 2

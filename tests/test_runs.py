@@ -10,9 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_ebnn.config import load_config
-from pyro_ebnn.run import cli
-from pyro_ebnn.train import CHECKPOINT, MODEL, train
+from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.cli import cli
+from pyro_ebnn.experiment.rundir import CHECKPOINT, MODEL
+from pyro_ebnn.experiment.runs import train
 
 from test_inputs import _write_npz
 
@@ -52,16 +53,16 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, npz):
     train(_cfg(npz, epochs=1), tmp_path / "run", progress=False)
     code = f"""
 import torch, pyro
-from pyro_ebnn.train import load_model
-from pyro_ebnn.predict import mean_probs
+from pyro_ebnn.experiment.rundir import load_model
+from pyro_ebnn.bnn import mean_probs
 bnn, cfg, _ = load_model({str(tmp_path / 'run')!r})
 torch.manual_seed(0)
 p = mean_probs(bnn, torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
 print(repr(p.tolist()))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    from pyro_ebnn.train import load_model
-    from pyro_ebnn.predict import mean_probs
+    from pyro_ebnn.experiment.rundir import load_model
+    from pyro_ebnn.bnn import mean_probs
     bnn, _, _ = load_model(tmp_path / "run")
     here = mean_probs(bnn, torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
     assert torch.allclose(torch.tensor(eval(out)), here, atol=1e-6)
@@ -125,17 +126,17 @@ def test_mnist_from_a_torchvision_layout(tmp_path):
 @pytest.mark.parametrize("mode,gets_mask,noisy", [("none", False, False), ("feedback", True, False),
                                                   ("rrr", True, False), ("cdep", True, False), ("augment", False, True)])
 def test_each_mode_hands_the_masks_to_the_right_place(tmp_path, npz, monkeypatch, mode, gets_mask, noisy):
-    from pyro.infer import SVI
+    from pyro_ebnn.experiment.training import Trainer
     seen = []
-    real_step = SVI.step
+    real_step = Trainer.step
 
-    def spy(self, x, y, mask, **kw):
+    def spy(self, x, y, mask, data_size):
         seen.append((x.clone(), mask))
-        return real_step(self, x, y, mask, **kw)
-    monkeypatch.setattr(SVI, "step", spy)
+        return real_step(self, x, y, mask, data_size)
+    monkeypatch.setattr(Trainer, "step", spy)
     cfg = _cfg(npz, epochs=1, mode=mode, mask_fraction=1.0)
     train(cfg, tmp_path / mode, progress=False)
-    from pyro_ebnn.train import prepare_split
+    from pyro_ebnn.experiment.protocol import prepare_split
     split = prepare_split(cfg)
     assert all((m is not None) == gets_mask for _, m in seen)
     xs = torch.cat([x for x, _ in seen])
@@ -185,7 +186,7 @@ def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monk
     """Early stopping with ``val_every: 2`` and ``val_every_steps``: a better model found inside an
     epoch without an end-of-epoch validation still counts as a gain at the next check. Validation
     scores are scripted; 27 training images, batch 8: 4 steps, one inside-epoch validation each."""
-    import pyro_ebnn.train as T
+    import pyro_ebnn.experiment.training as T
     scores = [0.5,             # epoch 1 (inside)
               0.4, 0.4,        # epoch 2 (inside, end): gain since the start -> stale 0
               0.6,             # epoch 3 (inside): a gain in an epoch that is not checked
@@ -198,7 +199,7 @@ def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monk
         score = scores.pop(0)
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch
-            T.save_model(out / MODEL, self.bnn, self.cfg, train_set.images.shape[1:], train_set.num_classes,
+            T.save_model(out / MODEL, self.model, self.cfg, train_set.images.shape[1:], train_set.num_classes,
                          {"epoch": epoch})
         return score
     monkeypatch.setattr(T.Trainer, "_validate", scripted)
@@ -207,14 +208,14 @@ def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monk
 
 
 def test_mean_std_over_folds_skips_missing_values():
-    from pyro_ebnn.aggregate import mean_std
+    from pyro_ebnn.experiment.tables import mean_std
     assert mean_std([0.9, 0.95, 1.0]) == ("0.950 ± 0.050", pytest.approx(0.95), pytest.approx(0.05))
     assert mean_std([0.5, None, float("nan")])[0] == "0.500 ± 0.000"  # one value: std 0, not NaN
     assert mean_std([None, float("nan")]) == ("n/a", None, None)
 
 
 def test_evaluate_the_last_epoch_instead_of_the_selected_model(tmp_path, npz):
-    """``--weights last`` evaluates the network of checkpoint.pt, not model.pt; it refuses to write
+    """``--checkpoint last`` evaluates the network of checkpoint.pt, not model.pt; it refuses to write
     into the run itself and needs a checkpoint; the validation curve is drawn from the history."""
     run = tmp_path / "run"
     train(_cfg(npz, epochs=2, mode="none"), run, progress=False)
@@ -224,25 +225,28 @@ def test_evaluate_the_last_epoch_instead_of_the_selected_model(tmp_path, npz):
     torch.save(ck, run / CHECKPOINT)
     r = CliRunner()
     args = ["evaluate", "--run", str(run), "--no-attributions"]
-    res = r.invoke(cli, [*args, "--weights", "last", "--out", str(tmp_path / "last")])
+    res = r.invoke(cli, [*args, "--checkpoint", "last", "--out", str(tmp_path / "last")])
     assert res.exit_code == 0, res.output
     last = json.loads((tmp_path / "last" / "metrics.json").read_text())
-    assert last["evaluated_weights"] == "last" and last["evaluated_epoch"] == 2
+    assert last["evaluated_checkpoint"] == "last" and last["evaluated_epoch"] == 2
     assert last["balanced_accuracy"] == pytest.approx(1 / 3)          # one class for every image
     assert (tmp_path / "last" / "validation_curve.png").exists()
     res = r.invoke(cli, [*args, "--out", str(tmp_path / "selected"), "--no-figures"])
     assert res.exit_code == 0, res.output
     selected = json.loads((tmp_path / "selected" / "metrics.json").read_text())
-    assert selected["evaluated_weights"] == "selected" and selected["balanced_accuracy"] != pytest.approx(1 / 3)
-    res = r.invoke(cli, [*args, "--weights", "last"])                     # in place: refused
+    assert selected["evaluated_checkpoint"] == "selected" and selected["balanced_accuracy"] != pytest.approx(1 / 3)
+    res = r.invoke(cli, [*args, "--weights", "last", "--out", str(tmp_path / "old")])  # the old spelling
+    assert res.exit_code == 0 and "--weights is now --checkpoint" in res.output, res.output
+    assert json.loads((tmp_path / "old" / "metrics.json").read_text())["evaluated_checkpoint"] == "last"
+    res = r.invoke(cli, [*args, "--checkpoint", "last"])                  # in place: refused
     assert res.exit_code == 2 and "pass another --out" in res.output
     (run / CHECKPOINT).unlink()
-    res = r.invoke(cli, [*args, "--weights", "last", "--out", str(tmp_path / "x")])
+    res = r.invoke(cli, [*args, "--checkpoint", "last", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "no checkpoint.pt" in res.output and not (tmp_path / "x").exists()
 
 
 def test_train_and_finetune_run_on_the_configured_threads(tmp_path, npz):
-    from pyro_ebnn.train import finetune
+    from pyro_ebnn.experiment.runs import finetune
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -258,7 +262,7 @@ def test_train_and_finetune_run_on_the_configured_threads(tmp_path, npz):
 
 def test_finetune_with_a_budget_of_zero_is_the_control_without_feedback(tmp_path, npz):
     from pyro_ebnn.errors import ConfigError
-    from pyro_ebnn.train import finetune
+    from pyro_ebnn.experiment.runs import finetune
     train(_cfg(npz, epochs=1, mode="none"), tmp_path / "none", progress=False)
     start = torch.load(tmp_path / "none" / MODEL, weights_only=False)["net"]
     m = finetune(tmp_path / "none", _cfg(npz, finetune_epochs=2, finetune_budget=0, patience=None), tmp_path / "ctl",
@@ -273,7 +277,7 @@ def test_finetune_with_a_budget_of_zero_is_the_control_without_feedback(tmp_path
 
 def test_validation_points_merge_the_validations_inside_and_at_the_end_of_epochs(tmp_path, npz):
     """The validation curve's data, from a real trainer history with validations every 2 steps."""
-    from pyro_ebnn.figures import validation_points
+    from pyro_ebnn.experiment.figures import validation_points
     train(_cfg(npz, epochs=2, mode="none", val_every_steps=2), tmp_path / "run", progress=False)
     history = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["history"]
     points = validation_points(history, "balanced_accuracy")

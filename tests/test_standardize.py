@@ -1,5 +1,5 @@
-"""Input standardization ([000] Sec. 5.2) as the network's first layer, and the attribution
-baseline that goes with it (DeepLIFT's reference, Occlusion's fill)."""
+"""Input standardization ([000] Sec. 5.2) as the network's first layer, and the reference image
+that goes with it (DeepLIFT's reference, Occlusion's fill)."""
 import json
 
 import numpy as np
@@ -10,13 +10,13 @@ from torch import nn
 
 from pyro_ebnn import lenet
 from pyro_ebnn.baselines import cd_decompose
-from pyro_ebnn.config import load_config
+from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.errors import ConfigError, DataError
-from pyro_ebnn.explain import (ExplainError, attribute, channel_mean, compare_runs, deterministic_network,
-                               reference_image)
-from pyro_ebnn import Standardize, fit_standardization, standardized
-from pyro_ebnn.run import cli
-from pyro_ebnn.train import add_overlap, load_model
+from pyro_ebnn.explain import ExplainError, attribute, channel_mean, reference_image
+from pyro_ebnn import Standardize, fit_standardization, posterior_network, standardized
+from pyro_ebnn.cli import cli
+from pyro_ebnn.experiment.evaluation import add_overlap, explain_runs
+from pyro_ebnn.experiment.rundir import load_model
 
 from test_inputs import _write_npz
 
@@ -55,27 +55,27 @@ def test_standardize_fits_the_training_statistics_and_runs_first():
     with pytest.raises(DataError, match="1-channel inputs needs N x 1 x H x W images, got shape \\(4, 3, 28, 28\\)"):
         fit_standardization(net, torch.rand(4, 3, 28, 28))
     # vectorized ELBO particles: leading sample dimensions pass through the layer
-    from pyro_ebnn.layers import run_lrt
+    from pyro_ebnn.bnn import run_lrt
     out = run_lrt(net.train().body, x[:3], torch.Size([4]))
     assert out.shape == (4, 3, 6, 13, 13) and not torch.allclose(out[0], out[1])
     with pytest.raises(ValueError, match="one Standardize layer"):
         fit_standardization(lenet(), x)
 
 
-def test_mean_baseline_is_captums_zero_baseline_on_standardized_inputs():
+def test_mean_reference_is_captums_zero_baseline_on_standardized_inputs():
     """What [000]'s pipeline computes (Captum on standardized inputs, all-zero reference) is what the
-    'mean' baseline computes on a network that standardizes its pixel input, up to d z / d x = 1 / std."""
+    'mean' reference computes on a network that standardizes its pixel input, up to d z / d x = 1 / std."""
     x, y = _images(4)
     net = _standardized_lenet(x)
-    det = deterministic_network(net)
+    det = posterior_network(net)
     std_layer, rest = det.body[0], nn.Sequential(nn.Sequential(*list(det.body)[1:]), det.evidence_layer, det.head)
     z = std_layer(x)
     mean = channel_mean(x)
     assert torch.allclose(mean, std_layer.mean, atol=1e-6)
-    ours = attribute(det, x, y, "deeplift", baseline=mean)
+    ours = attribute(det, x, y, "deeplift", reference=mean)
     theirs = attribute(rest, z, y, "deeplift")               # zero reference in standardized space
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
-    occ = attribute(det, x, y, "occlusion", baseline=mean)
+    occ = attribute(det, x, y, "occlusion", reference=mean)
     occ0 = attribute(rest, z, y, "occlusion")
     torch.testing.assert_close(occ, occ0, rtol=1e-4, atol=1e-5)
     # and the black reference differs: the background now carries attribution
@@ -92,10 +92,10 @@ def test_reference_image_checks_the_channels():
     assert torch.equal(reference_image(None, x), torch.zeros_like(x))
     r = reference_image(torch.tensor([0.1, 0.2, 0.3]), x)
     assert r.shape == x.shape and torch.allclose(r[1, 2], torch.full((8, 8), 0.3))
-    with pytest.raises(ExplainError, match="2 values; the images have 3 channels"):
+    with pytest.raises(ExplainError, match="2 channel values; the images have 3 channels"):
         reference_image(torch.tensor([0.1, 0.2]), x)
-    with pytest.raises(ExplainError, match="unknown attribution baseline 'gray'; use zero or mean"):
-        compare_runs(["a", "b"], "out", baseline="gray")
+    with pytest.raises(ExplainError, match="unknown reference image 'gray'; use black or mean"):
+        explain_runs(["a", "b"], "out", reference="gray")
 
 
 def test_cd_splits_the_standardization_exactly():
@@ -113,15 +113,19 @@ def test_cd_splits_the_standardization_exactly():
     assert torch.all(g[1:, :, :4, :4] == 0)
 
 
-def test_config_checks_the_new_keys():
-    with pytest.raises(ConfigError, match="attribution_baseline"):
-        load_config(None, {"attribution_baseline": "gray"})
+def test_config_checks_the_keys_and_reads_the_old_spelling(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="attribution_reference"):
+        load_config(None, {"attribution_reference": "gray"})
+    old = tmp_path / "old.yaml"
+    old.write_text("attribution_baseline: zero\n")
+    assert load_config(str(old)).attribution_reference == "black"
+    assert "'attribution_baseline' in " in capsys.readouterr().err
     with pytest.raises(ConfigError, match="standardize"):
         load_config(None, {"standardize": "maybe"})
     assert load_config(None, {"standardize": "true"}).standardize is True
 
 
-def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tmp_path):
+def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_reference(tmp_path):
     masks = np.zeros((20, 1, 28, 28), np.uint8)
     masks[:, :, :4, :4] = 1
     _write_npz(tmp_path / "d.npz", test_masks=masks)
@@ -148,46 +152,51 @@ def test_a_standardized_run_trains_saves_and_evaluates_with_the_mean_baseline(tm
     res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / "x"), "--set", "standardize=false"])
     assert res.exit_code == 2 and "trained with standardize: True" in res.output and "Traceback" not in res.output
     out = {}
-    for baseline in ("zero", "mean"):
-        res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / baseline), "--methods",
-                             "deeplift,occlusion", "--baseline", baseline, "--no-figures", "--max-images", "4"])
+    for reference in ("black", "mean"):
+        res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / reference), "--methods",
+                             "deeplift,occlusion", "--reference", reference, "--no-figures", "--max-images", "4"])
         assert res.exit_code == 0, res.output
-        out[baseline] = json.loads((tmp_path / baseline / "metrics.json").read_text())
-        assert out[baseline]["attribution_baseline"] == baseline
-    assert out["zero"]["overlap_deeplift"] != pytest.approx(out["mean"]["overlap_deeplift"], abs=1e-4)
+        out[reference] = json.loads((tmp_path / reference / "metrics.json").read_text())
+        assert out[reference]["attribution_reference"] == reference
+    assert out["black"]["overlap_deeplift"] != pytest.approx(out["mean"]["overlap_deeplift"], abs=1e-4)
+    # the old spelling still works, with a one-line note
+    res = r.invoke(cli, ["evaluate", "--run", str(run), "--out", str(tmp_path / "old"), "--methods", "deeplift",
+                         "--baseline", "zero", "--no-figures", "--max-images", "4"])
+    assert res.exit_code == 0 and "--baseline is now --reference" in res.output, res.output
+    assert json.loads((tmp_path / "old" / "metrics.json").read_text())["attribution_reference"] == "black"
     # in place, an overlap taken against another reference does not survive next to the new one
-    for baseline, methods in (("mean", "deeplift,occlusion"), ("zero", "saliency")):
-        res = r.invoke(cli, ["evaluate", "--run", str(run), "--methods", methods, "--baseline", baseline,
+    for reference, methods in (("mean", "deeplift,occlusion"), ("black", "saliency")):
+        res = r.invoke(cli, ["evaluate", "--run", str(run), "--methods", methods, "--reference", reference,
                              "--no-figures", "--max-images", "4"])
         assert res.exit_code == 0, res.output
     kept = json.loads((run / "metrics.json").read_text())
-    assert kept["attribution_baseline"] == "zero" and "overlap_saliency" in kept
+    assert kept["attribution_reference"] == "black" and "overlap_saliency" in kept
     assert "overlap_deeplift" not in kept and "overlap_occlusion" not in kept and "best_epoch" in kept
     # add_overlap (compare's top-up) recomputes an overlap taken against another reference than the
-    # run's config names (zero): here a mean-reference DeepLIFT left by an in-place evaluation
-    res = r.invoke(cli, ["evaluate", "--run", str(run), "--methods", "deeplift", "--baseline", "mean",
+    # run's config names (black): here a mean-reference DeepLIFT left by an in-place evaluation
+    res = r.invoke(cli, ["evaluate", "--run", str(run), "--methods", "deeplift", "--reference", "mean",
                          "--no-figures", "--max-images", "4"])
     assert res.exit_code == 0, res.output
     assert json.loads((run / "metrics.json").read_text())["overlap_deeplift"] == pytest.approx(out["mean"]["overlap_deeplift"])
     topped = add_overlap(run, methods=("deeplift",), max_images=4, progress=False)
-    assert topped["attribution_baseline"] == "zero"
-    assert topped["overlap_deeplift"] == pytest.approx(out["zero"]["overlap_deeplift"], rel=1e-6)
+    assert topped["attribution_reference"] == "black"
+    assert topped["overlap_deeplift"] == pytest.approx(out["black"]["overlap_deeplift"], rel=1e-6)
     assert json.loads((run / "metrics.json").read_text())["overlap_deeplift"] == topped["overlap_deeplift"]
     res = r.invoke(cli, ["explain", "--run", str(run), "--run", str(run), "--out", str(tmp_path / "cmp"),
-                         "--n-images", "2", "--methods", "deeplift", "--baseline", "mean"])
+                         "--n-images", "2", "--methods", "deeplift", "--reference", "mean"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cmp" / "attributions_deeplift.png").exists()
 
 
 def test_figure_titles_name_the_reference_where_there_is_one():
-    from pyro_ebnn.figures import attribution_title
+    from pyro_ebnn.experiment.figures import attribution_title
     assert attribution_title("deeplift", 0, "mean") == "posterior mean, reference: training mean"
-    assert attribution_title("occlusion", 5, "zero") == "mean of 5 posterior samples, reference: black"
+    assert attribution_title("occlusion", 5, "black") == "mean of 5 posterior samples, reference: black"
     assert attribution_title("gradcam", 0, "mean") == "posterior mean"
 
 
 def test_channel_moments_in_chunks_match_the_full_computation():
-    from pyro_ebnn.nets import channel_moments
+    from pyro_ebnn.bnn.nets import channel_moments
     g = torch.Generator().manual_seed(3)
     x = torch.rand(1000, 3, 6, 6, generator=g) * torch.tensor([1.0, 0.5, 0.1]).view(1, 3, 1, 1)
     mean, std = channel_moments(x, chunk=300)          # 4 chunks, the last one short
@@ -196,8 +205,8 @@ def test_channel_moments_in_chunks_match_the_full_computation():
     torch.testing.assert_close(std, full.std(1))
 
 
-def test_the_deterministic_network_and_the_receptive_pool_know_the_layer():
-    from pyro_ebnn.build import build_model
+def test_the_point_network_and_the_receptive_pool_know_the_layer():
+    from pyro_ebnn.experiment.build import build_model
     x, _ = _images(8)
     cfg = load_config(None, {"standardize": True, "network": "deterministic", "mode": "rrr"})
     point = build_model(cfg, (1, 28, 28), 10)

@@ -9,8 +9,9 @@ import torch
 from pyro_ebnn import FeedbackBNN, lenet
 from pyro_ebnn.data.base import ImageSet, Split
 from pyro_ebnn.errors import EBNNError
-from pyro_ebnn.uncertainty import (brier, ece, mutual_information, mutual_information_per_image, nll,
-                                   plugin_metrics, posterior_predictive, predictive_entropy, reliability, uncertainty_metrics)
+from pyro_ebnn.bnn import posterior_predictive
+from pyro_ebnn.metrics import (brier, ece, mutual_information, mutual_information_per_image, nll, plugin_metrics,
+                               predictive_entropy, reliability, uncertainty_metrics)
 
 # five images, three classes; confidences 0.70, 0.50, 0.75, 0.62, 0.72 (none on a bin edge of 1/15)
 P = np.array([[0.70, 0.20, 0.10],   # y 0: correct
@@ -102,7 +103,7 @@ def test_predictive_returns_predictions_and_the_last_conv_site():
     bnn.net.eval()
     with torch.no_grad():
         mu, sigma = bnn.net.evidence_moments(x)
-        head = bnn.net.head_at_mean(a.flatten(0, 1)).reshape(400, 2, 10)
+        head = bnn.net.head_at(a.flatten(0, 1)).reshape(400, 2, 10)
     z = (a.mean(0) - mu) / (sigma / 20)  # in standard errors of a mean of 400 draws
     assert z.abs().mean() < 1.0 and z.abs().max() < 6
     assert (a.std(0) / sigma).mean() == pytest.approx(1.0, abs=0.02)
@@ -110,8 +111,8 @@ def test_predictive_returns_predictions_and_the_last_conv_site():
 
 
 def test_evaluate_sets_adds_uncertainty_for_every_test_set():
-    from pyro_ebnn.config import load_config
-    from pyro_ebnn.train import evaluate_sets
+    from pyro_ebnn.experiment.config import load_config
+    from pyro_ebnn.experiment.evaluation import evaluate_sets
     torch.manual_seed(0)
     bnn = FeedbackBNN(lenet(num_classes=3))
 
@@ -127,7 +128,7 @@ def test_evaluate_sets_adds_uncertainty_for_every_test_set():
                 "plugin_nll", "plugin_brier", "plugin_ece"):
         assert isinstance(m[key], float) and isinstance(m[f"decoy_swap_{key}"], float)
     # the plug-in metrics are those of the posterior-mean network, not of the predictive
-    from pyro_ebnn.predict import mean_probs
+    from pyro_ebnn.bnn import mean_probs
     assert m["plugin_nll"] == pytest.approx(nll(split.test.labels, mean_probs(bnn, split.test.images)))
     assert "overlap_saliency" not in m  # attributions are off by default in training runs
     m = evaluate_sets(bnn, split, cfg, torch.device("cpu"), progress=False, attributions=True,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from torchvision.datasets import MNIST
 
 from ..errors import DataError
 
@@ -42,7 +43,6 @@ def _sha256(path: Path) -> str:
 
 
 def _from_torchvision(root: Path, download: bool):
-    from torchvision.datasets import MNIST
     out = []
     for train in (True, False):
         ds = MNIST(str(root), train=train, download=download)

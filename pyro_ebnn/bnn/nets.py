@@ -6,11 +6,16 @@
 """
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
-from .errors import DataError
+from ..errors import DataError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
 
 
@@ -57,10 +62,6 @@ class Standardize(nn.Module):
             self.std.copy_(std.to(self.std))
         return self
 
-    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1 / std, -mean / std): the layer as x * scale + shift, each of shape C x 1 x 1."""
-        return (1 / self.std).view(-1, 1, 1), (-self.mean / self.std).view(-1, 1, 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
 
@@ -69,6 +70,16 @@ class Standardize(nn.Module):
 
 
 class BayesianCNN(nn.Module):
+    """A Bayesian CNN split at its last convolution, which carries the evidence.
+
+    >>> net = lenet(num_classes=10)
+    >>> net.evidence_shape                     # the last convolution's pre-activation, C x u x v
+    (16, 11, 11)
+    >>> mean, std = net.evidence_moments(torch.zeros(2, 1, 28, 28))
+    >>> tuple(mean.shape), bool((std > 0).all())
+    ((2, 16, 11, 11), True)
+    """
+
     def __init__(self, body: nn.Module, evidence_layer: BayesianConv2d, head: nn.Module, input_shape):
         super().__init__()
         self.body, self.evidence_layer, self.head = body, evidence_layer, head
@@ -87,30 +98,163 @@ class BayesianCNN(nn.Module):
 
     def receptive_field_cells(self, mask: torch.Tensor) -> torch.Tensor:
         """N x 1 x u x v: True for every last-conv cell whose receptive field holds an irrelevant
-        pixel (each convolution and pooling of the body, replayed as a max pool over the mask)."""
+        pixel (each convolution and pooling up to the last convolution, replayed as a max pool
+        over the mask)."""
         m = mask.float()
-        for module in list(self.body.modules())[1:] + [self.evidence_layer]:
+        for name, module in layer_sequence(self):
             if isinstance(module, BayesianConv2d):
                 k = module.weight_loc.shape[-1]
                 m = F.max_pool2d(m, k, module.stride, module.padding)
             elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
                 m = F.max_pool2d(m, module.kernel_size, module.stride, module.padding, ceil_mode=module.ceil_mode)
-            elif not isinstance(module, (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Sequential, Standardize)):
+            elif not isinstance(module, (nn.ReLU, nn.BatchNorm2d, nn.Dropout, Standardize)):
                 raise ValueError(f"receptive-field pooling does not know {type(module).__name__}")
-        return m > 0.5
+            if module is self.evidence_layer:
+                return m > 0.5
+        raise AssertionError("the evidence layer is part of the network")  # pragma: no cover
 
-    def head_at_mean(self, a: torch.Tensor) -> torch.Tensor:
-        """The head with every Bayesian layer at its posterior mean (used by the Eq. 12 filter)."""
-        z = a
-        for m in self.head:
-            z = m.moments(z)[0] if isinstance(m, BayesianLayer) else m(z)
-        return z
+    def head_at(self, a: torch.Tensor, at: str = "mean") -> torch.Tensor:
+        """The head applied to a last-conv pre-activation with one weight setting (see
+        :func:`weights_at`); used by the gradient filter of [001] Eq. (12)."""
+        head = {k[len("head."):]: v for k, v in weights_at(self, at).items() if k.startswith("head.")}
+        skeleton = plain_network(self).head
+        skeleton.train(self.training)
+        return functional_call(skeleton, head, (a,), strict=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One LRT sample of the logits (posterior-mean logits in eval mode)."""
+        """One LRT sample of the logits in train mode; the logits of the posterior mean in eval
+        mode (:func:`logits_at`)."""
+        if not self.training:
+            return logits_at(self, x, "mean")
         mean, std = self.evidence_moments(x)
-        a = mean if not self.training else mean + std * torch.randn_like(std)
-        return self.classify(a)
+        return self.classify(mean + std * torch.randn_like(std))
+
+
+# -- the network with one weight setting: the posterior mean or a draw from q(w) ------------------
+AT = ("mean", "sample")
+
+
+def layer_sequence(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers a network applies, in order, as ``(qualified name, module)``: the body, the
+    evidence layer and the head of a :class:`BayesianCNN` or of its :func:`plain_network`, or the
+    children of any ``nn.Sequential`` (nested sequentials unrolled). The names are those of
+    ``net.named_modules()``, so ``name + ".weight"`` keys :func:`weights_at`.
+
+    >>> [name for name, _ in layer_sequence(lenet())][:4]
+    ['body.0', 'body.1', 'body.2', 'evidence_layer']
+    """
+    if not isinstance(net, (BayesianCNN, nn.Sequential)):
+        raise TypeError(f"no layer sequence for {type(net).__name__}; use a BayesianCNN or an nn.Sequential")
+    out = []
+
+    def walk(prefix, module):
+        children = list(module.named_children())
+        if isinstance(module, (BayesianCNN, nn.Sequential)) and children:
+            for name, child in children:
+                walk(f"{prefix}.{name}" if prefix else name, child)
+        else:
+            out.append((prefix, module))
+    walk("", net)
+    return out
+
+
+def _plain_layer(layer: BayesianLayer) -> nn.Module:
+    shape = layer.weight_loc.shape
+    if isinstance(layer, BayesianConv2d):
+        return nn.Conv2d(shape[1], shape[0], shape[2], stride=layer.stride, padding=layer.padding, device="meta")
+    return nn.Linear(shape[1], shape[0], device="meta")
+
+
+def plain_network(net: BayesianCNN) -> nn.Sequential:
+    """The plain skeleton of ``net``: ``nn.Sequential(body, evidence_layer, head)`` with
+    ``nn.Conv2d`` / ``nn.Linear`` in place of the Bayesian layers (on the meta device: it holds no
+    weights of its own) and the same module names. Built once per network; :func:`logits_at`
+    runs it with ``torch.func.functional_call`` and :func:`posterior_network` fills a copy."""
+    cached = net.__dict__.get("_plain_network")
+    if cached is not None:
+        return cached
+
+    def convert(module):
+        if isinstance(module, BayesianLayer):
+            return _plain_layer(module)
+        if isinstance(module, nn.Sequential):
+            return nn.Sequential(OrderedDict((name, convert(child)) for name, child in module.named_children()))
+        if any(isinstance(m, BayesianLayer) for m in module.modules()):
+            raise TypeError(f"cannot convert {type(module).__name__} holding Bayesian layers; nest Bayesian "
+                            "layers in nn.Sequential only")
+        return copy.deepcopy(module)  # a distinct instance (DeepLIFT must not see a ReLU twice)
+
+    skeleton = nn.Sequential(OrderedDict([("body", convert(net.body)),
+                                          ("evidence_layer", convert(net.evidence_layer)),
+                                          ("head", convert(net.head))]))
+    skeleton.input_shape = tuple(net.input_shape)
+    net.__dict__["_plain_network"] = skeleton  # not a submodule: no parameters, no state_dict entries
+    return skeleton
+
+
+def weights_at(net: BayesianCNN, at: str = "mean", generator: Optional[torch.Generator] = None) -> dict:
+    """Parameters and buffers of :func:`plain_network` with one weight setting of q(w): the posterior
+    mean (``at="mean"``) or one draw w = mu + softplus(rho) * eps (``at="sample"``; differentiable
+    in mu and rho; ``generator`` seeds eps on the CPU). Layers that are not Bayesian (batch norm,
+    :class:`Standardize`) keep their own tensors."""
+    if at not in AT:
+        raise ValueError(f"at must be 'mean' (the posterior mean) or 'sample' (one draw from q), got {at!r}")
+    state = dict(net.named_buffers())
+    state.update((name, p) for name, p in net.named_parameters()
+                 if not name.endswith(("_loc", "_rho")))
+    for name, layer in net.named_modules():
+        if isinstance(layer, BayesianLayer):
+            for part in ("weight", "bias"):
+                loc = getattr(layer, f"{part}_loc")
+                if at == "sample":
+                    eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype,
+                                      device="cpu" if generator is not None else loc.device).to(loc.device)
+                    loc = loc + getattr(layer, f"{part}_scale") * eps
+                state[f"{name}.{part}"] = loc
+    return state
+
+
+def logits_at(net: nn.Module, x: torch.Tensor, at: str = "mean") -> torch.Tensor:
+    """Logits of one weight setting, differentiable: a :class:`BayesianCNN` at its posterior mean
+    (``at="mean"``, what ``net.eval(); net(x)`` returns) or at one draw from q(w); a plain network
+    as it is.
+
+    >>> net = lenet()
+    >>> x = torch.rand(3, 1, 28, 28)
+    >>> bool(torch.allclose(logits_at(net, x), net.eval()(x)))
+    True
+    """
+    if not isinstance(net, BayesianCNN):
+        return net(x)
+    skeleton = plain_network(net)
+    skeleton.train(net.training)
+    return functional_call(skeleton, weights_at(net, at), (x,), strict=True)
+
+
+def posterior_network(net: BayesianCNN, at: str = "mean", generator: Optional[torch.Generator] = None) -> nn.Sequential:
+    """A plain ``nn.Sequential(body, evidence_layer, head)`` of ``nn.Conv2d`` / ``nn.Linear`` / ReLU /
+    pooling that carries one weight setting of ``net`` (:func:`weights_at`): what Captum explains
+    and the point networks start from. It is a copy in eval mode with frozen parameters, shares no
+    module instance with ``net``, and keeps ``net.input_shape``; ``.evidence_layer`` is the last
+    convolution.
+
+    >>> net = lenet()
+    >>> plain = posterior_network(net)
+    >>> x = torch.rand(2, 1, 28, 28)
+    >>> bool(torch.allclose(plain(x), net.eval()(x)))
+    True
+    """
+    if not isinstance(net, BayesianCNN):
+        raise TypeError(f"expected a BayesianCNN, got {type(net).__name__}")
+    plain = copy.deepcopy(plain_network(net))
+    with torch.no_grad():
+        state = {k: v.detach().clone() for k, v in weights_at(net, at, generator).items()}
+    plain.load_state_dict(state, assign=True)
+    plain.input_shape = tuple(net.input_shape)
+    plain.eval()
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    return plain
 
 
 def lenet(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, rho_init: float = -2.0) -> BayesianCNN:

@@ -1,11 +1,12 @@
 """Posterior predictive through ``pyro.infer.Predictive``, in batches over data and samples."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from pyro.infer import Predictive
 
+from .evidence import PREACTIVATION_SITE
 from .model import LOGITS_SITE, FeedbackBNN
 
 
@@ -53,3 +54,26 @@ def mean_probs(bnn, images: torch.Tensor, batch_size: int = 2000, device=None) -
     out = [bnn.net(images[i:i + batch_size].to(device)).softmax(-1).cpu() for i in range(0, len(images), batch_size)]
     bnn.net.train(was)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def posterior_predictive(bnn, images: torch.Tensor, num_samples: int = 20,
+                         sites: Sequence[str] = (LOGITS_SITE, PREACTIVATION_SITE),
+                         device=None, sample_activations: bool = True) -> dict:
+    """``pyro.infer.Predictive`` over the guide: {site: S x N x ...} on the CPU, for the prediction
+    (``logits``) and the last-conv pre-activation (``last_conv.preactivation``) by default.
+
+    ``sample_activations=False`` keeps every LRT layer other than the last-conv site at its mean
+    (the network in eval mode): then the site is exactly N(mu_U, sigma_U^2) of the eval-mode
+    moments and the logits are the mean head applied to it."""
+    device = device or next(bnn.net.parameters()).device
+    was = bnn.net.training
+    bnn.net.train(sample_activations)
+    try:
+        pred = Predictive(bnn.model, guide=bnn.guide, num_samples=num_samples, parallel=True,
+                          return_sites=list(sites))(images.to(device))
+    finally:
+        bnn.net.train(was)
+    n = len(images)
+    event = {LOGITS_SITE: (-1,), PREACTIVATION_SITE: tuple(bnn.net.evidence_shape)}
+    return {k: (v.reshape((num_samples, n) + event[k]) if k in event else v).cpu() for k, v in pred.items()}

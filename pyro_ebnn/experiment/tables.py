@@ -1,4 +1,4 @@
-"""Collect metrics.json files of many runs into mean +- std tables (Markdown and CSV)."""
+"""Collect the metrics.json files of many runs into mean ± std tables (Markdown and CSV)."""
 from __future__ import annotations
 
 import csv
@@ -7,6 +7,8 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from .config import KEYS, saved_config
 
 DEFAULT_COLUMNS = ("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")
 #: the wider set: calibration (every run has it) and attribution overlap (runs evaluated with
@@ -53,7 +55,6 @@ def group_value(run: dict, key: str):
     default). An unknown key is an error naming the keys there are."""
     if key in run:
         return run[key]
-    from .config import KEYS, saved_config
     if key in KEYS:
         return saved_config(run.get("config"))[key]
     raise ValueError(f"cannot group by {key!r}: it is neither a metric of the runs nor a config key "

@@ -1,15 +1,15 @@
-"""The comparison grid (decoy rule x method x fold) and its tables in the layout of [000]
-Table 1 (one row per dataset / rule, one column per method; balanced accuracy, macro F1, ROC AUC)
+"""The comparison grid (decoy rule x mode x fold) and its tables in the layout of [000]
+Table 1 (one row per dataset / rule, one column per mode; balanced accuracy, macro F1, ROC AUC)
 and Table 2 (attribution overlap), mean ± std over folds, in Markdown and CSV.
 
-A *method* is a mode on a network: ``rrr`` (the penalty on the Bayesian LeNet, added to the
+A column is a mode on a network: ``rrr`` (the penalty on the Bayesian LeNet, added to the
 negative ELBO) or ``rrr@deterministic`` (the plain LeNet of the baseline's own paper). Runs live in
 ``OUT/<config name>/<mode>[-deterministic]/fold<k>``; finished runs are collected, not re-trained.
 
 Settings can be swept per mode (``sweeps``, e.g. ``rrr:penalty_weight=10,100,1000`` or
-``feedback:lam=5e-5,5e-4``; ``penalty_weights`` is the short form for every penalty method): the
+``feedback:lam=5e-5,5e-4``; ``penalty_weights`` is the short form for every penalty mode): the
 mode is then trained once per setting, in ``OUT/<name>/<mode>[-deterministic]-<key><value>/fold<k>``
-(``-w10`` for ``penalty_weight``), and the tables report, per rule and method, the setting with the
+(``-w10`` for ``penalty_weight``), and the tables report, per rule and mode, the setting with the
 best mean *validation* score over the folds (the config's ``select_metric``; never the test score).
 Use it with ``validation_decoys: test`` so that the validation fold rewards models that do not read
 the decoy. The sweep itself is written as a table of its own (validation and test score of every
@@ -18,7 +18,6 @@ setting, the chosen one marked) and as ``<prefix>_sweep.csv``.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import itertools
 import json
 import sys
@@ -27,32 +26,41 @@ from typing import Optional, Sequence
 
 import yaml
 
-from .aggregate import collect, mean_std, summarize
-from .config import MODES, PENALTY_MODES, saved_config
-from .errors import ConfigError
+from ..baselines import PENALTY_MODES, default_weight
+from ..errors import ConfigError
+from .config import KEYS, MODES, NETWORKS, coerce, config_difference, load_config, parse_sets, saved_config, setting_of
+from .evaluation import add_overlap
+from .rundir import METRICS, read_metrics
+from .runs import train as train_run
+from .tables import collect, mean_std, summarize
 
-NETWORKS = ("bayesian", "deterministic")
+__all__ = ["parse_modes", "run_dir", "parse_weights", "parse_sweeps", "settings_of", "label", "run_grid",
+           "is_finished", "effective_weight", "select_settings", "tables", "write", "compare"]
 TABLE_METRICS = (("balanced_accuracy", "balanced accuracy"), ("f1_macro", "macro F1"), ("roc_auc", "ROC AUC"))
 OVERLAP_METRICS = ("overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
 COST_METRICS = (("seconds_per_epoch", "seconds per epoch"),)
 
 
-def parse_methods(text: str) -> list[tuple[str, str]]:
-    """``"none,feedback,rrr@deterministic"`` -> [(mode, network), ...]."""
+def parse_modes(text: str) -> list[tuple[str, str]]:
+    """``"none,feedback,rrr@deterministic"`` -> [(mode, network), ...].
+
+    >>> parse_modes("none,feedback,rrr@deterministic")
+    [('none', 'bayesian'), ('feedback', 'bayesian'), ('rrr', 'deterministic')]
+    """
     out = []
     for item in [t.strip() for t in text.split(",") if t.strip()]:
         mode, _, network = item.partition("@")
         network = network or "bayesian"
         if mode not in MODES:
-            raise ConfigError(f"unknown mode {mode!r} in --methods; use {', '.join(MODES)}, optionally "
+            raise ConfigError(f"unknown mode {mode!r} in --modes; use {', '.join(MODES)}, optionally "
                               "with @deterministic (e.g. rrr@deterministic)")
         if network not in NETWORKS:
-            raise ConfigError(f"unknown network {network!r} in --methods item {item!r}; use @bayesian or @deterministic")
+            raise ConfigError(f"unknown network {network!r} in --modes item {item!r}; use @bayesian or @deterministic")
         if mode == "feedback" and network == "deterministic":
             raise ConfigError("feedback@deterministic does not exist: feedback is evidence in the Bayesian model")
         out.append((mode, network))
     if not out:
-        raise ConfigError("--methods is empty; e.g. none,feedback,rrr@deterministic")
+        raise ConfigError("--modes is empty; e.g. none,feedback,rrr@deterministic")
     return out
 
 
@@ -90,8 +98,6 @@ def parse_sweeps(items: Sequence[str]) -> dict[str, dict[str, list]]:
     ``{"rrr": {"penalty_weight": [10.0, 100.0]}, "feedback": {"lam": [5e-05, 0.0005]}}``.
     Values are read as ``--set`` reads them (typed by the config key); several keys of one mode are
     crossed. The values are checked when each run's config is built."""
-    from .config import Config, _coerce
-    keys = {f.name for f in dataclasses.fields(Config)}
     out: dict = {}
     for item in items:
         mode, sep, rest = item.partition(":")
@@ -101,9 +107,9 @@ def parse_sweeps(items: Sequence[str]) -> dict[str, dict[str, list]]:
             raise ConfigError(f"--sweep takes MODE:KEY=V1,V2,... (e.g. feedback:lam=5e-5,5e-4); got {item!r}")
         if mode not in MODES:
             raise ConfigError(f"--sweep {item!r}: unknown mode {mode!r}; use one of {', '.join(MODES)}")
-        if key not in keys or key in ("mode", "network", "fold"):
+        if key not in KEYS or key in ("mode", "network", "fold"):
             raise ConfigError(f"--sweep {item!r}: {key!r} is not a config key that can be swept")
-        parsed = [_coerce(key, yaml.safe_load(v.strip())) for v in values.split(",") if v.strip()]
+        parsed = [coerce(key, yaml.safe_load(v.strip())) for v in values.split(",") if v.strip()]
         out.setdefault(mode, {})[key] = list(dict.fromkeys(parsed))
     return out
 
@@ -119,26 +125,23 @@ def label(mode: str, network: str) -> str:
     return mode if network == "bayesian" else f"{mode} (det.)"
 
 
-def run_grid(configs: Sequence[str], methods, folds: Sequence[int], out, sets=(), device=None,
+def run_grid(configs: Sequence[str], modes, folds: Sequence[int], out, sets=(), device=None,
              overlap: Sequence[str] = ("saliency",), overlap_images: Optional[int] = 2000,
              train: bool = True, echo=print, sweeps: Optional[dict] = None):
-    """Train every (config, method, fold) that is not finished (``train=False``: only collect), then
+    """Train every (config, mode, fold) that is not finished (``train=False``: only collect), then
     add the attribution overlap of ``overlap`` methods on the first ``overlap_images`` masked test
     images to every run that lacks it. ``sweeps`` ({mode: {key: values}}, :func:`parse_sweeps`):
     train a swept mode once per setting."""
-    from .config import load_config, parse_sets
-    from .train import METRICS, add_overlap
-    from .train import train as train_run
     for config in configs:
         for fold in folds:
-            for mode, network in methods:
+            for mode, network in modes:
                 for setting in settings_of(mode, sweeps):
                     overrides = {**parse_sets(sets), **setting, "mode": mode, "network": network, "fold": fold}
                     if device:
                         overrides["device"] = device
                     cfg = load_config(config, overrides)
                     where = run_dir(out, cfg.name, mode, network, fold, setting)
-                    done = _finished(where / METRICS, cfg)
+                    done = is_finished(where, cfg)
                     if not done and train:
                         m = train_run(cfg, where)
                         tag = ", ".join([label(mode, network)] + [f"{k}={_fmt_value(v)}" for k, v in setting.items()])
@@ -148,37 +151,25 @@ def run_grid(configs: Sequence[str], methods, folds: Sequence[int], out, sets=()
                         add_overlap(where, overlap, overlap_images, device=device)
 
 
-def _finished(metrics_path: Path, cfg) -> bool:
-    """A run counts as finished when its metrics.json was written with this very config (device and
-    threads aside). Otherwise it is trained: resumed and extended when only ``epochs`` grew, refused
-    with a one-line error when other keys differ."""
-    if not metrics_path.exists():
+def is_finished(where: Path, cfg) -> bool:
+    """A run counts as finished when its metrics.json was written with this very config (execution
+    keys aside: :func:`~pyro_ebnn.experiment.config.config_difference`). Otherwise it is trained:
+    resumed and extended when only ``epochs`` grew, refused with a one-line error when other keys
+    differ."""
+    if not (Path(where) / METRICS).exists():
         return False
-    saved = saved_config(json.loads(metrics_path.read_text()).get("config"))
-    return all(saved.get(k) == v for k, v in cfg.to_dict().items() if k not in ("device", "threads"))
+    return not config_difference(read_metrics(where).get("config"), cfg.to_dict())
 
 
 def effective_weight(run: dict) -> Optional[float]:
     """The penalty weight a run was trained with (the mode's default when the config left it null);
     None for modes without a penalty."""
-    from .baselines import default_weight
-    cfg = run.get("config") or {}
-    mode = run.get("mode") or cfg.get("mode")
+    cfg = saved_config(run.get("config"))
+    mode = run.get("mode") or cfg["mode"]
     if mode not in PENALTY_MODES:
         return None
-    w = cfg.get("penalty_weight")
-    return float(w) if w is not None else default_weight(mode)
-
-
-#: config keys that tell replicates apart, not settings
-_REPLICATE_KEYS = ("fold", "seed", "device", "threads")
-
-
-def _setting(run: dict) -> tuple:
-    """The run's config without the replicate keys. A key the saved config lacks (the run was made
-    before the key existed) holds its default, as when such a run is resumed."""
-    cfg = saved_config(run.get("config"))
-    return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items() if k not in _REPLICATE_KEYS))
+    w = cfg["penalty_weight"]
+    return float(w) if w is not None else default_weight(mode, run.get("network") or cfg["network"])
 
 
 def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -190,7 +181,7 @@ def select_settings(runs: list[dict]) -> tuple[list[dict], list[dict]]:
     groups: dict = {}
     for r in runs:
         key = (r.get("name"), r.get("network"), r.get("mode"))
-        groups.setdefault(key, {}).setdefault(_setting(r), []).append(r)
+        groups.setdefault(key, {}).setdefault(setting_of(r.get("config")), []).append(r)
     kept, sweep = [], []
     for key, by_setting in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         if len(by_setting) == 1:
@@ -236,10 +227,10 @@ def sweep_table(sweep: list[dict]) -> list[str]:
     if not sweep:
         return []
     lines = ["## Sweeps", "",
-             "Methods trained with several settings (`--sweep`, `--penalty-weights`): the tables above use, per "
-             "rule and method, the setting with the best mean validation score (chosen: **bold**). The test "
+             "Modes trained with several settings (`--sweep`, `--penalty-weights`): the tables above use, per "
+             "rule and mode, the setting with the best mean validation score (chosen: **bold**). The test "
              "column is shown for the record only; it played no part in the choice.", "",
-             "| rule | method | setting | validation decoys | validation score | test balanced accuracy | runs |",
+             "| rule | mode | setting | validation decoys | validation score | test balanced accuracy | runs |",
              "|---|---|---|---|---|---|---|"]
     f = lambda m, s: "n/a" if m is None else f"{m:.3f} ± {s:.3f}"
     for r in sweep:
@@ -259,13 +250,13 @@ def _with_network(runs):
     return [{**r, "network": r.get("network") or (r.get("config") or {}).get("network", "bayesian")} for r in runs]
 
 
-def tables(runs: list[dict], methods=None) -> tuple[str, list[dict]]:
+def tables(runs: list[dict], modes=None) -> tuple[str, list[dict]]:
     """Markdown ([000] Table 1 / Table 2 layout plus cost) and the long CSV rows."""
-    text, rows, _ = _tables(runs, methods)
+    text, rows, _ = _tables(runs, modes)
     return text, rows
 
 
-def _tables(runs, methods):
+def _tables(runs, modes):
     """:func:`tables`, plus the sweep rows of :func:`select_settings`."""
     runs, sweep = select_settings(_with_network(runs))
     keys = [k for k, _ in TABLE_METRICS] + list(OVERLAP_METRICS) + [k for k, _ in COST_METRICS] + \
@@ -275,7 +266,7 @@ def _tables(runs, methods):
     for r in rows:
         r["penalty_weight"] = chosen.get((r["name"], r["network"], r["mode"]))
     present = {(r["mode"], r["network"]) for r in rows}
-    order = [m for m in (methods or []) if m in present] + sorted(present - set(methods or []))
+    order = [m for m in (modes or []) if m in present] + sorted(present - set(modes or []))
     names = sorted({r["name"] for r in rows})
     index = {(r["name"], r["mode"], r["network"]): r for r in rows}
     heads = [label(*m) for m in order]
@@ -287,7 +278,7 @@ def _tables(runs, methods):
         return lines + [""]
 
     archs = sorted({(r.get("config") or {}).get("architecture", "lenet") for r in runs})
-    md = ["Mean ± std over folds (the number of runs per cell is in the CSV). Methods without a suffix "
+    md = ["Mean ± std over folds (the number of runs per cell is in the CSV). Modes without a suffix "
           "are the Bayesian network (penalties added to the negative ELBO); (det.) is the same "
           "architecture with point weights, the setting of the baselines' own papers. "
           f"Architecture: {', '.join(archs)}.", ""]
@@ -305,8 +296,8 @@ def _tables(runs, methods):
     return "\n".join(md), rows, sweep
 
 
-def write(runs, out_prefix, methods=None) -> str:
-    text, rows, sweep = _tables(runs, methods)
+def write(runs, out_prefix, modes=None) -> str:
+    text, rows, sweep = _tables(runs, modes)
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     out_prefix.with_suffix(".md").write_text(text + "\n")
@@ -324,13 +315,14 @@ def write(runs, out_prefix, methods=None) -> str:
     return text
 
 
-def compare(configs, methods: str, folds, out, sets=(), device=None, overlap=("saliency",),
+def compare(configs, modes: str, folds, out, sets=(), device=None, overlap=("saliency",),
             overlap_images: Optional[int] = 2000, train: bool = True, table_prefix=None, echo=None,
             penalty_weights: Optional[Sequence[float]] = None, sweeps: Optional[dict] = None) -> str:
-    """``penalty_weights`` is short for sweeping ``penalty_weight`` of every penalty method in
-    ``methods``; ``sweeps`` ({mode: {key: values}}) sweeps any config key of any mode."""
+    """Train (``train=True``) or only collect the grid of ``configs`` x ``modes`` x ``folds`` under
+    ``out`` and write ``compare.md`` / ``compare.csv``. ``penalty_weights`` is short for sweeping
+    ``penalty_weight`` of every penalty mode in ``modes``; ``sweeps`` ({mode: {key: values}}) sweeps any config key of any mode."""
     echo = echo or (lambda s: print(s, file=sys.stderr))
-    parsed = parse_methods(methods)
+    parsed = parse_modes(modes)
     sweeps = {m: dict(k) for m, k in (sweeps or {}).items()}
     for mode in {m for m, _ in parsed if m in PENALTY_MODES} if penalty_weights else ():
         sweeps.setdefault(mode, {})["penalty_weight"] = list(penalty_weights)

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import yaml
 
-from .errors import ConfigError
-from .baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg
-from .nets import ARCHITECTURES
+from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg
+from ..bnn import ARCHITECTURES
+from ..errors import ConfigError
 
-#: every training mode; augment replaces masked pixels by noise (pyro_ebnn.baselines)
+__all__ = ["MODES", "NETWORKS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
+           "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
+
+#: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
+#: by noise) and the loss penalties rrr, l1grad, cdep, eg (pyro_ebnn.baselines)
 MODES = ("none", "feedback", "augment") + PENALTY_MODES
+NETWORKS = ("bayesian", "deterministic")
 
 
 @dataclass
@@ -48,14 +56,13 @@ class Config:
     prior_scale: float = 0.1
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
-    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep
+    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg
     lam: float = 3e-4
     mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
-    # baselines (pyro_ebnn.baselines; added keys): weight of the rrr / l1grad / cdep penalty; null =
-    # the published default of the mode (rrr 1000, Ross et al. 2017; cdep 1000, [004] DecoyMNIST
-    # sweep; l1grad 1000, our choice). Penalties are computed at the posterior mean of q(w).
+    # weight of the rrr / l1grad / cdep / eg penalty; null = the default of the mode on the network
+    # (pyro_ebnn.baselines.DEFAULT_WEIGHTS). Penalties are computed at the posterior mean of q(w).
     penalty_weight: Optional[float] = None
     # -- optimisation ----------------------------------------------------------------------------
     epochs: int = 200
@@ -81,16 +88,15 @@ class Config:
     eval_samples: int = 20                # posterior predictive samples at test time
     device: str = "auto"                  # auto | cpu | cuda
     threads: Optional[int] = None
-    # -- evaluation (added keys) -------------------------------------------------------------------
+    # -- evaluation -------------------------------------------------------------------------------
     # attribution overlap (Saliency, DeepLIFT, Grad-CAM, Occlusion; pyro_ebnn.explain) on the test
-    # set at the end of train/finetune runs. Off by default (false or null): Occlusion on 10k images
-    # takes minutes; `python -m pyro_ebnn.run evaluate` computes it for any finished run. The default
-    # is null, not false, so that checkpoints written before this key existed still resume.
-    eval_attributions: Optional[bool] = None
-    # the reference input of DeepLIFT and the fill of Occlusion's window: zero (a black image) or
+    # set at the end of train/finetune runs. Off by default: Occlusion on 10k images takes minutes;
+    # `python -m pyro_ebnn.run evaluate` computes it for any finished run.
+    eval_attributions: bool = False
+    # the reference image of DeepLIFT and the fill of Occlusion's window: black (all zeros) or
     # mean (every pixel at the training images' channel mean: what Captum's all-zero default is for
     # a network that takes standardized inputs, as [000]'s do)
-    attribution_baseline: str = "zero"
+    attribution_reference: str = "black"
     # -- fine-tuning ([001]) ---------------------------------------------------------------------
     finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images; 0: control
     finetune_epochs: int = 17
@@ -113,7 +119,7 @@ class Config:
             bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist only; use train")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.network not in ("bayesian", "deterministic"):
+        if self.network not in NETWORKS:
             bad("network", f"use bayesian or deterministic, got {self.network!r}")
         if self.network == "deterministic" and self.mode == "feedback":
             bad("mode", "feedback is evidence in the Bayesian model; set network: bayesian, or pick a "
@@ -145,8 +151,8 @@ class Config:
             bad("fold", f"must be in 0..{self.num_folds - 1}, got {self.fold}")
         if self.elbo not in ("meanfield", "trace"):
             bad("elbo", f"unknown ELBO {self.elbo!r}; use meanfield or trace")
-        if self.attribution_baseline not in ("zero", "mean"):
-            bad("attribution_baseline", f"use zero or mean, got {self.attribution_baseline!r}")
+        if self.attribution_reference not in ("black", "mean"):
+            bad("attribution_reference", f"use black or mean, got {self.attribution_reference!r}")
         if not isinstance(self.standardize, bool):
             bad("standardize", f"must be true or false, got {self.standardize!r}")
         if self.mask_pool not in ("max", "min", "receptive"):
@@ -171,14 +177,62 @@ class Config:
 
 KEYS = {f.name: f for f in fields(Config)}
 
+#: keys that say how a run is executed, not what it computes
+EXECUTION_KEYS = ("device", "threads")
+#: keys that tell the replicates of one setting apart
+REPLICATE_KEYS = ("fold", "seed")
+#: keys that fix the test images: runs shown side by side must agree on them
+DATA_KEYS = ("dataset", "rule", "npz_path", "num_classes", "max_test_images", "data_seed")
+#: old spellings of keys, with the new name and the new spelling of old values
+RENAMED_KEYS = {"attribution_baseline": ("attribution_reference", {"zero": "black"})}
+
+
+def _renamed(values: dict, where: Optional[str] = None) -> dict:
+    """``values`` with old key spellings replaced (:data:`RENAMED_KEYS`); ``where`` names a file the
+    user wrote, which then gets a one-line deprecation notice."""
+    out = dict(values)
+    for old, (new, spellings) in RENAMED_KEYS.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, spellings.get(value, value))
+            if where is not None:
+                print(f"note: config key {old!r} in {where} is now {new!r}; the old name will be removed",
+                      file=sys.stderr)
+    return out
+
 
 def saved_config(saved: Optional[dict]) -> dict:
     """A config dict saved with a run (metrics.json, checkpoint), completed with the defaults of the
-    keys added after it was written: the run was made with those defaults."""
-    return {**Config().to_dict(), **(saved or {})}
+    keys added after it was written (the run was made with those defaults) and with renamed keys
+    under their new names."""
+    return {**Config().to_dict(), **_renamed(saved or {})}
 
 
-def _coerce(key: str, value):
+def config_difference(a: dict, b: dict, ignore: Iterable[str] = EXECUTION_KEYS,
+                      only: Optional[Iterable[str]] = None) -> list[str]:
+    """The keys on which two configs (dicts, e.g. a saved run's and a new one's) differ, after both
+    are completed by :func:`saved_config`; ``ignore`` keys never count, ``only`` restricts the
+    comparison. The one definition of "the same run": a run is finished when nothing differs but
+    :data:`EXECUTION_KEYS`, resumable when only ``epochs`` differs too, the same setting when only
+    :data:`REPLICATE_KEYS` differ, and on the same data when no :data:`DATA_KEYS` differ.
+
+    >>> config_difference({"lr": 0.1, "device": "cpu"}, {"lr": 0.2, "device": "cuda"})
+    ['lr']
+    """
+    a, b = saved_config(a), saved_config(b)
+    keys = set(only) if only is not None else (set(a) | set(b)) - set(ignore)
+    return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
+def setting_of(config: Optional[dict]) -> tuple:
+    """A hashable key of the setting a run was trained with: its config without the execution and
+    replicate keys (completed by :func:`saved_config`)."""
+    cfg = saved_config(config)
+    return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items() if k not in EXECUTION_KEYS + REPLICATE_KEYS))
+
+
+def coerce(key: str, value):
+    """A value (from YAML or ``--set``) as the type of config key ``key``."""
     f = KEYS[key]
     if value is None:
         return None
@@ -216,7 +270,6 @@ def _coerce(key: str, value):
 def _check_keys(keys, where):
     unknown = [k for k in keys if k not in KEYS]
     if unknown:
-        import difflib
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(k, KEYS, n=1)
@@ -236,12 +289,13 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
             raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}")
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of key: value pairs")
+        data = _renamed(data, path)
         _check_keys(data, path)
         values.update(data)
-    overrides = overrides or {}
+    overrides = _renamed(overrides or {}, "--set")
     _check_keys(overrides, "--set")
     values.update(overrides)
-    cfg = Config(**{k: _coerce(k, v) for k, v in values.items()})
+    cfg = Config(**{k: coerce(k, v) for k, v in values.items()})
     return cfg.validate()
 
 

@@ -12,8 +12,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 
-from .explain import REFERENCE_METHODS  # noqa: E402
+from ..explain import REFERENCE_METHODS  # noqa: E402
+from ..metrics import ece, mutual_information_per_image, reliability  # noqa: E402
 
 METHOD_TITLES = {"saliency": "Saliency (input gradient)", "deeplift": "DeepLIFT",
                  "gradcam": "Grad-CAM (last conv, upsampled)", "occlusion": "Occlusion"}
@@ -46,7 +48,6 @@ def _show_image(ax, image: np.ndarray):
 
 def _outline(ax, mask: np.ndarray, colour: str = MASK_COLOUR, lw: float = 1.3):
     """Pixel-exact outline of a binary mask (closed also where it touches the image border)."""
-    from matplotlib.collections import LineCollection
     if not mask.any():
         return
     m = np.pad(mask.astype(bool), 1)
@@ -186,21 +187,20 @@ def validation_curve(history: Sequence[dict], metric: str, stem, selected=None, 
     return _save(fig, stem)
 
 
-def attribution_title(method: str, samples: int = 0, baseline: str = "zero") -> str:
+def attribution_title(method: str, samples: int = 0, reference: str = "black") -> str:
     """The second title line of an attribution grid: the weights explained and, for the methods
     that have one, the reference image."""
     text = "posterior mean" if samples == 0 else f"mean of {samples} posterior samples"
     if method in REFERENCE_METHODS:
-        text += ", reference: " + ("training mean" if baseline == "mean" else "black")
+        text += ", reference: " + ("training mean" if reference == "mean" else "black")
     return text
 
 
 def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_labels=None,
-                       run_name: str = "run", n_images: int = 8, samples: int = 0, baseline: str = "zero") -> list[str]:
+                       run_name: str = "run", n_images: int = 8, samples: int = 0, reference: str = "black") -> list[str]:
     """All figures of one evaluation: per test set a reliability diagram and an MI histogram; per
     method an attribution grid of the first ``n_images`` masked test images (if attributions were
-    computed). ``kept`` is what :func:`pyro_ebnn.train.evaluate_sets` keeps."""
-    from .uncertainty import ece, mutual_information_per_image, reliability
+    computed). ``kept`` is what :func:`pyro_ebnn.experiment.evaluation.evaluate_sets` keeps."""
     out = Path(out)
     written = []
     for name, d in kept.get("sets", {}).items():
@@ -221,5 +221,5 @@ def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_
         for method, a in attr["attributions"].items():
             written += attribution_grid(test_images[idx], test_masks[idx], test_labels[idx],
                                         [(run_name, a[:k], probs)], method, out / f"attributions_{method}",
-                                        title_suffix=attribution_title(method, samples, baseline))
+                                        title_suffix=attribution_title(method, samples, reference))
     return written

@@ -1,7 +1,7 @@
 """Calibration and uncertainty from posterior predictive samples (the point of being Bayesian).
 
 Input: ``probs`` S x N x K, one row of class probabilities per posterior predictive sample, as
-:func:`pyro_ebnn.predict.predictive_probs` returns them (``pyro.infer.Predictive``); labels y (N).
+:func:`pyro_ebnn.bnn.predictive_probs` returns them (``pyro.infer.Predictive``); labels y (N).
 The mean predictive is p(y | x) ~= 1/S sum_s p_s(y | x).
 
   nll                 mean of -log p(y_i | x_i) under the mean predictive     (sklearn log_loss)
@@ -14,14 +14,13 @@ The mean predictive is p(y | x) ~= 1/S sum_s p_s(y | x).
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 import torch
 from scipy.stats import entropy as scipy_entropy
 from sklearn import metrics as skm
 
-from .errors import EBNNError
+from ..errors import EBNNError
 
 N_BINS = 15
 
@@ -122,27 +121,3 @@ def plugin_metrics(y, probs) -> dict:
     posterior-mean ("plug-in") network, beside the posterior predictive's. Where the predictive is
     less confident than the plug-in network, the averaging over q(w) is what softens it."""
     return {f"plugin_{k}": v for k, v in (("nll", nll(y, probs)), ("brier", brier(y, probs)), ("ece", ece(y, probs)))}
-
-
-@torch.no_grad()
-def posterior_predictive(bnn, images: torch.Tensor, num_samples: int = 20,
-                         sites: Sequence[str] = ("logits", "last_conv.preactivation"),
-                         device=None, sample_activations: bool = True) -> dict:
-    """``pyro.infer.Predictive`` over the guide: {site: S x N x ...} on the CPU, for the prediction
-    (``logits``) and the last-conv pre-activation (``last_conv.preactivation``) by default.
-
-    ``sample_activations=False`` keeps every LRT layer other than the last-conv site at its mean
-    (the network in eval mode): then the site is exactly N(mu_U, sigma_U^2) of the eval-mode
-    moments and the logits are the mean head applied to it."""
-    from pyro.infer import Predictive
-    device = device or next(bnn.net.parameters()).device
-    was = bnn.net.training
-    bnn.net.train(sample_activations)
-    try:
-        pred = Predictive(bnn.model, guide=bnn.guide, num_samples=num_samples, parallel=True,
-                          return_sites=list(sites))(images.to(device))
-    finally:
-        bnn.net.train(was)
-    n = len(images)
-    event = {"logits": (-1,), "last_conv.preactivation": tuple(bnn.net.evidence_shape)}
-    return {k: (v.reshape((num_samples, n) + event[k]) if k in event else v).cpu() for k, v in pred.items()}

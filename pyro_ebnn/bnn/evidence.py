@@ -137,7 +137,7 @@ class FeedbackEvidence:
         if self.gradient_filter:
             if net is None:
                 raise ValueError("the gradient filter needs the network")
-            cells = cells & reaches_output(net.head_at_mean, mean)
+            cells = cells & reaches_output(net.head_at, mean)
         return cells
 
     def __call__(self, mean, std, irrelevant):

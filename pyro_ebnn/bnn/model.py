@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import torch
 import pyro
 
-from .feedback import PREACTIVATION_SITE, FeedbackEvidence, preactivation_distribution
+from .evidence import PREACTIVATION_SITE, FeedbackEvidence, preactivation_distribution
 from .layers import bayesian_layers
 from .likelihoods import CategoricalLikelihood
 from .nets import BayesianCNN
@@ -121,14 +121,3 @@ class FeedbackBNN:
     def _data_plate(x, data_size):
         n = len(x) if data_size is None else int(data_size)
         return pyro.plate("data", size=n, subsample=torch.arange(len(x), device=x.device))
-
-    # -- convenience -----------------------------------------------------------------------------
-    def kl(self) -> torch.Tensor:
-        """Closed-form KL(q(w) || P(w)) summed over all weights (for Gaussian priors)."""
-        from torch.distributions import kl_divergence
-        total = 0.0
-        for lname, layer in self.layers.items():
-            prior = self._priors_of(lname, layer)
-            for pname, q in layer.posterior().items():
-                total = total + kl_divergence(q, prior[pname])
-        return total

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .feedback import downsize_mask
+from .evidence import downsize_mask
 from .layers import bayesian_layers
 
 

@@ -1,0 +1,287 @@
+"""Command line: ``python -m pyro_ebnn.run COMMAND``.
+
+  train      train one fold from scratch (any mode)                  -> OUT/metrics.json, model.pt
+  finetune   fine-tune a trained run with feedback on a small budget  -> OUT/metrics.json, model.pt
+  evaluate   re-evaluate a trained run: metrics, calibration, overlap  -> OUT/metrics.json, figures
+  explain    attribution grids of two or more runs on the same images  -> OUT/*.png, *.pdf
+  grid       train folds x modes of one config, then aggregate
+  aggregate  mean +- std tables (Markdown, CSV) over runs under a directory
+  compare    rules x methods x folds (baselines on the same footing) -> [000] Table 1 / 2 layout
+  main       the default job: Decoy MNIST position rule, none vs feedback, short CPU budget
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import EBNNError
+from .experiment import evaluation, runs
+from .experiment.compare import compare as compare_grid
+from .experiment.compare import parse_modes, parse_sweeps, parse_weights
+from .experiment.compare import run_grid as train_grid
+from .experiment.config import MODES, load_config, parse_sets
+from .experiment.protocol import use_threads
+from .experiment.tables import DEFAULT_COLUMNS, collect, summarize, write_tables
+from .explain import REFERENCES, parse_methods
+
+
+def _fail(e: Exception):
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EBNNError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo("interrupted; the last finished epoch is in OUT/checkpoint.pt (run again to resume)", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+def cli():
+    """pyro-ebnn: Bayesian CNNs with explanation feedback as evidence."""
+
+
+def _deprecated(new: str, values: dict = None):
+    """A click callback for an old option spelling: a one-line note, and the value under its new
+    spelling (``values`` maps old values to new ones)."""
+    def callback(ctx, param, value):
+        if value is None or value == () or value is False:
+            return value
+        click.echo(f"note: {param.opts[0]} is now {new}; the old spelling will be removed", err=True)
+        return (values or {}).get(value, value)
+    return callback
+
+
+def _config(config, mode, sets, seed, device, fold):
+    overrides = parse_sets(sets)
+    for key, value in (("mode", mode), ("seed", seed), ("device", device), ("fold", fold)):
+        if value is not None:
+            overrides[key] = value
+    return load_config(config, overrides)
+
+
+def _common(f):
+    f = click.option("--config", "config", type=click.Path(), default=None, help="configs/<file>.yaml")(f)
+    f = click.option("--mode", type=click.Choice(list(MODES)), default=None,
+                     help="none | feedback (evidence) | augment | rrr | l1grad | cdep | eg (baselines)")(f)
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")(f)
+    f = click.option("--seed", type=int, default=None)(f)
+    f = click.option("--device", default=None, help="auto | cpu | cuda")(f)
+    f = click.option("--fold", type=int, default=None)(f)
+    f = click.option("--data-dir", "data_dir", default=None, help="torchvision MNIST root (DIR/MNIST/raw)")(f)
+    return f
+
+
+def _summary(m):
+    keys = ["balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy"]
+    return "  ".join(f"{k}={m[k]:.4f}" for k in keys if isinstance(m.get(k), float))
+
+
+@cli.command()
+@_common
+@click.option("--out", required=True, type=click.Path(), help="run directory")
+@click.option("--resume/--no-resume", default=True, help="continue from OUT/checkpoint.pt if present")
+def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
+    """Train one model from scratch ([000] protocol)."""
+    sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
+    cfg = _config(config, mode, sets, seed, device, fold)
+    m = runs.train(cfg, out, resume=resume)
+    click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
+
+
+@cli.command()
+@_common
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
+@click.option("--out", required=True, type=click.Path())
+@click.option("--resume/--no-resume", default=True)
+def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, resume):
+    """Fine-tune a trained run with feedback on a random budget of annotated images ([001])."""
+    sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
+    if config is None:
+        config = str(Path(run_dir) / "config.yaml")
+    # the run's own mode: finetune checks the network and switches the mode to feedback
+    cfg = _config(config, None, sets, seed, device, fold)
+    m = runs.finetune(run_dir, cfg, out, resume=resume)
+    click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
+
+
+_REFERENCE_HELP = ("the reference image of DeepLIFT and Occlusion: black, or every pixel at the training "
+                   "images' channel mean")
+
+
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
+@click.option("--out", default=None, type=click.Path(), help="where to write metrics.json and figures (default: the run)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a key of the run's config (repeatable)")
+@click.option("--device", default=None)
+@click.option("--attributions/--no-attributions", default=True, show_default=True,
+              help="attribution overlap with the masks on the test set (Captum)")
+@click.option("--methods", default="saliency,deeplift,gradcam,occlusion", show_default=True,
+              help="comma-separated attribution methods")
+@click.option("--samples", default=0, show_default=True, type=int,
+              help="average attributions over S posterior weight samples (0: at the posterior mean)")
+@click.option("--max-images", "max_images", default=None, type=int,
+              help="compute attributions on the first N masked test images only (default: all)")
+@click.option("--reference", default=None, type=click.Choice(list(REFERENCES)),
+              help=_REFERENCE_HELP + " (default: the run's attribution_reference)")
+@click.option("--baseline", "old_reference", default=None, hidden=True, type=click.Choice(["zero", "mean"]),
+              callback=_deprecated("--reference", {"zero": "black"}))
+@click.option("--figures/--no-figures", default=True, show_default=True)
+@click.option("--figure-images", "figure_images", default=8, show_default=True, type=int,
+              help="rows of the attribution grids")
+@click.option("--checkpoint", default="selected", show_default=True, type=click.Choice(list(evaluation.CHECKPOINTS)),
+              help="the model selected on validation (model.pt), or the network after the last epoch "
+                   "(checkpoint.pt; needs another --out)")
+@click.option("--weights", "old_checkpoint", default=None, hidden=True, type=click.Choice(["selected", "last"]),
+              callback=_deprecated("--checkpoint"))
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: the run's threads key)")
+def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, reference, old_reference,
+             figures, figure_images, checkpoint, old_checkpoint, threads):
+    """Evaluate a trained run on its test sets: classification, calibration/uncertainty (NLL, Brier,
+    ECE, predictive entropy, mutual information), attribution overlap, figures."""
+    out = out or run_dir
+    reference = reference or old_reference
+    if reference:
+        sets = tuple(sets) + (f"attribution_reference={reference}",)
+    if threads:
+        sets = tuple(sets) + (f"threads={threads}",)
+    m = evaluation.evaluate_run(run_dir, out, sets=sets, device=device, attributions=attributions, methods=methods,
+                                samples=samples, max_images=max_images, figures=figures,
+                                figure_images=figure_images, checkpoint=old_checkpoint or checkpoint)
+    extra = "  ".join(f"{k}={m[k]:.4f}" for k in ("ece", "nll", *(f"overlap_{x}" for x in methods.split(",")))
+                      if isinstance(m.get(k), float))
+    click.echo(f"{_summary(m)}  {extra}  ({m['eval_seconds']:.0f} s)  -> {out}/metrics.json")
+
+
+@cli.command()
+@click.option("--run", "run_dirs", multiple=True, required=True, type=click.Path(),
+              help="directory of a trained run (repeat: two or more, trained on the same data)")
+@click.option("--out", required=True, type=click.Path(), help="directory for the figures")
+@click.option("--n-images", "n_images", default=8, show_default=True, type=int, help="test images (rows)")
+@click.option("--methods", default="saliency,deeplift,gradcam,occlusion", show_default=True)
+@click.option("--samples", default=0, show_default=True, type=int,
+              help="average attributions over S posterior weight samples (0: at the posterior mean)")
+@click.option("--reference", default="black", show_default=True, type=click.Choice(list(REFERENCES)),
+              help=_REFERENCE_HELP)
+@click.option("--baseline", "old_reference", default=None, hidden=True, type=click.Choice(["zero", "mean"]),
+              callback=_deprecated("--reference", {"zero": "black"}))
+@click.option("--device", default=None)
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)")
+def explain(run_dirs, out, n_images, methods, samples, reference, old_reference, device, threads):
+    """Attribution grids (image + mask | run A | run B | ...) of the same test images, one per method."""
+    use_threads(threads)
+    written = evaluation.explain_runs(run_dirs, out, n_images=n_images, methods=methods, samples=samples,
+                                      device=device, reference=old_reference or reference)
+    for method, paths in written.items():
+        click.echo(f"{method}: {', '.join(paths)}")
+
+
+@cli.command()
+@click.argument("root", type=click.Path(exists=True))
+@click.option("--out", default=None, type=click.Path(), help="prefix of the .md/.csv tables (default ROOT/summary)")
+@click.option("--columns", default=None, help="comma-separated metric keys, or 'wide'")
+@click.option("--by", default="name,mode", show_default=True,
+              help="comma-separated keys that form the rows: metrics or config keys (e.g. name,mode,rho_init)")
+def aggregate(root, out, columns, by):
+    """Mean ± std over the runs (folds, seeds) found under ROOT, one row per value of --by."""
+    found = collect(root)
+    if not found:
+        raise EBNNError(f"no metrics.json under {root}; train some runs first")
+    cols = tuple(columns.split(",")) if columns else DEFAULT_COLUMNS
+    keys = tuple(k.strip() for k in by.split(",") if k.strip())
+    if not keys:
+        raise EBNNError("--by needs at least one key, e.g. --by name,mode")
+    try:
+        rows = summarize(found, cols, by=keys)
+    except ValueError as e:
+        raise EBNNError(str(e))
+    click.echo(write_tables(rows, out or Path(root) / "summary", cols, by=keys))
+
+
+def _folds(text: str) -> list[int]:
+    try:
+        return [int(f) for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise EBNNError(f"--folds takes comma-separated fold numbers such as 0,1,2; got {text!r}")
+
+
+def run_grid(config, modes: str, folds, out, sets=(), device=None):
+    """Train every (mode, fold) of one config that is not finished yet, then aggregate."""
+    train_grid([config], parse_modes(modes), folds, out, sets, device, overlap=(),
+               echo=lambda s: click.echo(s, err=True))
+    return write_tables(summarize(collect(out)), Path(out) / "summary")
+
+
+@cli.command()
+@click.option("--config", "configs", multiple=True, required=True, type=click.Path())
+@click.option("--modes", default="none,feedback", show_default=True,
+              help="comma-separated modes (MODE@deterministic for the plain network)")
+@click.option("--folds", default="0,1,2", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--device", default=None)
+@click.option("--out", required=True, type=click.Path())
+def grid(configs, modes, folds, sets, device, out):
+    """Train every (config, mode, fold) that is not finished yet, then aggregate."""
+    text = ""
+    for config in configs:
+        text = run_grid(config, modes, _folds(folds), out, sets, device)
+    click.echo(text)
+
+
+@cli.command()
+@click.option("--config", "configs", multiple=True, required=True, type=click.Path(),
+              help="one config per decoy rule / dataset (repeatable)")
+@click.option("--modes", default="none,feedback,augment,rrr,l1grad,cdep,eg", show_default=True,
+              help="comma-separated modes; MODE@deterministic trains the plain network of the baseline's paper")
+@click.option("--methods", "old_modes", default=None, hidden=True, callback=_deprecated("--modes"))
+@click.option("--folds", default="0,1,2", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key in every run")
+@click.option("--device", default=None)
+@click.option("--overlap", default="saliency", show_default=True,
+              help="attribution methods for the overlap table (comma-separated; 'none' to skip)")
+@click.option("--overlap-images", "overlap_images", default=2000, show_default=True, type=int,
+              help="first N masked test images per run for the overlap")
+@click.option("--penalty-weights", "penalty_weights", default=None, metavar="W1,W2,...",
+              help="sweep: train every penalty mode (rrr, l1grad, cdep, eg) once per weight and report the weight "
+                   "with the best mean validation score (use with --set validation_decoys=test)")
+@click.option("--sweep", "sweeps", multiple=True, metavar="MODE:KEY=V1,V2,...",
+              help="train MODE once per value of a config key and report the value with the best mean validation "
+                   "score, e.g. feedback:lam=5e-5,5e-4 (repeatable; several keys of one mode are crossed)")
+@click.option("--collect-only", is_flag=True, help="train nothing; tabulate the finished runs under OUT")
+@click.option("--out", required=True, type=click.Path(), help="directory of the runs; tables in OUT/compare.md, .csv")
+def compare(configs, modes, old_modes, folds, sets, device, overlap, overlap_images, penalty_weights, sweeps,
+            collect_only, out):
+    """Train (or collect) every rule x mode x fold and write the [000] Table 1 / Table 2 layout:
+    balanced accuracy, macro F1, ROC AUC, overlap, cost, mean ± std over folds."""
+    ov = () if overlap.strip().lower() in ("", "none") else parse_methods(overlap)
+    text = compare_grid(configs, old_modes or modes, _folds(folds), out, sets, device, ov, overlap_images,
+                        train=not collect_only, echo=lambda s: click.echo(s, err=True),
+                        penalty_weights=parse_weights(penalty_weights), sweeps=parse_sweeps(sweeps))
+    click.echo(text)
+    click.echo(f"wrote {out}/compare.md and {out}/compare.csv")
+
+
+@cli.command()
+@click.option("--out", default="results/main", type=click.Path())
+@click.option("--epochs", default=8, show_default=True)
+@click.option("--folds", default="0,1,2", show_default=True)
+@click.option("--eval-samples", default=10, show_default=True, help="posterior predictive samples at test time")
+@click.option("--device", default=None)
+def main(out, epochs, folds, eval_samples, device):
+    """Default job: Decoy MNIST position rule, no feedback vs feedback, short CPU budget."""
+    t0 = time.time()
+    config = str(Path(__file__).resolve().parent.parent / "configs" / "decoy_mnist_position.yaml")
+    if not Path(config).exists():
+        raise EBNNError(f"{config} is missing; run from a checkout of pyro-ebnn")
+    text = run_grid(config, "none,feedback", _folds(folds), out,
+                    sets=[f"epochs={epochs}", f"eval_samples={eval_samples}"], device=device)
+    click.echo(text)
+    click.echo(f"wrote {out}/summary.md and {out}/summary.csv in {time.time() - t0:.0f} s")

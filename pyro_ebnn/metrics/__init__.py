@@ -1,0 +1,9 @@
+"""Metrics of a posterior predictive: classification (scikit-learn) and calibration / uncertainty."""
+from .calibration import (N_BINS, UncertaintyError, brier, ece, entropy, mutual_information,
+                          mutual_information_per_image, nll, plugin_metrics, predictive_entropy,
+                          predictive_entropy_per_image, reliability, uncertainty_metrics)
+from .classification import classification_metrics
+
+__all__ = ["classification_metrics", "N_BINS", "UncertaintyError", "brier", "ece", "entropy", "mutual_information",
+           "mutual_information_per_image", "nll", "plugin_metrics", "predictive_entropy",
+           "predictive_entropy_per_image", "reliability", "uncertainty_metrics"]
