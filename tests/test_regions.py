@@ -175,7 +175,8 @@ def test_combined_map_is_the_product_of_the_thresholded_maps():
 
 def test_the_layer_map_is_upsampled_bilinearly():
     rng = np.random.default_rng(3)
-    image, layer_map, saliency = rng.random((1, 28, 28)), rng.standard_normal((11, 11)), rng.standard_normal((1, 28, 28))
+    image, saliency = rng.random((1, 28, 28)), rng.standard_normal((1, 28, 28))
+    layer_map = rng.standard_normal((11, 11))
     upsampled = F.interpolate(torch.tensor(layer_map)[None, None], size=(28, 28), mode="bilinear",
                               align_corners=False)[0, 0].numpy()
     a = candidate_regions(image, layer_map, saliency, keep_mass=0.5, n_segments=(20,))

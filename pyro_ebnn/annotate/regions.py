@@ -22,7 +22,9 @@ What the thesis leaves open, and the choices made here:
 - V has one value per channel. The sign is selected per channel and the selected parts are summed
   over channels, so channels do not cancel (for ``"absolute"`` this is T = sum_c |V_c| of [001]
   Eq. 17). Thresholding then acts on the H x W map.
-- ``keep_mass`` = 0.2: the lambda of Fig. 4.4. ``n_segments`` = (15, 30, 60, 120): 120 is the value
+- ``keep_mass`` = 0.2: the lambda of Fig. 4.4. Both maps keep only their top fifth of mass, so W
+  is empty where their peaks miss each other, as happens with noisy saliency on small images;
+  0.5 is a milder setting. ``n_segments`` = (15, 30, 60, 120): 120 is the value
   of Fig. 4.5 (a 224-pixel image); the coarser values are ours (the thesis tries "n different
   values" without listing them). Finer segmentations usually select less area, so the largest
   value mostly sets the granularity.
@@ -32,8 +34,9 @@ What the thesis leaves open, and the choices made here:
   superpixels fragment and merge into a few large ones; ``sigma=1`` (Gaussian smoothing first)
   helps there.
 - A value is kept when it lies strictly above the threshold (Eq. 4.4: V * 1[V > theta]), so tied
-  values are kept or dropped together; a map whose largest value alone carries more than
-  ``keep_mass`` of its mass keeps nothing, and the image then has no candidate region.
+  values are kept or dropped together; a map whose largest value (with its ties: a plateau)
+  carries more than ``keep_mass`` of its mass keeps nothing, and the image then has no candidate
+  region.
 - Equal areas: the first segmentation in order wins.
 
 :func:`region_iou` and :func:`region_coverage` measure how well candidate regions find a known mask.
@@ -273,7 +276,8 @@ def attribution_maps(net: nn.Module, images: torch.Tensor, targets) -> tuple[tor
 
     layer = getattr(net, "evidence_layer", None)
     if not isinstance(layer, nn.Module):
-        raise RegionError(f"{type(net).__name__} has no module evidence_layer; set it to the network's last convolution")
+        raise RegionError(f"{type(net).__name__} has no module evidence_layer; "
+                          "set it to the network's last convolution")
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise RegionError(f"images must be an N x C x H x W tensor, got {getattr(images, 'shape', type(images))}")
     y = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
