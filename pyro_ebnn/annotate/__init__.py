@@ -1,0 +1,1 @@
+"""Helpers for the annotation step: candidate regions to show a person and the images to ask about."""
