@@ -2,11 +2,12 @@
 
     python tests/store_writer.py STORE ANNOTATOR COUNT
 
-prints "ready" once the store is open, waits for a line on stdin, then records COUNT answers,
-answer i about image i % NUM_IMAGES with the mask ``expected_mask(ANNOTATOR, i)``, printing i
-after each commit.
+prints "ready" once the store is open, waits for a line on stdin, prints "start <time>", then
+records COUNT answers, answer i about image i % NUM_IMAGES with the mask
+``expected_mask(ANNOTATOR, i)``, printing "<i> <time>" after each commit (times from time.time()).
 """
 import sys
+import time
 
 import numpy as np
 
@@ -31,9 +32,10 @@ def main(path: str, annotator: str, count: int):
     store = FeedbackStore(path, FINGERPRINT, IMAGE_SHAPE, annotator)
     print("ready", flush=True)
     sys.stdin.readline()
+    print("start", time.time(), flush=True)
     for i in range(count):
         store.record(i % NUM_IMAGES, "irrelevant", expected_mask(annotator, i))
-        print(i, flush=True)
+        print(i, time.time(), flush=True)
 
 
 if __name__ == "__main__":

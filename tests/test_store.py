@@ -111,8 +111,14 @@ def test_two_processes_writing_at_once_both_keep_all_their_answers(tmp_path):
     for proc in writers:
         proc.stdin.write("go\n")
         proc.stdin.flush()
+    spans = []
     for proc in writers:
-        assert proc.wait(timeout=120) == 0
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        times = [float(line.split()[1]) for line in out.splitlines()]
+        spans.append((times[0], times[-1]))  # (started, last commit)
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a, "the two writers did not overlap; the test proved nothing"
     store = FeedbackStore(path, FINGERPRINT, IMAGE_SHAPE, "alice")
     history = store.history()
     for name in ("alice", "bob"):
@@ -121,9 +127,14 @@ def test_two_processes_writing_at_once_both_keep_all_their_answers(tmp_path):
         assert all(np.array_equal(a.mask, expected_mask(name, i)) for i, a in enumerate(mine))
     latest = FeedbackStore(path, FINGERPRINT, IMAGE_SHAPE, "bob").answers()
     assert all(np.array_equal(latest[i].mask, expected_mask("bob", 2 * NUM_IMAGES + i)) for i in range(NUM_IMAGES))
-    order = [a.annotator for a in history]
-    switches = sum(a != b for a, b in zip(order, order[1:]))
-    assert switches > 2, "the two writers did not overlap; the test proved nothing"
+    spans = []
+    for proc in writers:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        times = [float(line.split()[1]) for line in out.splitlines()]
+        spans.append((times[0], times[-1]))  # (started, last commit)
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a, "the two writers did not overlap; the test proved nothing"
 
 
 def test_a_writer_killed_mid_loop_leaves_a_consistent_prefix_and_reopening_resumes(tmp_path):
@@ -131,7 +142,7 @@ def test_a_writer_killed_mid_loop_leaves_a_consistent_prefix_and_reopening_resum
     proc = _start_writer(path, "alice", 100 * NUM_IMAGES)
     proc.stdin.write("go\n")
     proc.stdin.flush()
-    for _ in range(NUM_IMAGES + 7):  # let it commit past one full pass
+    for _ in range(NUM_IMAGES + 8):  # "start", then past one full pass of commits
         proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL

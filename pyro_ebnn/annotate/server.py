@@ -46,7 +46,7 @@ from flask import Flask, jsonify, render_template, request
 from matplotlib import colormaps
 from matplotlib.image import imsave
 from werkzeug.exceptions import BadRequest, HTTPException
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import EBNNError
 
@@ -358,7 +358,7 @@ def serve(task, store, host: str = "127.0.0.1", port: int = 8765, token: str | N
                             "token=secrets.token_urlsafe(16), or serve on 127.0.0.1")
     app = create_app(task, store, token=token, next_command=next_command)
     with _listen(host, port) as listening:
-        server = make_server(host, port, app, threaded=True, fd=listening.fileno())
+        server = make_server(host, port, app, threaded=True, fd=listening.fileno(), request_handler=_QuietHandler)
         print(f"Annotation page: {page_url(host, server.port, token)}  (answers are saved as they are "
               f"given, in {store.path}; Ctrl+C stops)", flush=True)
         try:
@@ -367,6 +367,13 @@ def serve(task, store, host: str = "127.0.0.1", port: int = 8765, token: str | N
             pass
         finally:
             server.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs errors but not every request (the annotator's terminal stays readable)."""
+
+    def log_request(self, *args, **kwargs):
+        pass
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -481,6 +481,11 @@
   $("next").addEventListener("click", () => step(1));
   $("review").addEventListener("click", () => go(state.items[0].index));
 
+  // A button clicked with the mouse gives the focus back, so that Enter keeps meaning "save".
+  document.querySelectorAll("button").forEach((button) => button.addEventListener("click", (event) => {
+    if (event.detail > 0) button.blur();
+  }));
+
   const SHORTCUTS = {
     r: () => setTool("region"), b: () => setTool("brush"), e: () => setTool("eraser"),
     "[": () => setBrushSize(state.brushSize - 1), "]": () => setBrushSize(state.brushSize + 1),
