@@ -123,6 +123,11 @@ def _marked(page):
     return int(page.evaluate("document.body.dataset.marked"))
 
 
+def _pixels(page):
+    page.evaluate("() => new Promise(requestAnimationFrame)")
+    return page.locator("#canvas").evaluate("c => c.toDataURL()")
+
+
 def _screenshot(page, name, capsys):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
@@ -151,10 +156,11 @@ def test_marking_saving_reloading_and_finishing_in_a_browser(browser, tmp_path, 
             canvas.click(*_inside(segments, segment))
             expected |= segments == segment
             assert _marked(page) == expected.sum()
-        page.keyboard.press("b")                          # the brush, size 3, one stroke
-        page.locator("#brush-size").fill("3")
-        canvas.drag((3, 5), (12, 5))
-        expected |= _stroke(segments.shape, (3, 5), (12, 5), 3)
+        page.keyboard.press("b")                          # the brush, size 5, one stroke
+        page.locator("#brush-size").fill("5")
+        assert page.locator("#brush-size-value").inner_text() == "5"
+        canvas.drag((3, 5), (12, 5))  # along a row: no pixel centre near the brush edge
+        expected |= _stroke(segments.shape, (3, 5), (12, 5), 5)
         assert _marked(page) == expected.sum()
         canvas.click(20, 3)                               # a dab, then undo
         assert _marked(page) > expected.sum()
@@ -164,6 +170,12 @@ def test_marking_saving_reloading_and_finishing_in_a_browser(browser, tmp_path, 
         assert _marked(page) < expected.sum()
         page.locator("#undo").click()
         assert _marked(page) == expected.sum()
+        for key in ("h", "o"):                            # explanation and outlines on and off
+            drawn = _pixels(page)
+            page.keyboard.press(key)
+            assert _pixels(page) != drawn
+            page.keyboard.press(key)
+            assert _pixels(page) == drawn
         _screenshot(page, "annotate_page.png", capsys)
 
         page.locator("#save").click()

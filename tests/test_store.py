@@ -254,13 +254,17 @@ def test_npz_import_of_masks_only_and_of_annotated_flags(tmp_path):
     assert {i: a.decision for i, a in flags.items()} == {0: "accepted", 1: "irrelevant"}
 
 
+def _npz(decision, masks=np.zeros((3, 1, 9, 6))):
+    return {"train_masks": masks, "decision": np.array(decision)}
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"train_masks": np.zeros((3, 1, 9, 7))}, "N x 1 x 9 x 6"),
     ({"train_masks": np.full((3, 1, 9, 6), 2)}, "must be binary"),
     ({"masks": np.zeros((3, 1, 9, 6))}, "no train_masks"),
-    ({"train_masks": np.zeros((3, 1, 9, 6)), "decision": np.array(["accepted", "maybe", ""])}, "unknown decision 'maybe'"),
-    ({"train_masks": np.zeros((3, 1, 9, 6)), "decision": np.array(["irrelevant", "", ""])}, "image 0: the mask marks no pixel"),
-    ({"train_masks": np.ones((3, 1, 9, 6)), "decision": np.array(["accepted", "", ""])}, "image 0: a 'accepted' answer takes no mask"),
+    (_npz(["accepted", "maybe", ""]), "unknown decision 'maybe'"),
+    (_npz(["irrelevant", "", ""]), "image 0: the mask marks no pixel"),
+    (_npz(["accepted", "", ""], np.ones((3, 1, 9, 6))), "image 0: the decision 'accepted' takes no mask"),
     ({"train_masks": np.zeros((3, 1, 9, 6)), "annotated": np.ones(2, bool)}, "one entry per image"),
     ({"train_masks": np.zeros((3, 1, 9, 6)), "fingerprint": np.array("other")}, "made for another dataset"),
 ])

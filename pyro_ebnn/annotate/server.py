@@ -229,6 +229,8 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
     """The annotation app: the page and its JSON API over ``task``, answers recorded in ``store``
     (a :class:`pyro_ebnn.data.store.FeedbackStore`) as its annotator. With a ``token``, every
     request must carry it. ``next_command`` is shown on the finished screen."""
+    if token is not None and not token:
+        raise AnnotateError("the token is empty; pass None for no token, or a secret such as secrets.token_urlsafe(16)")
     items = _Items(task)
     _check_task(items, store)
     app = Flask(__name__)

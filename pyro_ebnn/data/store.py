@@ -168,7 +168,8 @@ class FeedbackStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
-            raise StoreError(f"{self.path} is a directory; give the store a file name, e.g. {self.path / 'feedback.sqlite'}")
+            raise StoreError(f"{self.path} is a directory; give the store a file name, "
+                             f"e.g. {self.path / 'feedback.sqlite'}")
         if not self.path.parent.is_dir():
             raise StoreError(f"the folder {self.path.parent} does not exist; create it or choose another store path")
         try:
@@ -239,7 +240,7 @@ class FeedbackStore:
             raise AnswerError(f"unknown decision {decision!r}; use one of {', '.join(DECISIONS)}")
         if decision != "irrelevant":
             if mask is not None:
-                raise AnswerError(f"a {decision!r} answer takes no mask; send the mask with decision 'irrelevant'")
+                raise AnswerError(f"the decision {decision!r} takes no mask; send the mask with decision 'irrelevant'")
             return int(index), decision, None
         if mask is None:
             raise AnswerError("an 'irrelevant' answer needs a mask of the regions marked irrelevant")
@@ -404,7 +405,8 @@ class FeedbackStore:
             decisions = ["irrelevant" if m.any() else "" for m in masks]
         bad = sorted({d for d in decisions if d and d not in DECISIONS})
         if bad:
-            raise StoreError(f"{path}: unknown decision {bad[0]!r}; use one of {', '.join(DECISIONS)} or '' (unanswered)")
+            raise StoreError(f"{path}: unknown decision {bad[0]!r}; use one of {', '.join(DECISIONS)} "
+                             "or '' (unanswered)")
         return [(i, d, masks[i] if d == "irrelevant" or masks[i].any() else None)
                 for i, d in enumerate(decisions) if d]
 
