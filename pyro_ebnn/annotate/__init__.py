@@ -1,1 +1,2 @@
-"""Helpers for the annotation step: candidate regions to show a person and the images to ask about."""
+"""The annotation loop ([001] Fig. 1, step 3): which training images to show (selection), the
+regions to propose (candidate regions), and the page a person answers on (server)."""

@@ -1,0 +1,234 @@
+"""The annotation page's JSON API: what it serves, what it records, the bad requests it refuses
+without touching the store, and the token rule."""
+import base64
+import io
+import socket
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from annotate_fixtures import FakeTask, fake_store
+from pyro_ebnn.annotate.server import (MAX_BODY_BYTES, TOKEN_HEADER, AnnotateError, MaskEncodingError, create_app,
+                                       decode_mask, encode_mask, page_url, serve)
+
+
+@pytest.fixture
+def task():
+    return FakeTask("grey")
+
+
+@pytest.fixture
+def store(tmp_path, task):
+    return fake_store(tmp_path / "feedback.sqlite", task)
+
+
+@pytest.fixture
+def client(task, store):
+    return create_app(task, store, next_command="pyro-ebnn finetune --masks feedback.npz").test_client()
+
+
+def _decoy_mask(task, index):
+    mask = np.zeros((task.size, task.size), bool)
+    top, left = task.decoy_box(index)
+    mask[top:top + task.decoy, left:left + task.decoy] = True
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (28, 28), (13, 17), (64, 64)])
+def test_masks_survive_the_wire_encoding(shape):
+    mask = np.random.default_rng(sum(shape)).random(shape) < 0.5
+    encoded = encode_mask(mask)
+    assert encoded["shape"] == list(shape) and len(base64.b64decode(encoded["bits"])) == -(-mask.size // 8)
+    assert np.array_equal(decode_mask(encoded), mask)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"shape": [3, 5], "bits": base64.b64encode(bytes([0, 0b00000001])).decode()}, "padding bits"),
+    ({"shape": [3, 5], "bits": base64.b64encode(bytes(3)).decode()}, "packs into 2 bytes, got 3"),
+    ({"shape": [3, 5], "bits": "not base64!"}, "not valid base64"),
+    ({"shape": [3, -5], "bits": ""}, "positive integers"),
+    ({"shape": [3, 5]}, "must be"),
+    ([[0, 1], [1]], "equal length"),
+    ([["0", "1"]], "rows of numbers"),
+    ("0101", "must be"),
+])
+def test_malformed_mask_encodings_are_refused(value, message):
+    with pytest.raises(MaskEncodingError, match=message):
+        decode_mask(value)
+
+
+def test_the_items_list_order_and_progress(client):
+    body = client.get("/api/items").get_json()
+    assert [item["index"] for item in body["items"]] == [7, 2, 11]
+    assert all(item["decision"] is None for item in body["items"])
+    assert body["progress"] == {"answered": 0, "total": 3, "counts": {"irrelevant": 0, "accepted": 0, "skipped": 0}}
+    assert body["class_names"] == [str(d) for d in range(10)] and body["annotator"] == "alice"
+    assert body["next_command"] == "pyro-ebnn finetune --masks feedback.npz"
+
+
+def test_an_item_carries_prediction_regions_and_neighbours(client, task):
+    body = client.get("/api/items/2").get_json()
+    assert (body["index"], body["position"], body["previous"], body["next"]) == (2, 1, 7, 11)
+    assert (body["height"], body["width"], body["channels"]) == (28, 28, 1)
+    expected = task.prediction(2)
+    prediction = body["prediction"]
+    assert prediction["probs"] == pytest.approx(expected["probs"]) and prediction["label"] == 2
+    assert prediction["top"][0]["class"] == expected["predicted"] == prediction["predicted"]
+    assert [t["prob"] for t in prediction["top"]] == sorted(expected["probs"], reverse=True)[:5]
+    segments, candidates = task.regions(2)
+    assert body["segments"] == segments.ravel().tolist() and body["candidates"] == sorted(candidates)
+    assert body["heatmap"]["signed"] and body["heatmap"]["low"] == -body["heatmap"]["high"]
+    assert body["answer"] is None
+    unlabelled = client.get("/api/items/11").get_json()
+    assert unlabelled["prediction"]["label"] is None and unlabelled["next"] is None
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_the_image_and_heat_map_pngs(tmp_path, kind):
+    task = FakeTask(kind)
+    client = create_app(task, fake_store(tmp_path / "s.sqlite", task)).test_client()
+    image = imread(io.BytesIO(client.get("/api/items/7/image.png").data))
+    assert image.shape[:2] == (task.size, task.size)
+    assert np.allclose(image[..., :task.channels], task.image(7), atol=0.5 / 255 + 1e-6)
+    heat = imread(io.BytesIO(client.get("/api/items/7/heatmap.png").data))
+    assert heat.shape == (task.size, task.size, 4)
+    top, left = task.decoy_box(7)
+    red, green, blue, alpha = heat[top + task.decoy // 2, left + task.decoy // 2]
+    assert alpha > 0.9 and red > 2 * blue  # strongest and positive (red) at the decoy
+    red, green, blue, alpha = heat[task.size // 2, task.size // 2]
+    assert 0.2 < alpha < 0.6 and blue > red + 0.2  # weaker and negative (blue) on the object
+
+
+def test_the_task_is_asked_once_per_image(client, task):
+    for _ in range(3):
+        for path in ("/api/items/7", "/api/items/7/image.png", "/api/items/7/heatmap.png"):
+            assert client.get(path).status_code == 200
+    assert task.calls == {"image": 1, "heatmap": 1, "prediction": 1, "regions": 1}
+
+
+def test_answers_are_recorded_and_read_back(client, store, task):
+    mask = _decoy_mask(task, 7)
+    reply = client.post("/api/items/7/answer", json={"decision": "irrelevant", "mask": encode_mask(mask)}).get_json()
+    assert np.array_equal(store.answer(7).mask, mask)
+    assert reply["answer"]["decision"] == "irrelevant" and reply["next_unanswered"] == 2
+    assert np.array_equal(decode_mask(client.get("/api/items/7").get_json()["answer"]["mask"]), mask)
+    reply = client.post("/api/items/11/answer", json={"decision": "irrelevant", "mask": mask.astype(int).tolist()})
+    assert reply.get_json()["next_unanswered"] == 2  # wraps around to the first unanswered
+    reply = client.post("/api/items/2/answer", json={"decision": "accepted", "mask": None}).get_json()
+    assert reply["next_unanswered"] is None
+    assert reply["progress"] == {"answered": 3, "total": 3, "counts": {"irrelevant": 2, "accepted": 1, "skipped": 0}}
+    client.post("/api/items/2/answer", json={"decision": "skipped"})
+    listed = client.get("/api/items").get_json()["items"]
+    assert [item["decision"] for item in listed] == ["irrelevant", "skipped", "irrelevant"]
+    assert [a.decision for a in store.history(2)] == ["accepted", "skipped"]
+
+
+_GOOD_MASK = encode_mask(np.eye(28, dtype=bool))
+
+
+@pytest.mark.parametrize("path, kwargs, status, message", [
+    ("/api/items/99/answer", {"json": {"decision": "accepted"}}, 404, "no image 99"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant", "mask": encode_mask(np.eye(27, dtype=bool))}},
+     400, "image's size 28 x 28"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant", "mask": np.eye(28, 27).tolist()}}, 400, "image's size"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant", "mask": (2 * np.eye(28)).tolist()}},
+     400, "must be binary"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant", "mask": (0.5 * np.ones((28, 28))).tolist()}},
+     400, "must be binary"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant", "mask": encode_mask(np.zeros((28, 28)))}},
+     400, "marks no pixel"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant"}}, 400, "needs a mask"),
+    ("/api/items/7/answer", {"json": {"decision": "accepted", "mask": _GOOD_MASK}}, 400, "takes no mask"),
+    ("/api/items/7/answer", {"json": {"decision": "relevant"}}, 400, "unknown decision 'relevant'"),
+    ("/api/items/7/answer", {"json": {}}, 400, "unknown decision None"),
+    ("/api/items/7/answer", {"json": {"decision": "accepted", "note": "x"}}, 400, "unknown field 'note'"),
+    ("/api/items/7/answer", {"json": ["accepted"]}, 400, "JSON object"),
+    ("/api/items/7/answer", {"data": '{"decision": "accepted"', "content_type": "application/json"},
+     400, "not valid JSON"),
+    ("/api/items/7/answer", {"data": "decision=accepted", "content_type": "application/x-www-form-urlencoded"},
+     415, "Content-Type: application/json"),
+    ("/api/items/7/answer", {"json": {"decision": "irrelevant", "mask": {"shape": [28, 28], "bits": "%%%"}}},
+     400, "not valid base64"),
+    ("/api/items/7/answer", {"data": b'{"decision": "irrelevant", "mask": "' + b"A" * MAX_BODY_BYTES + b'"}',
+                             "content_type": "application/json"}, 413, "larger than"),
+])
+def test_bad_answers_get_a_clear_4xx_and_change_nothing(client, store, path, kwargs, status, message):
+    response = client.post(path, **kwargs)
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert message in error and "\n" not in error
+    assert store.history() == []
+
+
+@pytest.mark.parametrize("path", ["/api/items/99", "/api/items/99/image.png", "/api/items/99/heatmap.png",
+                                  "/api/items/-1", "/api/nothing"])
+def test_unknown_images_and_routes_are_404_json(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response.get_json()["error"]
+
+
+def test_a_wrong_method_is_405_json(client, store):
+    response = client.get("/api/items/7/answer")
+    assert response.status_code == 405 and "Method Not Allowed" in response.get_json()["error"]
+    assert client.put("/api/items/7/answer", json={"decision": "accepted"}).status_code == 405
+    assert store.history() == []
+
+
+@pytest.mark.parametrize("path", ["/", "/api/items", "/api/items/7", "/api/items/7/image.png",
+                                  "/static/annotate.js", "/static/annotate.css"])
+def test_with_a_token_every_request_must_carry_it(task, store, path):
+    client = create_app(task, store, token="s3cret/+").test_client()
+    assert client.get(path).status_code == 401
+    assert client.get(path, query_string={"token": "guess"}).status_code == 403
+    assert client.get(path, headers={TOKEN_HEADER: "guess"}).status_code == 403
+    assert client.get(path, query_string={"token": "s3cret/+"}).status_code == 200
+    assert client.get(path, headers={TOKEN_HEADER: "s3cret/+"}).status_code == 200
+
+
+def test_with_a_token_answers_without_it_are_refused(task, store):
+    client = create_app(task, store, token="s3cret").test_client()
+    assert client.post("/api/items/7/answer", json={"decision": "accepted"}).status_code == 401
+    assert client.post("/api/items/7/answer?token=nope", json={"decision": "accepted"}).status_code == 403
+    assert store.history() == []
+    assert client.post("/api/items/7/answer", json={"decision": "accepted"},
+                       headers={TOKEN_HEADER: "s3cret"}).status_code == 200
+
+
+def test_an_empty_token_is_refused(task, store):
+    with pytest.raises(AnnotateError, match="the token is empty"):
+        create_app(task, store, token="")
+
+
+def test_the_page_links_its_assets_with_the_token(task, store):
+    html = create_app(task, store, token="s3cret").test_client().get("/?token=s3cret").get_data(as_text=True)
+    assert "/static/annotate.js?token=s3cret" in html and "/static/annotate.css?token=s3cret" in html
+    assert "http://" not in html and "https://" not in html  # nothing from the internet
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "annotate.example.org"])
+def test_serving_beyond_loopback_needs_a_token(task, store, host, capsys):
+    with pytest.raises(AnnotateError, match="pass a token") as err:
+        serve(task, store, host=host, port=0)
+    assert "\n" not in str(err.value) and capsys.readouterr().out == ""
+
+
+def test_serving_on_a_busy_port_is_one_clear_error(task, store):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(AnnotateError, match="choose another port"):
+            serve(task, store, host="127.0.0.1", port=taken.getsockname()[1])
+
+
+def test_the_printed_address_carries_the_token():
+    assert page_url("127.0.0.1", 8765) == "http://127.0.0.1:8765/"
+    assert page_url("127.0.0.1", 8765, "a/b+c") == "http://127.0.0.1:8765/?token=a%2Fb%2Bc"
+    assert page_url("::1", 80) == "http://[::1]:80/"
+    assert page_url("0.0.0.0", 80, "t").endswith(":80/?token=t") and "0.0.0.0" not in page_url("0.0.0.0", 80)
+
+
+def test_a_store_for_other_images_is_refused(tmp_path, task):
+    task_rgb = FakeTask("rgb")
+    with pytest.raises(AnnotateError, match="images are 64 x 64 but the store holds masks of 28 x 28"):
+        create_app(task_rgb, fake_store(tmp_path / "s.sqlite", task))
