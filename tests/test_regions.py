@@ -1,6 +1,5 @@
 """Candidate regions ([002] §4.2) on planted attributions, the Captum maps against a hand computation
 on a tiny CNN, and the region measures by hand."""
-import doctest
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ from captum.attr import LayerGradCam
 from skimage.segmentation import slic
 from torch import nn
 
-from pyro_ebnn.annotate import regions as regions_module
-from pyro_ebnn.annotate.regions import (KEEP_MASS, RegionError, attribution_maps, candidate_regions, mass_threshold,
+from pyro_ebnn.explain.regions import (KEEP_MASS, RegionError, attribution_maps, candidate_regions, mass_threshold,
                                         region_coverage, region_iou)
 from pyro_ebnn.errors import EBNNError
 
@@ -354,9 +352,3 @@ def test_iou_and_coverage_by_hand():
     assert float(region_iou(found[1], truth[1])) == pytest.approx(2 / 6)
     with pytest.raises(RegionError, match="same shape"):
         region_iou(found, truth[:2])
-
-
-def test_docstring_examples_run():
-    torch.set_num_threads(1)
-    result = doctest.testmod(regions_module)
-    assert result.attempted >= 5 and result.failed == 0

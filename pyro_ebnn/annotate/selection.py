@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from pyro_ebnn.errors import EBNNError
+from ..errors import EBNNError
+from ..metrics import mutual_information_per_image, predictive_entropy_per_image
 
 __all__ = ["STRATEGIES", "SelectionError", "bald", "explanation_disagreement", "predictive_entropy", "scores",
            "select"]
@@ -76,7 +77,7 @@ def predictive_entropy(probs) -> np.ndarray:
     >>> predictive_entropy([[[0.5, 0.5], [1.0, 0.0]]]).round(4)
     array([0.6931, 0.    ])
     """
-    return stats.entropy(_probs(probs).mean(0), axis=-1)
+    return predictive_entropy_per_image(_probs(probs))
 
 
 def bald(probs) -> np.ndarray:
@@ -85,8 +86,7 @@ def bald(probs) -> np.ndarray:
     >>> bald([[[1.0, 0.0]], [[0.0, 1.0]]]).round(4)   # two confident samples that disagree
     array([0.6931])
     """
-    p = _probs(probs)
-    return np.maximum(stats.entropy(p.mean(0), axis=-1) - stats.entropy(p, axis=-1).mean(0), 0.0)
+    return mutual_information_per_image(_probs(probs))
 
 
 def explanation_disagreement(attributions) -> np.ndarray:

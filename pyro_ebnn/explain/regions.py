@@ -52,7 +52,8 @@ import torch.nn.functional as F
 from skimage.segmentation import slic
 from torch import nn
 
-from pyro_ebnn.errors import EBNNError
+from ..errors import EBNNError
+from .attributions import attribute
 
 __all__ = ["KEEP_MASS", "N_SEGMENTS", "SIGNS", "RegionError", "Regions", "attribution_maps",
            "candidate_regions", "mass_threshold", "region_coverage", "region_iou"]
@@ -272,8 +273,6 @@ def attribution_maps(net: nn.Module, images: torch.Tensor, targets) -> tuple[tor
     >>> tuple(gradcam.shape), tuple(saliency.shape)
     ((4, 1, 8, 8), (4, 1, 8, 8))
     """
-    from captum.attr import LayerAttribution, LayerGradCam, Saliency
-
     layer = getattr(net, "evidence_layer", None)
     if not isinstance(layer, nn.Module):
         raise RegionError(f"{type(net).__name__} has no module evidence_layer; "
@@ -285,11 +284,7 @@ def attribution_maps(net: nn.Module, images: torch.Tensor, targets) -> tuple[tor
         y = y.expand(len(images))
     if len(y) != len(images):
         raise RegionError(f"targets must give one class per image ({len(images)}), got {len(y)}")
-    x = images.detach().clone().requires_grad_(True)
-    cam = LayerGradCam(net, layer).attribute(x, target=y, relu_attributions=False)
-    cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
-    saliency = Saliency(net).attribute(x, target=y, abs=False)
-    return cam.detach(), saliency.detach()
+    return attribute(net, images, y, "gradcam"), attribute(net, images, y, "saliency")
 
 
 # -- how well regions find a known mask --------------------------------------------------------------
