@@ -1,29 +1,87 @@
+"""What every dataset gives: labelled images with feedback masks, one at a time or in batches.
+
+An *image set* holds N images (C x H x W floats in [0, 1]), their integer labels and their
+feedback masks (1 x H x W booleans, True = irrelevant; all False = no opinion). Two kinds exist:
+
+* :class:`ImageSet`, tensors in memory (Decoy MNIST, ``.npz`` files);
+* image sets read from disk as they are needed (image folders and the real-world datasets of
+  :mod:`pyro_ebnn.data.folders`), which a ``torch.utils.data.DataLoader`` with workers streams.
+
+Both satisfy :class:`LabelledImages`; :func:`batches` iterates over either.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from ..errors import DataError
 
 
+@runtime_checkable
+class LabelledImages(Protocol):
+    """The interface of an image set (see the module docstring)."""
+
+    name: str
+    num_classes: int
+    class_names: Sequence[str]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]: ...      # C x H x W
+
+    @property
+    def labels(self) -> torch.Tensor: ...                    # int64 N, in memory
+
+    @property
+    def has_mask(self) -> torch.Tensor: ...                  # bool N: the image carries a non-empty mask
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]: ...  # image, label, mask
+
+    def subset(self, idx) -> "LabelledImages": ...           # the images at ``idx``, in that order
+
+    def keep_masks(self, keep: torch.Tensor) -> "LabelledImages": ...  # masks only where keep (bool N)
+
+
 @dataclass
 class ImageSet:
-    """Images (float32, N x C x H x W, in [0, 1]), labels (int64, N) and masks (bool, N x 1 x H x W)."""
+    """Images (float32, N x C x H x W, in [0, 1]), labels (int64, N) and masks (bool, N x 1 x H x W),
+    in memory. Validated when made; bad input is one line that names the fix."""
 
     images: torch.Tensor
     labels: torch.Tensor
     masks: torch.Tensor
     num_classes: int
     name: str = "data"
+    class_names: Optional[Sequence[str]] = None
 
     def __post_init__(self):
         self.validate()
+        if self.class_names is None:
+            self.class_names = [str(k) for k in range(self.num_classes)]
 
     def __len__(self):
         return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i]), self.masks[i]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def has_mask(self) -> torch.Tensor:
+        return self.masks.flatten(1).any(1)
+
+    def keep_masks(self, keep: torch.Tensor) -> "ImageSet":
+        keep = torch.as_tensor(keep, dtype=torch.bool, device=self.masks.device)
+        return ImageSet(self.images, self.labels, self.masks & keep.view(-1, 1, 1, 1), self.num_classes, self.name,
+                        self.class_names)
 
     def validate(self):
         x, y, m, where = self.images, self.labels, self.masks, self.name
@@ -60,11 +118,29 @@ class ImageSet:
 
     def subset(self, idx) -> "ImageSet":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return ImageSet(self.images[idx], self.labels[idx], self.masks[idx], self.num_classes, self.name)
+        return ImageSet(self.images[idx], self.labels[idx], self.masks[idx], self.num_classes, self.name,
+                        self.class_names)
 
     def to(self, device) -> "ImageSet":
         return ImageSet(self.images.to(device), self.labels.to(device), self.masks.to(device),
-                        self.num_classes, self.name)
+                        self.num_classes, self.name, self.class_names)
+
+
+def batches(images: LabelledImages, batch_size: int, indices=None, workers: int = 0,
+            pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(images B x C x H x W, labels B, masks B x 1 x H x W) of ``images`` in the order of ``indices``
+    (default: all, in order): sliced from memory for an :class:`ImageSet`, streamed from disk by a
+    ``DataLoader`` with ``workers`` processes otherwise."""
+    order = torch.arange(len(images)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+    if isinstance(images, ImageSet):
+        for start in range(0, len(order), batch_size):
+            i = order[start:start + batch_size].to(images.labels.device)
+            yield images.images[i], images.labels[i], images.masks[i]
+        return
+    loader = DataLoader(Subset(images, order.tolist()), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=pin_memory, persistent_workers=False)
+    for x, y, m in loader:
+        yield x, torch.as_tensor(y, dtype=torch.long), m
 
 
 @dataclass
