@@ -66,7 +66,7 @@ def make_step(variant: str, device, seed: int = 0):
 def load_batches(batch: int, count: int, device, seed: int = 0):
     cfg = load_config(CONFIG, {"max_train_images": max(batch * count, batch)})
     trainval, _ = load_dataset(cfg)
-    masks = keep_fraction_of_masks(trainval.masks, cfg.mask_fraction, seed + 17)
+    masks = trainval.masks & keep_fraction_of_masks(len(trainval), cfg.mask_fraction, seed + 17).view(-1, 1, 1, 1)
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(trainval), generator=g)
     out = []

@@ -94,7 +94,8 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
     cfg = _config(config, mode, sets, seed, device, fold)
     m = runs.train(cfg, out, resume=resume)
-    click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
+    if m:  # process 0 of a torchrun group reports; the others return nothing
+        click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
 
 
 @cli.command()
@@ -110,7 +111,8 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, res
     # the run's own mode: finetune checks the network and switches the mode to feedback
     cfg = _config(config, None, sets, seed, device, fold)
     m = runs.finetune(run_dir, cfg, out, resume=resume)
-    click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
+    if m:
+        click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
 
 
 _REFERENCE_HELP = ("the reference image of DeepLIFT and Occlusion: black, or every pixel at the training "

@@ -19,16 +19,22 @@ from ..errors import DataError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
 
 
-def channel_moments(images: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation (n - 1) of N x C x H x W images, accumulated in
-    double precision over chunks of images (no full-size double copy of the data)."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].detach().to("cpu", torch.float64)
-        total += x.sum((0, 2, 3))
-        squares += x.square().sum((0, 2, 3))
-    n = images.shape[0] * images.shape[2] * images.shape[3]
+def channel_moments(images, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (n - 1) of N x C x H x W images, given as one tensor
+    or as an iterable of such batches (images read from disk), accumulated in double precision
+    one chunk at a time (no full-size double copy of the data)."""
+    parts = (images[s:s + chunk] for s in range(0, len(images), chunk)) if isinstance(images, torch.Tensor) else images
+    total = squares = None
+    n = 0
+    for part in parts:
+        if part.dim() != 4:
+            raise DataError(f"images must be N x C x H x W, got shape {tuple(part.shape)}")
+        x = part.detach().to("cpu", torch.float64)
+        total = x.sum((0, 2, 3)) if total is None else total + x.sum((0, 2, 3))
+        squares = x.square().sum((0, 2, 3)) if squares is None else squares + x.square().sum((0, 2, 3))
+        n += x.shape[0] * x.shape[2] * x.shape[3]
+    if total is None:
+        raise DataError("no images to compute channel statistics from")
     mean = total / n
     var = (squares - n * mean.square()).clamp_min(0) / max(n - 1, 1)
     return mean, var.sqrt()
@@ -47,12 +53,15 @@ class Standardize(nn.Module):
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
 
-    def fit(self, images: torch.Tensor) -> "Standardize":
-        """Set mean and std per channel from N x C x H x W images (in double precision)."""
-        if images.dim() != 4 or images.shape[1] != len(self.mean):
+    def fit(self, images) -> "Standardize":
+        """Set mean and std per channel from N x C x H x W images, one tensor or an iterable of batches
+        (in double precision)."""
+        if isinstance(images, torch.Tensor) and (images.dim() != 4 or images.shape[1] != len(self.mean)):
             raise DataError(f"standardization of {len(self.mean)}-channel inputs needs N x {len(self.mean)} x H x W "
                             f"images, got shape {tuple(images.shape)}")
         mean, std = channel_moments(images)
+        if len(mean) != len(self.mean):
+            raise DataError(f"standardization of {len(self.mean)}-channel inputs got {len(mean)}-channel images")
         if not (std > 1e-8).all():
             bad = [int(c) for c in (std <= 1e-8).nonzero().flatten()]
             raise DataError(f"channel(s) {bad} of the training images are constant, so they cannot be "
@@ -315,9 +324,9 @@ def standardized(net: BayesianCNN) -> BayesianCNN:
                        net.input_shape)
 
 
-def fit_standardization(net: nn.Module, images: torch.Tensor) -> dict:
+def fit_standardization(net: nn.Module, images) -> dict:
     """Fit the :class:`Standardize` layer of ``net`` (Bayesian or point network) to the training
-    ``images``; returns ``{"input_mean": [...], "input_std": [...]}`` for the run's metrics."""
+    ``images`` (a tensor or an iterable of batches); returns ``{"input_mean": [...], "input_std": [...]}`` for the run's metrics."""
     layers = [m for m in net.modules() if isinstance(m, Standardize)]
     if len(layers) != 1:
         raise ValueError(f"expected one Standardize layer in the network, found {len(layers)}")

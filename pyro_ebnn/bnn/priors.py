@@ -1,16 +1,22 @@
-"""Priors over the network weights P(w). Any callable ``prior(site_name, shape) -> Distribution``
-(with the weight dimensions as event dimensions) can replace these."""
+"""Priors over the network weights P(w). Any callable ``prior(site_name, shape, device) ->
+Distribution`` (with the weight dimensions as event dimensions) can replace these."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import pyro.distributions as dist
+import torch
+
+__all__ = ["NormalPrior", "LaplacePrior", "PRIORS"]
 
 
 @dataclass(frozen=True)
 class NormalPrior:
-    """Factorized N(loc, scale^2) on every weight; [000]/[001] use N(0, 0.1^2)."""
+    """Factorized N(loc, scale^2) on every weight; [000]/[001] use N(0, 0.1^2).
+
+    >>> NormalPrior(0.1)("conv1.weight", torch.Size([6, 1, 3, 3])).event_shape
+    torch.Size([6, 1, 3, 3])
+    """
 
     scale: float = 0.1
     loc: float = 0.0
@@ -26,13 +32,19 @@ class NormalPrior:
 
 @dataclass(frozen=True)
 class LaplacePrior:
-    """Factorized Laplace(loc, scale) on every weight (a sparsity-inducing alternative).
+    """Factorized Laplace(loc, scale) on every weight (a sparsity-inducing alternative). torch has
+    the KL of a Gaussian posterior to it in closed form, so both ELBOs train it.
 
-    The KL to a Gaussian posterior has no closed form in torch, so train it with Trace_ELBO.
+    >>> LaplacePrior(0.1)("fc1.weight", torch.Size([3, 2])).event_shape
+    torch.Size([3, 2])
     """
 
     scale: float = 0.1
     loc: float = 0.0
+
+    def __post_init__(self):
+        if not self.scale > 0:
+            raise ValueError(f"prior scale must be > 0, got {self.scale}")
 
     def __call__(self, site_name: str, shape: torch.Size, device=None) -> dist.Distribution:
         loc = torch.full(shape, self.loc, device=device)

@@ -165,13 +165,17 @@ def fold_split(n: int, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray
     return np.sort(train), np.sort(val)
 
 
-def keep_fraction_of_masks(masks: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
-    """[000] keeps the feedback of only a fraction (70%) of the training images; the rest get an
-    all-zero mask ("no opinion")."""
+def keep_fraction_of_masks(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Which of ``n`` images keep their feedback (bool N, for :meth:`LabelledImages.keep_masks`): [000]
+    keeps the masks of only a fraction (70%) of the training images, the rest get an all-zero mask
+    ("no opinion"); the dropped ones are a seeded random choice.
+
+    >>> keep_fraction_of_masks(10, 0.7, seed=0).sum().item()
+    7
+    """
     if not 0.0 <= fraction <= 1.0:
         raise DataError(f"mask fraction must be in [0, 1], got {fraction}")
-    n = len(masks)
     drop = np.random.default_rng(seed).permutation(n)[: n - int(round(fraction * n))]
-    out = masks.clone()
-    out[torch.as_tensor(drop, dtype=torch.long)] = False
-    return out
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[torch.as_tensor(drop, dtype=torch.long)] = False
+    return keep

@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..bnn import mean_probs, predictive_probs
-from ..data import Split
+from ..data import Split, batches
 from ..errors import ConfigError
 from ..explain import (REFERENCE_METHODS, REFERENCES, ExplainError, channel_mean, explain, masked_indices,
                        overlap_metrics, parse_methods)
@@ -20,7 +20,7 @@ from ..metrics import classification_metrics, plugin_metrics, uncertainty_metric
 from .build import resolve_device
 from .config import DATA_KEYS, Config, config_difference, load_config, parse_sets
 from .figures import attribution_grid, attribution_title, evaluation_figures, validation_curve
-from .protocol import prepare_split, set_seed, use_threads
+from .protocol import images_of, prepare_split, set_seed, use_threads
 from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, load_model, read_metrics, write_metrics
 
 __all__ = ["CHECKPOINTS", "evaluate_sets", "attribution_reference", "drop_stale_overlaps", "add_overlap",
@@ -28,11 +28,13 @@ __all__ = ["CHECKPOINTS", "evaluate_sets", "attribution_reference", "drop_stale_
 
 #: which network of a run to evaluate: the model selected on validation, or the last epoch's
 CHECKPOINTS = ("selected", "last")
+#: test images read and handed to the posterior predictive at a time
+PREDICTIVE_BATCH = 1000
 
 
 def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attributions: Optional[bool] = None,
                   methods=None, attribution_samples: int = 0, max_images: Optional[int] = None,
-                  keep: Optional[dict] = None) -> dict:
+                  keep: Optional[dict] = None, figure_images: int = 8) -> dict:
     """Posterior predictive metrics on the test set (unprefixed) and the extra test sets (prefixed,
     e.g. ``decoy_swap_accuracy``): classification (scikit-learn) plus calibration and uncertainty
     (nll, brier, ece, predictive_entropy, mutual_information; :mod:`pyro_ebnn.metrics`), and
@@ -42,17 +44,22 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
     overlap with the feedback masks on the test set, ``overlap_<method>`` ([001] Eq. 17), for
     ``methods`` (default all four), at the posterior mean or averaged over ``attribution_samples``
     weight samples, on the first ``max_images`` masked test images (default all).
-    ``keep`` (a dict) receives the predictive probabilities and attributions for figures."""
+    ``keep`` (a dict) receives the predictive probabilities and the attributions of the first
+    ``figure_images`` masked test images, for figures."""
     metrics = {}
     sets = {"test": split.test, **split.extra_tests}
     bar = tqdm(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
                disable=not progress, file=sys.stderr, leave=False)
     t0 = time.time()
     for name, data in sets.items():
-        probs = predictive_probs(model, data.images, cfg.eval_samples, device=device, progress=bar)
+        probs, plugin = [], []
+        for x, _, _ in batches(data, PREDICTIVE_BATCH, workers=cfg.workers):
+            probs.append(predictive_probs(model, x, cfg.eval_samples, device=device, progress=bar))
+            plugin.append(mean_probs(model, x, device=device))
+        probs, plugin = torch.cat(probs, dim=1), torch.cat(plugin)
         m = classification_metrics(data.labels.numpy(), probs.mean(0).numpy())
         m.update(uncertainty_metrics(data.labels, probs))
-        m.update(plugin_metrics(data.labels, mean_probs(model, data.images, device=device)))
+        m.update(plugin_metrics(data.labels, plugin))
         if name == "test":
             metrics.update(m)
         else:
@@ -67,8 +74,9 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
         t0 = time.time()
         kept = {} if keep is not None else None
         metrics.update(overlap_metrics(model.net, split.test, methods, samples=attribution_samples,
-                                       max_images=max_images, device=device, progress=progress,
-                                       seed=cfg.seed, keep=kept, reference=attribution_reference(cfg, split)))
+                                       max_images=max_images, device=device, progress=progress, seed=cfg.seed,
+                                       keep=kept, keep_images=figure_images, workers=cfg.workers,
+                                       reference=attribution_reference(cfg, split)))
         metrics["attribution_reference"] = cfg.attribution_reference
         metrics["attribution_seconds"] = time.time() - t0
         if keep is not None and kept:
@@ -81,7 +89,7 @@ def attribution_reference(cfg: Config, split: Split):
     names: None (black), or the per-channel mean of the training images (``mean``)."""
     if cfg.attribution_reference == "black":
         return None
-    return channel_mean(split.train.images)
+    return channel_mean(images_of(split.train, cfg.workers))
 
 
 def drop_stale_overlaps(metrics: dict, reference: str) -> dict:
@@ -113,8 +121,8 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
     split = prepare_split(cfg)
     model, _, _ = load_model(run_dir, dev, cfg)
     t0 = time.time()
-    metrics.update(overlap_metrics(model.net, split.test, todo, max_images=max_images, device=dev,
-                                   progress=progress, seed=cfg.seed, reference=attribution_reference(cfg, split)))
+    metrics.update(overlap_metrics(model.net, split.test, todo, max_images=max_images, device=dev, progress=progress,
+                                   seed=cfg.seed, workers=cfg.workers, reference=attribution_reference(cfg, split)))
     metrics["overlap_seconds"] = time.time() - t0
     write_metrics(run_dir, metrics)
     return metrics
@@ -168,15 +176,15 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
                "seed": cfg.seed,
                **evaluate_sets(model, split, cfg, dev, progress, attributions=attributions, methods=methods,
-                               attribution_samples=samples, max_images=max_images, keep=keep),
+                               attribution_samples=samples, max_images=max_images, keep=keep,
+                               figure_images=figure_images),
                "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
                "threads": torch.get_num_threads(), "evaluated_run": str(run_dir), "evaluated_checkpoint": checkpoint,
                "evaluated_epoch": state["epoch"] if checkpoint == "last" else payload.get("epoch"),
                "config": cfg.to_dict()}
     if figures:
         t1 = time.time()
-        paths = evaluation_figures(out, keep, split.test.images, split.test.masks, split.test.labels,
-                                   run_name=f"{cfg.name} [{cfg.mode}]", n_images=figure_images, samples=samples,
+        paths = evaluation_figures(out, keep, run_name=f"{cfg.name} [{cfg.mode}]", samples=samples,
                                    reference=cfg.attribution_reference)
         if state is not None and state.get("history"):
             paths += validation_curve(state["history"], cfg.select_metric, out / "validation_curve",
@@ -221,11 +229,11 @@ def explain_runs(run_dirs: Sequence, out, n_images: int = 8, methods=None, sampl
     dev = resolve_device(device or configs[0].device)
     split = prepare_split(configs[0])
     test = split.test
-    reference_values = channel_mean(split.train.images) if reference == "mean" else None
-    idx = masked_indices(test.masks, n_images)
+    reference_values = channel_mean(images_of(split.train, configs[0].workers)) if reference == "mean" else None
+    idx = masked_indices(test.has_mask, n_images)
     if len(idx) == 0:
         raise ExplainError("the test set has no image with a non-empty mask; nothing to compare")
-    x, y, masks = test.images[idx], test.labels[idx], test.masks[idx]
+    x, y, masks = next(batches(test, len(idx), idx))
     columns = []
     for r, name in zip(run_dirs, names):
         model, _, _ = load_model(r, dev)

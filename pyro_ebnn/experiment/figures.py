@@ -196,11 +196,11 @@ def attribution_title(method: str, samples: int = 0, reference: str = "black") -
     return text
 
 
-def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_labels=None,
-                       run_name: str = "run", n_images: int = 8, samples: int = 0, reference: str = "black") -> list[str]:
+def evaluation_figures(out, kept: dict, run_name: str = "run", samples: int = 0,
+                       reference: str = "black") -> list[str]:
     """All figures of one evaluation: per test set a reliability diagram and an MI histogram; per
-    method an attribution grid of the first ``n_images`` masked test images (if attributions were
-    computed). ``kept`` is what :func:`pyro_ebnn.experiment.evaluation.evaluate_sets` keeps."""
+    method an attribution grid of the masked test images kept (if attributions were computed).
+    ``kept`` is what :func:`pyro_ebnn.experiment.evaluation.evaluate_sets` keeps."""
     out = Path(out)
     written = []
     for name, d in kept.get("sets", {}).items():
@@ -213,13 +213,11 @@ def evaluation_figures(out, kept: dict, test_images=None, test_masks=None, test_
                                                 out / f"mutual_information_{name}",
                                                 title=f"{run_name}: {name} set, {probs.shape[0]} posterior samples")
     attr = kept.get("attributions")
-    if attr and test_images is not None:
-        idx = attr["indices"][:n_images]
-        k = len(idx)
+    if attr and attr.get("labels") is not None:
         test = kept.get("sets", {}).get("test")
-        probs = test["probs"].mean(0)[idx] if test is not None else None
+        probs = test["probs"].mean(0)[attr["indices"]] if test is not None else None
         for method, a in attr["attributions"].items():
-            written += attribution_grid(test_images[idx], test_masks[idx], test_labels[idx],
-                                        [(run_name, a[:k], probs)], method, out / f"attributions_{method}",
+            written += attribution_grid(attr["images"], attr["masks"], attr["labels"],
+                                        [(run_name, a, probs)], method, out / f"attributions_{method}",
                                         title_suffix=attribution_title(method, samples, reference))
     return written

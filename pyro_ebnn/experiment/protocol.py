@@ -7,10 +7,10 @@ from typing import Optional
 import pyro
 import torch
 
-from ..data import Split, fold_split, keep_fraction_of_masks, load_dataset
+from ..data import ImageSet, LabelledImages, Split, batches, fold_split, keep_fraction_of_masks, load_dataset
 from .config import Config
 
-__all__ = ["prepare_split", "set_seed", "use_threads"]
+__all__ = ["prepare_split", "images_of", "set_seed", "use_threads"]
 
 
 def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
@@ -22,12 +22,20 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
     train = trainval.subset(train_idx)
     val = (tests.pop("validation") if "validation" in tests else trainval).subset(val_idx)
     if annotated is None:
-        train.masks = keep_fraction_of_masks(train.masks, cfg.mask_fraction, cfg.seed + 17)
+        train = train.keep_masks(keep_fraction_of_masks(len(train), cfg.mask_fraction, cfg.seed + 17))
     else:
         count = int(round(annotated * len(train))) if annotated < 1 else int(annotated)
-        train.masks = keep_fraction_of_masks(train.masks, min(count, len(train)) / len(train), cfg.seed + 29)
+        train = train.keep_masks(keep_fraction_of_masks(len(train), min(count, len(train)) / len(train), cfg.seed + 29))
     test = tests.pop("test")
     return Split(train, val, test, tests)
+
+
+def images_of(images: LabelledImages, workers: int = 0, batch_size: int = 256):
+    """The images of a set: the tensor of an in-memory set, or an iterator over batches of a set
+    read from disk (for statistics such as the standardization's mean and std)."""
+    if isinstance(images, ImageSet):
+        return images.images
+    return (x for x, _, _ in batches(images, batch_size, workers=workers))
 
 
 def set_seed(seed: int):

@@ -15,35 +15,56 @@ from tqdm.auto import tqdm
 
 from ..baselines import PENALTY_MODES
 from ..bnn import fit_standardization, mean_probs, standardization_of
-from ..data import Split
+from ..data import Split, batches
 from ..errors import ConfigError
 from ..metrics import classification_metrics
 from .build import build_model, resolve_device
 from .config import Config
+from .distributed import join
 from .evaluation import evaluate_sets
-from .protocol import prepare_split, set_seed, use_threads
-from .rundir import MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics
+from .protocol import images_of, prepare_split, set_seed, use_threads
+from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics
 from .training import Trainer
 
 __all__ = ["train", "finetune"]
 
 
-def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None) -> dict:
-    """Train from scratch ([000] protocol) and evaluate; writes metrics.json, model.pt, checkpoint.pt."""
-    out = Path(out)
-    device = resolve_device(cfg.device)
+def _start(cfg: Config, out, resume: bool, trainer_of) -> tuple:
+    """The process group, the device and the trainer of a run, resumed from ``out`` when it holds a
+    checkpoint of the same config (process 0 checks and clears ``out``; the others wait)."""
+    group, device = join(resolve_device(cfg.device))
     use_threads(cfg.threads)
-    set_seed(cfg.seed)
-    split = split or prepare_split(cfg)
-    model = build_model(cfg, split.train.images.shape[1:], split.train.num_classes)
-    extra = fit_standardization(model.net, split.train.images) if cfg.standardize else None
-    model.net.to(device)
-    trainer = Trainer(cfg, model, cfg.lr, device)
-    state = prepare_run_dir(out, cfg, resume)
+    trainer = trainer_of(group, device)
+    state = prepare_run_dir(out, cfg, resume) if group.is_main else None
+    group.barrier()
+    if not group.is_main and (Path(out) / CHECKPOINT).exists():
+        state = torch.load(Path(out) / CHECKPOINT, map_location="cpu", weights_only=False)
     if state is not None:
         trainer.load_state(state)
+    elif group.size > 1:
+        torch.manual_seed(cfg.seed * 1000 + group.rank)  # the same model everywhere, its own LRT noise each
+    if group.is_main:
+        write_config(out, cfg)
+    return group, device, trainer
+
+
+def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None) -> dict:
+    """Train from scratch ([000] protocol) and evaluate; writes metrics.json, model.pt, checkpoint.pt.
+    Under ``torchrun`` the processes train one model together and process 0 writes; the others
+    return an empty dict."""
+    out = Path(out)
+    set_seed(cfg.seed)
+    split = split or prepare_split(cfg)
+    train_set = split.train
+    model = build_model(cfg, train_set.image_shape, train_set.num_classes)
+    extra = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
+
+    def trainer_of(group, device):
+        model.net.to(device)
+        return Trainer(cfg, model, cfg.lr, device, group)
+    group, device, trainer = _start(cfg, out, resume, trainer_of)
+    if trainer.epoch and group.is_main:
         tqdm.write(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
-    write_config(out, cfg)
     t0 = time.time()
     trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
                 augment=cfg.mode == "augment")
@@ -55,8 +76,6 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     of training images chosen uniformly at random. A budget of 0 is the matched control: the same
     fine-tuning (data, epochs, steps, selection) without any annotated image, run as mode ``none``."""
     out = Path(out)
-    device = resolve_device(cfg.device)
-    use_threads(cfg.threads)
     set_seed(cfg.seed)
     lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
     if cfg.network != "bayesian":
@@ -67,31 +86,39 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
         raise ConfigError(f"fine-tuning with feedback needs finetune_lam > 0, got {lam}")
     cfg = dataclasses.replace(cfg, mode="feedback" if with_feedback else "none")
     split = prepare_split(cfg, annotated=cfg.finetune_budget)
-    model, _, payload = load_model(run_dir, device, cfg, lam=lam)
-    if tuple(payload["input_shape"]) != tuple(split.train.images.shape[1:]):
+    model, _, payload = load_model(run_dir, "cpu", cfg, lam=lam)
+    if tuple(payload["input_shape"]) != tuple(split.train.image_shape):
         raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
-                          f"{tuple(split.train.images.shape[1:])}")
-    trainer = Trainer(cfg, model, cfg.finetune_lr or cfg.lr, device)
-    state = prepare_run_dir(out, cfg, resume)
-    if state is not None:
-        trainer.load_state(state)
-    write_config(out, cfg)
+                          f"{tuple(split.train.image_shape)}")
+
+    def trainer_of(group, device):
+        model.net.to(device)
+        return Trainer(cfg, model, cfg.finetune_lr or cfg.lr, device, group)
+    group, device, trainer = _start(cfg, out, resume, trainer_of)
     # the starting point is a candidate for model selection too
-    before = classification_metrics(split.val.labels.numpy(), mean_probs(model, split.val.images, device=device).numpy())
-    if state is None:
-        trainer.best_score, trainer.best_epoch = before[cfg.select_metric], 0
+    before = None
+    if group.is_main:
+        probs = torch.cat([mean_probs(model, x, device=device) for x, _, _ in batches(split.val, 1000)])
+        before = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
+        if trainer.epoch == 0:
+            save_model(out / MODEL, model, cfg, split.train.image_shape, split.train.num_classes, {"epoch": 0})
+    before = group.broadcast(before)
+    if trainer.epoch == 0:
+        trainer.best_score, trainer.best_epoch = before, 0
         trainer.checked_best = trainer.best_score
-        save_model(out / MODEL, model, cfg, split.train.images.shape[1:], split.train.num_classes, {"epoch": 0})
     t0 = time.time()
     trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
     return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                    {**standardization_of(model.net), "finetuned_from": str(run_dir),
                     "finetune_lam": lam if with_feedback else None,
-                    f"val_{cfg.select_metric}_before_finetune": before[cfg.select_metric]})
+                    f"val_{cfg.select_metric}_before_finetune": before})
 
 
-def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None):
-    """Evaluate the selected model and write metrics.json (last: its presence marks a finished run)."""
+def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None) -> dict:
+    """Evaluate the selected model and write metrics.json (last: its presence marks a finished run);
+    on process 0 of a group only."""
+    if not trainer.group.is_main:
+        return {}
     best, _, _ = load_model(out / MODEL, device, cfg)
     t0 = time.time()
     metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
@@ -100,12 +127,12 @@ def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=Non
     metrics.update({
         "best_epoch": trainer.best_epoch, "epochs_run": trainer.epoch,
         f"val_{cfg.select_metric}": trainer.best_score if math.isfinite(trainer.best_score) else None,
-        "n_train": len(split.train), "n_train_with_mask": int(split.train.masks.flatten(1).any(1).sum()),
+        "n_train": len(split.train), "n_train_with_mask": int(split.train.has_mask.sum()),
         "n_val": len(split.val) if split.val is not None else 0, "n_test": len(split.test),
         "train_seconds": train_seconds,
         "seconds_per_epoch": sum(h["seconds"] for h in epochs) / len(epochs) if epochs else None,
-        "eval_seconds": time.time() - t0, "device": str(device), "threads": torch.get_num_threads(), **(extra or {}),
-        "config": cfg.to_dict(),
+        "eval_seconds": time.time() - t0, "device": str(device), "threads": torch.get_num_threads(),
+        "world_size": trainer.group.size, **(extra or {}), "config": cfg.to_dict(),
     })
     write_metrics(out, metrics)
     return metrics

@@ -22,16 +22,23 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from torch.utils.data import DataLoader, DistributedSampler
+
 from ..baselines import PointModel, replace_with_noise
-from ..bnn import mean_probs
-from ..data import Split
+from ..bnn import FeedbackBNN, mean_probs
+from ..data import ImageSet, Split, batches
 from ..errors import TrainingError
 from ..metrics import classification_metrics
 from .build import build_elbo
 from .config import Config
+from .distributed import Group
 from .rundir import CHECKPOINT, MODEL, atomic_write, save_model
 
-__all__ = ["training_loss", "Trainer"]
+__all__ = ["training_loss", "Trainer", "CHANCE_EPOCHS"]
+
+#: validations after which a model whose validation balanced accuracy never rose above chance,
+#: while the KL term made most of its loss, is stopped as one that cannot learn
+CHANCE_EPOCHS = 5
 
 
 def training_loss(cfg: Config, model) -> Callable:
@@ -53,8 +60,12 @@ def training_loss(cfg: Config, model) -> Callable:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, model, lr: float, device):
-        self.cfg, self.model, self.device = cfg, model, device
+    """Fits ``model`` (a :class:`~pyro_ebnn.bnn.FeedbackBNN` or a point model) with Adam and an
+    exponential learning-rate decay per epoch. ``group``: the processes that train it together
+    (:mod:`~pyro_ebnn.experiment.distributed`; one by default)."""
+
+    def __init__(self, cfg: Config, model, lr: float, device, group: Group = Group()):
+        self.cfg, self.model, self.device, self.group = cfg, model, device, group
         self.loss = training_loss(cfg, model)
         self.optimizer = torch.optim.Adam(model.net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, cfg.lr_decay)
@@ -63,55 +74,88 @@ class Trainer:
         self.history = []
 
     def step(self, x, y, mask, data_size) -> float:
-        """One gradient step on a batch; returns the loss for the record."""
+        """One gradient step on a batch (averaged over the group's batches); returns the loss for
+        the record."""
         self.optimizer.zero_grad(set_to_none=True)
         loss, value = self.loss(x, y, mask, data_size)
         loss.backward()
+        self.group.average_gradients(self.model.net.parameters())
         self.optimizer.step()
         return value
 
     # checkpoint of everything needed to resume: network, optimizer, schedule, RNG, history
     def state(self):
+        """The training state; the random states of every process of the group (all must call it)."""
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
         return {"net": self.model.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "epoch": self.epoch, "best_score": self.best_score,
                 "best_epoch": self.best_epoch, "stale": self.stale, "history": self.history,
-                "checked_best": self.checked_best,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                "checked_best": self.checked_best, "rng": self.group.gather(rng), "world_size": self.group.size,
                 "config": self.cfg.to_dict()}
 
     def load_state(self, st):
+        if st["world_size"] != self.group.size:
+            raise TrainingError(f"the checkpoint was written by {st['world_size']} process(es) and this run has "
+                                f"{self.group.size}; resume with --nproc_per_node {st['world_size']}, or pass "
+                                "--no-resume to start over")
         self.model.net.load_state_dict(st["net"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.schedule.load_state_dict(st["schedule"])
         self.epoch, self.best_score, self.best_epoch = st["epoch"], st["best_score"], st["best_epoch"]
         self.stale, self.history, self.checked_best = st["stale"], st["history"], st["checked_best"]
-        torch.set_rng_state(st["rng"]["torch"])
-        np.random.set_state(st["rng"]["numpy"])
-        if st["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+        rng = st["rng"][self.group.rank]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    # -- one epoch's batches ----------------------------------------------------------------------
+    def _order(self, n: int) -> torch.Tensor:
+        """This process's training images for the epoch, in order: a random permutation of all of
+        them on one process; its share of a permutation common to the group otherwise."""
+        if self.group.size == 1:
+            return torch.randperm(n, device=self.device)
+        sampler = DistributedSampler(range(n), num_replicas=self.group.size, rank=self.group.rank, shuffle=True,
+                                     seed=self.cfg.seed)
+        sampler.set_epoch(self.epoch)
+        return torch.tensor(list(sampler), device=self.device)
+
+    def _batches(self, train, order: torch.Tensor):
+        """(images, labels, masks) on the device: sliced from memory, or streamed from disk by a
+        DataLoader with ``cfg.workers`` processes."""
+        if isinstance(train, ImageSet):
+            yield from batches(train, self.cfg.batch_size, order)
+            return
+        loader = DataLoader(train, batch_size=self.cfg.batch_size, sampler=order.tolist(), num_workers=self.cfg.workers,
+                            pin_memory=self.device.type == "cuda")
+        for x, y, m in loader:
+            yield (x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True),
+                   m.to(self.device, non_blocking=True))
 
     def fit(self, split: Split, epochs: int, out: Path, use_masks: bool, progress: bool = True,
             augment: bool = False):
         """``use_masks``: hand the feedback masks to the model (evidence or a loss penalty);
         ``augment``: counterexamples instead, masked pixels replaced by fresh U(0, 1) noise."""
-        cfg, model = self.cfg, self.model
-        train = split.train.to(self.device)
-        n, bs = len(train), cfg.batch_size
+        cfg, model, main = self.cfg, self.model, self.group.is_main
+        train = split.train.to(self.device) if isinstance(split.train, ImageSet) else split.train
+        n = len(train)
         ckpt = out / CHECKPOINT
         bar = tqdm(total=epochs, initial=self.epoch, desc=f"{cfg.name} [{cfg.mode}]", unit="epoch",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        tty = progress and sys.stderr.isatty()
+                   disable=not (progress and main), file=sys.stderr, dynamic_ncols=True)
+        tty = progress and main and sys.stderr.isatty()
         while self.epoch < epochs:
             model.net.train()
-            perm = torch.randperm(n, device=self.device)
+            order = self._order(n)
+            n_steps = math.ceil(len(order) / cfg.batch_size)
             total, t0, within = 0.0, time.time(), []
-            steps = range(0, n, bs)
-            for step, start in enumerate(tqdm(steps, leave=False, disable=not tty, unit="batch", desc=f"epoch {self.epoch + 1}")):
-                idx = perm[start:start + bs]
-                mask = train.masks[idx] if use_masks else None
-                x = replace_with_noise(train.images[idx], train.masks[idx]) if augment else train.images[idx]
-                loss = self.step(x, train.labels[idx], mask, n)
+            steps = tqdm(self._batches(train, order), total=n_steps, leave=False, disable=not tty, unit="batch",
+                         desc=f"epoch {self.epoch + 1}")
+            for step, (x, y, m) in enumerate(steps):
+                mask = m if use_masks else None
+                if augment:
+                    x = replace_with_noise(x, m)
+                loss = self.step(x, y, mask, n)
                 if not math.isfinite(loss):
                     bar.close()
                     raise TrainingError(
@@ -120,41 +164,77 @@ class Trainer:
                         "and check the inputs; no results were written")
                 total += loss
                 if cfg.val_every_steps and split.val is not None and (step + 1) % cfg.val_every_steps == 0 \
-                        and step + 1 < len(steps):
-                    at = round(self.epoch + (step + 1) / len(steps), 3)
-                    within.append({"epoch": at, f"val_{cfg.select_metric}": self._validate(split, out, train, at)})
+                        and step + 1 < n_steps:
+                    at = round(self.epoch + (step + 1) / n_steps, 3)
+                    within.append({"epoch": at, f"val_{cfg.select_metric}": self._validate(split, out, at)[0]})
                     model.net.train()
             self.schedule.step()
             self.epoch += 1
-            record = {"epoch": self.epoch, "loss": total / n, "seconds": time.time() - t0}
+            record = {"epoch": self.epoch, "loss": sum(self.group.gather(total)) / n, "seconds": time.time() - t0}
             if within:
                 record["validations_within_epoch"] = within
             if split.val is not None and (self.epoch % cfg.val_every == 0 or self.epoch == epochs):
-                record[f"val_{cfg.select_metric}"] = self._validate(split, out, train, self.epoch)
+                score, chance = self._validate(split, out, self.epoch)
+                record[f"val_{cfg.select_metric}"] = score
+                record["val_at_chance"] = chance
                 # patience counts these validations: did any validation since the last one improve?
                 self.stale = 0 if self.best_score > self.checked_best else self.stale + 1
                 self.checked_best = self.best_score
-            elif split.val is None:
-                save_model(out / MODEL, model, cfg, train.images.shape[1:], train.num_classes, {"epoch": self.epoch})
+            elif split.val is None and main:
+                save_model(out / MODEL, model, cfg, train.image_shape, train.num_classes, {"epoch": self.epoch})
                 self.best_epoch = self.epoch
             self.history.append(record)
-            atomic_write(ckpt, lambda p: torch.save(self.state(), p))
+            state = self.state()
+            if main:
+                atomic_write(ckpt, lambda p: torch.save(state, p))
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{record.get(f'val_{cfg.select_metric}', float('nan')):.4f}",
                             best=f"{self.best_score:.4f}@{self.best_epoch}")
+            self._check_learning(total / max(n_steps, 1), n)
             if cfg.patience is not None and self.stale >= cfg.patience:
-                tqdm.write(f"early stop: no validation gain in {cfg.patience} validations", file=sys.stderr)
+                if main:
+                    tqdm.write(f"early stop: no validation gain in {cfg.patience} validations", file=sys.stderr)
                 break
         bar.close()
+        self.group.barrier()
 
-    def _validate(self, split: Split, out: Path, train, epoch) -> float:
-        """Score the model on the validation set; save it as the selected model when it is the best
-        so far (``epoch`` may have a fraction for validations inside an epoch)."""
-        cfg = self.cfg
-        probs = mean_probs(self.model, split.val.images, device=self.device)
-        score = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
+    def _validate(self, split: Split, out: Path, epoch) -> tuple[float, bool]:
+        """Score the model on the validation set (process 0; the others receive the score) and save it
+        as the selected model when it is the best so far (``epoch`` may have a fraction for
+        validations inside an epoch). Returns the score and whether the validation balanced accuracy
+        is at chance."""
+        cfg, train = self.cfg, split.train
+        result = None
+        if self.group.is_main:
+            probs = torch.cat([mean_probs(self.model, x, device=self.device)
+                               for x, _, _ in batches(split.val, 1000, workers=cfg.workers)])
+            m = classification_metrics(split.val.labels.numpy(), probs.numpy())
+            result = (m[cfg.select_metric], m["balanced_accuracy"] <= 1 / train.num_classes + 0.02)
+            if result[0] > self.best_score:
+                save_model(out / MODEL, self.model, cfg, train.image_shape, train.num_classes,
+                           {"epoch": epoch, f"val_{cfg.select_metric}": result[0]})
+        score, chance = self.group.broadcast(result)
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch
-            save_model(out / MODEL, self.model, cfg, train.images.shape[1:], train.num_classes,
-                       {"epoch": epoch, f"val_{cfg.select_metric}": score})
-        return score
+        return score, chance
+
+    def _check_learning(self, loss_per_step: float, n: int):
+        """Stop a Bayesian model that is not learning: every validation of the first
+        :data:`CHANCE_EPOCHS` epochs (or more) at chance while the KL term is most of the loss means
+        that the posterior cannot leave the prior on ``n`` training images."""
+        checks = [h["val_at_chance"] for h in self.history if "val_at_chance" in h]
+        if not isinstance(self.model, FeedbackBNN) or self.epoch < CHANCE_EPOCHS or len(checks) < 2 \
+                or not all(checks):
+            return
+        try:
+            with torch.no_grad():
+                kl = float(self.model.kl())
+        except NotImplementedError:  # a prior without a closed-form KL
+            return
+        if kl > 0.5 * loss_per_step:
+            cfg = self.cfg
+            raise TrainingError(
+                f"validation balanced accuracy stayed at chance for {self.epoch} epochs while the KL term is "
+                f"{kl / loss_per_step:.0%} of the loss: the posterior cannot leave the prior on {n} training "
+                f"images; start from a smaller posterior scale "
+                f"(--set rho_init={cfg.rho_init - 3:g}) or a pretrained network, and check the labels")

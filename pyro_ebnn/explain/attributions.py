@@ -124,8 +124,9 @@ def reference_image(reference, images: torch.Tensor) -> torch.Tensor:
     return b.view(1, -1, 1, 1).expand_as(images)  # a view: Captum only reads it
 
 
-def channel_mean(images: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean of N x C x H x W images (the ``mean`` reference)."""
+def channel_mean(images) -> torch.Tensor:
+    """Per-channel mean of N x C x H x W images, one tensor or an iterable of batches (the ``mean``
+    reference)."""
     return channel_moments(images)[0].float()
 
 

@@ -11,10 +11,13 @@ It lies in [0, 1]; lower means less attention on the irrelevant region.
 """
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
+from ..data import batches
 from .attributions import METHODS, ExplainError, explain, parse_methods
 
 __all__ = ["attribution_magnitude", "overlap_per_image", "overlap", "masked_indices", "overlap_metrics"]
@@ -51,8 +54,10 @@ def overlap(attributions: torch.Tensor, masks: torch.Tensor) -> float:
 
 
 def masked_indices(masks: torch.Tensor, max_images: Optional[int] = None) -> torch.Tensor:
-    """Indices (in order) of the images that carry a non-empty mask, the first ``max_images`` of them."""
-    idx = masks.flatten(1).any(1).nonzero().flatten()
+    """Indices (in order) of the images that carry a non-empty mask, the first ``max_images`` of them.
+    ``masks``: N x 1 x H x W masks, or the N booleans "has a mask" (``LabelledImages.has_mask``)."""
+    has = masks if masks.dim() == 1 else masks.flatten(1).any(1)
+    idx = has.nonzero().flatten()
     if max_images is not None:
         if max_images < 1:
             raise ExplainError(f"max_images must be >= 1, got {max_images}")
@@ -61,21 +66,39 @@ def masked_indices(masks: torch.Tensor, max_images: Optional[int] = None) -> tor
 
 
 def overlap_metrics(net, data, methods=METHODS, samples: int = 0, max_images: Optional[int] = None,
-                    device=None, progress: bool = True, keep: Optional[dict] = None, **kw) -> dict:
-    """``overlap_<method>`` for every method on the masked images of ``data`` (an ImageSet), plus
-    ``n_overlap_images`` and ``overlap_samples``. ``keep`` (a dict), if given, receives the indices
-    and the attributions for figures."""
+                    device=None, progress: bool = True, keep: Optional[dict] = None, keep_images: int = 8,
+                    batch_size: int = 250, workers: int = 0, **kw) -> dict:
+    """``overlap_<method>`` for every method on the masked images of ``data`` (an image set, in
+    memory or read from disk; :class:`~pyro_ebnn.data.LabelledImages`), plus ``n_overlap_images``
+    and ``overlap_samples``. The images are explained ``batch_size`` at a time, so that only the
+    per-image overlaps are kept. ``keep`` (a dict), if given, receives the first ``keep_images``
+    masked images, their masks, labels and attributions, for figures. Other keywords go to
+    :func:`~pyro_ebnn.explain.explain`."""
     methods = parse_methods(methods)
-    idx = masked_indices(data.masks, max_images)
+    idx = masked_indices(data.has_mask, max_images)
     out = {"n_overlap_images": int(len(idx)), "overlap_samples": int(samples)}
     if len(idx) == 0:
         out.update({f"overlap_{m}": None for m in methods})
         return out
-    attrs = explain(net, data.images[idx], data.labels[idx], methods, samples=samples, device=device,
-                    progress=progress, **kw)
-    masks = data.masks[idx]
+    per_image = {m: [] for m in methods}
+    bar = tqdm(total=len(idx), desc="attributions", unit="img", disable=not progress, file=sys.stderr, leave=False)
+    for x, y, masks in batches(data, batch_size, idx, workers=workers):
+        attrs = explain(net, x, y, methods, samples=samples, device=device, progress=False, **kw)
+        for m in methods:
+            per_image[m].append(overlap_per_image(attrs[m], masks))
+        if keep is not None and len(keep.get("labels", ())) < keep_images:
+            k = keep_images - len(keep.get("labels", ()))
+            for name, value in (("images", x[:k]), ("masks", masks[:k]), ("labels", y[:k])):
+                keep[name] = torch.cat([keep[name], value.cpu()]) if name in keep else value.cpu()
+            kept = keep.setdefault("attributions", {})
+            for m in methods:
+                kept[m] = torch.cat([kept[m], attrs[m][:k]]) if m in kept else attrs[m][:k]
+        bar.update(len(y))
+    bar.close()
     for m in methods:
-        out[f"overlap_{m}"] = overlap(attrs[m], masks)
+        per = torch.cat(per_image[m])
+        defined = ~torch.isnan(per)
+        out[f"overlap_{m}"] = float(per[defined].mean()) if defined.any() else float("nan")
     if keep is not None:
-        keep.update({"indices": idx, "attributions": attrs})
+        keep["indices"] = idx[:keep_images]
     return out
