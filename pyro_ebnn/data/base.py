@@ -143,14 +143,28 @@ def batches(images: LabelledImages, batch_size: int, indices=None, workers: int 
         yield x, torch.as_tensor(y, dtype=torch.long), m
 
 
+def in_memory(images: LabelledImages, batch_size: int = 256, workers: int = 0) -> ImageSet:
+    """Every image of ``images`` read into an :class:`ImageSet` (small sets, and tests)."""
+    if isinstance(images, ImageSet):
+        return images
+    parts = list(zip(*batches(images, batch_size, workers=workers)))
+    if not parts:
+        raise DataError(f"{images.name}: the image set is empty")
+    x, y, m = (torch.cat(p) for p in parts)
+    return ImageSet(x, y, m, images.num_classes, images.name, list(images.class_names))
+
+
 @dataclass
 class Split:
-    """Train / validation / test sets of one run, plus optional named extra test sets."""
+    """Train / validation / test sets of one run, plus optional named extra test sets and extra
+    validation sets (e.g. ``extra_val["ordinary"]``, the validation images as they are, when
+    ``val`` is a counterfactual version of them)."""
 
-    train: ImageSet
-    val: Optional[ImageSet]
-    test: ImageSet
+    train: LabelledImages
+    val: Optional[LabelledImages]
+    test: LabelledImages
     extra_tests: dict = field(default_factory=dict)
+    extra_val: dict = field(default_factory=dict)
 
 
 def fold_split(n: int, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,13 +179,23 @@ def fold_split(n: int, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray
     return np.sort(train), np.sort(val)
 
 
+def masks_kept(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Bool N: which of ``n`` training images keep their feedback, ``round(fraction * n)`` of them
+    at random ([000] keeps 70%); for :meth:`LabelledImages.keep_masks`.
+
+    >>> int(masks_kept(10, 0.7, seed=0).sum())
+    7
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise DataError(f"mask fraction must be in [0, 1], got {fraction}")
+    drop = np.random.default_rng(seed).permutation(n)[: n - int(round(fraction * n))]
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[torch.as_tensor(drop, dtype=torch.long)] = False
+    return keep
+
+
 def keep_fraction_of_masks(masks: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """[000] keeps the feedback of only a fraction (70%) of the training images; the rest get an
     all-zero mask ("no opinion")."""
-    if not 0.0 <= fraction <= 1.0:
-        raise DataError(f"mask fraction must be in [0, 1], got {fraction}")
-    n = len(masks)
-    drop = np.random.default_rng(seed).permutation(n)[: n - int(round(fraction * n))]
-    out = masks.clone()
-    out[torch.as_tensor(drop, dtype=torch.long)] = False
-    return out
+    keep = masks_kept(len(masks), fraction, seed).to(masks.device)
+    return masks & keep.view((-1,) + (1,) * (masks.dim() - 1))
