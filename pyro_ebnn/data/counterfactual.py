@@ -117,7 +117,7 @@ def counterfactual(images: LabelledImages, kind: str, seed: int) -> LabelledImag
     cpu = images.to("cpu")
     wrapped = CounterfactualImages(cpu, kind, seed)
     out = cpu.images.clone()
-    for i in torch.flatnonzero(cpu.has_mask).tolist():
+    for i in cpu.has_mask.nonzero().flatten().tolist():
         out[i] = wrapped[i][0]
     return ImageSet(out.to(images.images.device), images.labels, images.masks, images.num_classes,
                     f"{images.name}:{kind}", images.class_names)
