@@ -24,22 +24,23 @@ def build_net(cfg, input_shape, num_classes, initialize: bool = True):
     ``pretrained`` ImageNet weights or at the network of the run ``init_from``; without, at the
     architecture's own start (a network about to receive a saved state)."""
     c, h, w = input_shape
+    pretrained = imagenet_alexnet_state(cfg.pretrained) if initialize and cfg.pretrained is not False else None
+    trained = initial_state(cfg.init_from) if initialize and cfg.init_from else None
     extra = {"batch_norm": cfg.batch_norm} if cfg.architecture == "alexnet" else {}
     net = ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init, **extra)
-    if initialize and cfg.pretrained is not False:
-        where = "torchvision's ImageNet AlexNet" if cfg.pretrained is True else str(cfg.pretrained)
-        load_pretrained_means(net, imagenet_alexnet_state(cfg.pretrained), where)
+    if pretrained is not None:
+        load_pretrained_means(net, pretrained, "torchvision's ImageNet AlexNet" if cfg.pretrained is True
+                              else str(cfg.pretrained))
     net = standardized(net) if cfg.standardize else normalized(net, cfg.normalize)
-    if initialize and cfg.init_from:
-        path, state = initial_state(cfg.init_from)
-        load_means(net, state, str(path))
+    if trained is not None:
+        load_means(net, trained[1], str(trained[0]))
     return net
 
 
 def initial_state(run) -> tuple[Path, dict]:
     """``(file, state dict)`` of the network saved in a run directory (or a model.pt file)."""
     path = Path(run)
-    path = path / RUN_MODEL if path.is_dir() else path
+    path = path if path.suffix == ".pt" else path / RUN_MODEL
     if not path.is_file():
         raise ConfigError(f"init_from: no saved network at {path}; pass the --out directory of a finished run")
     payload = torch.load(path, map_location="cpu", weights_only=False)
