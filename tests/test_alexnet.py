@@ -142,5 +142,7 @@ def test_config_refuses_what_does_not_fit():
         load_config(None, {"normalize": "cifar"})
     with pytest.raises(ConfigError, match="either pretrained weights or a trained run"):
         load_config(None, {"architecture": "alexnet", "pretrained": True, "init_from": "runs/x"})
+    with pytest.raises(ConfigError, match="ImageNet weights and normalization take RGB images, these have 1 channel"):
+        build_net(load_config(None, {"normalize": "imagenet"}), (1, 28, 28), 10)       # grey digits
     assert load_config(None, {"architecture": "alexnet", "pretrained": "no"}).pretrained is False
     assert load_config(None, {"architecture": "alexnet", "pretrained": "w.pth"}).pretrained == "w.pth"

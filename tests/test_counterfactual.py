@@ -54,7 +54,7 @@ def test_swap_transplants_the_region_from_an_image_of_another_class():
 
 def test_streamed_sets_get_the_same_counterfactuals_as_in_memory_ones(tmp_path):
     cfg = load_config("configs/image_folder.yaml", {"data_dir": str(write_folder(tmp_path / "p")), "image_size": 8,
-                                                     "pretrained": False})
+                                                     "pretrained": False, "architecture": "lenet"})
     streamed, _ = load_dataset(cfg)
     for kind in ("noise", "swap"):
         wrapped = counterfactual(streamed, kind, seed=3)

@@ -18,6 +18,7 @@ from image_fixtures import COLOURS, mask_image, photo, write_folder
 
 def _cfg(root, **kw):
     return load_config("configs/image_folder.yaml", {"data_dir": str(root), "image_size": 8, "pretrained": False,
+                                                      "architecture": "lenet",  # AlexNet needs >= 31 px
                                                       "validation_decoys": "train", **kw})
 
 
@@ -155,5 +156,7 @@ def test_config_errors_for_the_new_keys(tmp_path):
         _cfg(tmp_path, channels=1)
     with pytest.raises(ConfigError, match="'test_fraction': must be in \\(0, 1\\)"):
         _cfg(tmp_path, test_fraction=1.5)
+    with pytest.raises(ConfigError, match="alexnet needs image_size >= 31, got 16"):
+        _cfg(tmp_path, architecture="alexnet", image_size=16)
     with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; use one of decoy_mnist, npz, folder"):
         load_config(None, {"dataset": "imagenet"})

@@ -23,7 +23,9 @@ def _own_cache(tmp_path, monkeypatch):
 
 
 def _cfg(name, root, **kw):
-    return load_config(f"configs/{name}.yaml", {"data_dir": str(root), "image_size": 16, "pretrained": False, **kw})
+    tiny = {"architecture": "lenet", "batch_norm": False}   # tiny images: AlexNet needs >= 31 px
+    return load_config(f"configs/{name}.yaml", {"data_dir": str(root), "image_size": 16, "pretrained": False, **tiny,
+                                                **kw})
 
 
 def _left_columns(mask, n):

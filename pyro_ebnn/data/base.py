@@ -4,8 +4,11 @@ An *image set* holds N images (C x H x W floats in [0, 1]), their integer labels
 feedback masks (1 x H x W booleans, True = irrelevant; all False = no opinion). Two kinds exist:
 
 * :class:`ImageSet`, tensors in memory (Decoy MNIST, ``.npz`` files);
-* image sets read from disk as they are needed (image folders and the real-world datasets of
-  :mod:`pyro_ebnn.data.folders`), which a ``torch.utils.data.DataLoader`` with workers streams.
+* image sets read from disk as they are needed (:class:`~pyro_ebnn.data.streamed.DiskImages`: the
+  image folders of :mod:`pyro_ebnn.data.folders` and the real-world datasets of
+  :mod:`pyro_ebnn.data.real`; counterfactual versions of any set,
+  :class:`~pyro_ebnn.data.counterfactual.CounterfactualImages`), which a
+  ``torch.utils.data.DataLoader`` with workers streams.
 
 Both satisfy :class:`LabelledImages`; :func:`batches` iterates over either.
 """

@@ -24,6 +24,9 @@ def build_net(cfg, input_shape, num_classes, initialize: bool = True):
     ``pretrained`` ImageNet weights or at the network of the run ``init_from``; without, at the
     architecture's own start (a network about to receive a saved state)."""
     c, h, w = input_shape
+    if c != 3 and (cfg.normalize == "imagenet" or cfg.pretrained is not False):
+        raise ConfigError(f"ImageNet weights and normalization take RGB images, these have {c} channel(s); set "
+                          "normalize: none and pretrained: false, or read the images with channels: 3")
     pretrained = imagenet_alexnet_state(cfg.pretrained) if initialize and cfg.pretrained is not False else None
     trained = initial_state(cfg.init_from) if initialize and cfg.init_from else None
     extra = {"batch_norm": cfg.batch_norm} if cfg.architecture == "alexnet" else {}

@@ -202,6 +202,9 @@ class Config:
             bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
         if self.architecture not in ARCHITECTURES:
             bad("architecture", f"use one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "alexnet" and self.dataset in DISK_DATASETS and self.image_size < 31:
+            bad("image_size", f"alexnet needs image_size >= 31, got {self.image_size} (224 gives the papers' 13 x 13 "
+                              "last convolution)")
         if self.batch_norm and self.architecture != "alexnet":
             bad("batch_norm", f"batch norm is a variant of alexnet ([001]); set batch_norm: false for {self.architecture}")
         if self.pretrained is not False and self.architecture != "alexnet":
