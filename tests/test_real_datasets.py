@@ -179,3 +179,12 @@ def test_the_configs_carry_the_published_hyperparameters():
     assert (dvc.batch_norm, dvc.lr, dvc.batch_size, dvc.finetune_lam, dvc.select_metric) == (True, 1e-3, 256, 1.0,
                                                                                              "f1_macro")
     assert yaml.safe_load(open("configs/isic.yaml"))["class_weights"][1] == pytest.approx(11618 / 1376, abs=1e-4)
+
+
+def test_download_true_leaves_files_that_are_there_alone(tmp_path, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although the files are there")
+    monkeypatch.setattr("torchvision.datasets.sbd.download_and_extract_archive", no_download)
+    monkeypatch.setattr("torchvision.datasets.oxford_iiit_pet.download_and_extract_archive", no_download)
+    assert len(load_dataset(_cfg("sbd", write_sbd(tmp_path / "sbd"), download=True))[0]) == 3
+    assert len(load_dataset(_cfg("oxford_pets", write_pets(tmp_path / "pets"), download=True))[0]) == 4

@@ -195,8 +195,10 @@ def _single_objects(ds: SBDataset, split_file: Path) -> list:
 
 def _sbd_split(root: Path, image_set: str, download: bool, size: int, channels: int) -> DiskImages:
     expected = [root / "img" / "<id>.jpg", root / "cls" / "<id>.mat", root / f"{image_set}.txt"]
-    if not download and not all(p.exists() for p in (root / "img", root / "cls", root / f"{image_set}.txt")):
+    present = all(p.exists() for p in (root / "img", root / "cls", root / f"{image_set}.txt"))
+    if not download and not present:
         raise _missing("sbd", root, expected)
+    download = download and not present   # torchvision would fetch and unpack it again, and fail moving it
     try:
         ds = SBDataset(str(root), image_set=image_set, mode="segmentation", download=download)
     except (RuntimeError, OSError) as e:
