@@ -1,18 +1,17 @@
-"""The real-world datasets of [000] and [001], read from their own layouts on disk.
+"""The real-world datasets of [000] and [001], read from their own layouts on disk (``data_dir: DIR``).
 
-=============  ===========================================================================================
-dataset        layout under ``data_dir: DIR``                                    classes, mask (1 = irrelevant)
-=============  ===========================================================================================
-oxford_pets    torchvision's ``OxfordIIITPet``: ``DIR/oxford-iiit-pet/images/<id>.jpg``,  37 breeds; the trimap's
-               ``annotations/{trainval,test}.txt``, ``annotations/trimaps/<id>.png``       background (value 2)
-sbd            torchvision's ``SBDataset``: ``DIR/img/<id>.jpg``, ``DIR/cls/<id>.mat``,     bird bus cat dog horse;
-               ``DIR/train.txt``, ``DIR/val.txt``                                       all but the object
-isic           the CDEP layout: ``DIR/processed/no_cancer/<name>.jpg`` (benign, with and  benign 0, malignant 1;
-               without patches), ``DIR/processed/cancer/<name>.jpg`` (malignant),        the coloured patch
-               ``DIR/segmentation/<name>.jpg`` (the patch of a benign image)
-dogs_vs_cats   Kaggle: ``DIR/train/{cat,dog}.<n>.jpg``, masks ``DIR/train_masks/<same>.png``  dog 0, cat 1 ([001]);
-                                                                                        non-zero pixels
-=============  ===========================================================================================
+* ``oxford_pets``, through torchvision's ``OxfordIIITPet``: ``DIR/oxford-iiit-pet/images/<id>.jpg``,
+  ``DIR/oxford-iiit-pet/annotations/{trainval,test}.txt``, ``.../annotations/trimaps/<id>.png``.
+  37 breeds; mask = the trimap's background (value 2).
+* ``sbd``, through torchvision's ``SBDataset`` (mode "segmentation"): ``DIR/img/<id>.jpg``,
+  ``DIR/cls/<id>.mat``, ``DIR/train.txt``, ``DIR/val.txt``. Bird, bus, cat, dog, horse; mask = all
+  but the object.
+* ``isic``, the layout of the CDEP code (Rieger et al. 2020, ``isic-skin-cancer/ISIC``):
+  ``DIR/processed/no_cancer/<name>.jpg`` (benign, with and without patches),
+  ``DIR/processed/cancer/<name>.jpg`` (malignant), ``DIR/segmentation/<name>.jpg`` (the patch of
+  the benign image ``<name>``, for those that carry one). Benign 0, malignant 1; mask = the patch.
+* ``dogs_vs_cats``, Kaggle's: ``DIR/train/{cat,dog}.<n>.jpg``, masks ``DIR/train_masks/<same>.png``
+  (non-zero = irrelevant, e.g. the non-animal pixels). Dog 0, cat 1 ([001] Sec. 4.2).
 
 Splits. ``oxford_pets``: train+val = torchvision's "trainval", test = its "test". ``sbd``: train+val =
 SBD's ``train.txt``, test = its ``val.txt``, each restricted to the images whose segmentation holds
