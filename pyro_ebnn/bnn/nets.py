@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torchvision.models import AlexNet_Weights
 
-from ..errors import DataError
-from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
+from ..errors import ConfigError, DataError
+from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_layers, run_lrt
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "ARCHITECTURES", "channel_moments", "Standardize",
+           "BayesianCNN", "AT", "layer_sequence", "plain_network", "weights_at", "logits_at", "posterior_network",
+           "lenet", "alexnet", "cdep_cnn", "standardized", "normalized", "fit_standardization",
+           "standardization_of", "imagenet_alexnet_file", "imagenet_alexnet_state", "load_pretrained_means",
+           "load_means"]
+
+#: torchvision's ImageNet channel statistics, what its pretrained weights expect
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: fixed first layers of a network (config key ``normalize``)
+NORMALIZATIONS = ("none", "imagenet")
 
 
 def channel_moments(images, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,17 +55,24 @@ def channel_moments(images, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tens
 
 
 class Standardize(nn.Module):
-    """x -> (x - mean) / std per channel, with the statistics of the training images.
+    """x -> (x - mean) / std per channel, with the statistics of the training images (:meth:`fit`)
+    or given ones (ImageNet's, :func:`normalized`).
 
     [000] Sec. 5.2 standardizes its inputs (after the counterexamples' noise is put in). Here the
     standardization is the network's fixed first layer (buffers, saved with the model): data, masks,
     decoys and counterexamples stay in pixel space [0, 1], and attributions are taken w.r.t. pixels.
+
+    >>> layer = Standardize(3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    >>> [round(v, 4) for v in layer(torch.full((1, 3, 1, 1), 0.5)).flatten().tolist()]
+    [0.0655, 0.1964, 0.4178]
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
+        self.register_buffer("mean", torch.zeros(channels) if mean is None else torch.tensor(mean, dtype=torch.float))
+        self.register_buffer("std", torch.ones(channels) if std is None else torch.tensor(std, dtype=torch.float))
+        if self.mean.shape != (channels,) or self.std.shape != (channels,):
+            raise ValueError(f"mean and std need {channels} values, one per channel")
 
     def fit(self, images) -> "Standardize":
         """Set mean and std per channel from N x C x H x W images, one tensor or an iterable of batches
@@ -316,12 +337,108 @@ def cdep_cnn(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, 
     return BayesianCNN(body, evidence, head, (in_channels, image_size, image_size))
 
 
-def standardized(net: BayesianCNN) -> BayesianCNN:
-    """``net`` with a :class:`Standardize` layer in front of its body (statistics set later by
-    :func:`fit_standardization`); any architecture."""
+def standardized(net: BayesianCNN, mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None) -> BayesianCNN:
+    """``net`` with a :class:`Standardize` layer in front of its body; any architecture. Without
+    ``mean`` and ``std`` the statistics are set later by :func:`fit_standardization`."""
     body = list(net.body.children()) if isinstance(net.body, nn.Sequential) else [net.body]
-    return BayesianCNN(nn.Sequential(Standardize(net.input_shape[0]), *body), net.evidence_layer, net.head,
-                       net.input_shape)
+    first = Standardize(net.input_shape[0], mean, std)
+    return BayesianCNN(nn.Sequential(first, *body), net.evidence_layer, net.head, net.input_shape)
+
+
+def normalized(net: BayesianCNN, normalize: str = "imagenet") -> BayesianCNN:
+    """``net`` behind a fixed normalization layer (``normalize``: one of :data:`NORMALIZATIONS`;
+    ``"none"`` returns ``net``): ``imagenet`` = torchvision's ImageNet mean and std.
+
+    >>> net = normalized(alexnet(num_classes=2, image_size=64))
+    >>> net.body[0]
+    Standardize(3)
+    """
+    if normalize == "none":
+        return net
+    if normalize != "imagenet":
+        raise ValueError(f"unknown normalization {normalize!r}; use one of {', '.join(NORMALIZATIONS)}")
+    return standardized(net, IMAGENET_MEAN, IMAGENET_STD)
+
+
+# -- starting points for the posterior means ----------------------------------------------------------
+def imagenet_alexnet_file() -> Path:
+    """Where torchvision keeps its ImageNet AlexNet weights: the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``, or ``torch.hub.set_dir``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
+
+
+def imagenet_alexnet_state(source: Union[bool, str] = True) -> dict:
+    """The state dict of torchvision's AlexNet: ``True`` = ``AlexNet_Weights.IMAGENET1K_V1`` from the
+    torch hub cache (downloaded there when missing and online), a path = a state-dict file.
+    Unavailable weights are a :class:`ConfigError` naming the file, where it comes from and the way
+    out (``pretrained: false``)."""
+    if source is True:
+        where = imagenet_alexnet_file()
+        try:
+            return AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as e:  # offline (URLError, OSError), or a corrupt file
+            raise ConfigError(f"pretrained: true needs torchvision's ImageNet AlexNet weights; looked for {where} "
+                              f"(downloaded from {AlexNet_Weights.IMAGENET1K_V1.url}) and could not get them "
+                              f"({type(e).__name__}); put the file there, set pretrained: PATH to a copy, or set "
+                              "pretrained: false")
+    path = Path(str(source))
+    if not path.is_file():
+        raise ConfigError(f"pretrained: {path} does not exist; it should be a state dict of torchvision's AlexNet "
+                          f"(e.g. {Path(AlexNet_Weights.IMAGENET1K_V1.url).name} from "
+                          f"{AlexNet_Weights.IMAGENET1K_V1.url}), or set pretrained: true or false")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"pretrained: cannot read {path} as a state dict ({type(e).__name__}); save one with "
+                          "torch.save(model.state_dict(), path), or set pretrained: false")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"pretrained: {path} is not a state dict (a dict of tensors); save one with "
+                          "torch.save(model.state_dict(), path), or set pretrained: false")
+    return state
+
+
+def load_pretrained_means(net: BayesianCNN, state: dict, where: str = "the pretrained weights",
+                          last: bool = False) -> list[str]:
+    """Set the posterior means of ``net``'s Bayesian layers to the convolution and linear weights
+    of a plain network's ``state`` (torchvision naming: ``<layer>.weight`` and ``<layer>.bias``, in
+    the network's order), all but the last layer unless ``last`` (the classifier's last layer is
+    sized to the dataset's classes). Returns the names of the layers set; the scales keep rho_init.
+    """
+    plain = [k[: -len(".weight")] for k, v in state.items() if k.endswith(".weight") and v.dim() in (2, 4)]
+    layers = list(bayesian_layers(net).items())
+    if len(plain) != len(layers):
+        raise ConfigError(f"{where} hold {len(plain)} convolution and linear layers, the network has {len(layers)}; "
+                          "they do not belong to this architecture")
+    done = []
+    for source, (name, layer) in list(zip(plain, layers))[: None if last else -1]:
+        for part in ("weight", "bias"):
+            value, target = state.get(f"{source}.{part}"), getattr(layer, f"{part}_loc")
+            if value is None or tuple(value.shape) != tuple(target.shape):
+                got = "nothing" if value is None else f"shape {tuple(value.shape)}"
+                raise ConfigError(f"{where}: {source}.{part} has {got}, the network's {name}.{part} needs "
+                                  f"{tuple(target.shape)}; they do not belong to this architecture")
+            with torch.no_grad():
+                target.copy_(value)
+        done.append(name)
+    return done
+
+
+def load_means(net: nn.Module, state: dict, where: str = "the saved network") -> None:
+    """Start ``net`` from a trained network of the same architecture: posterior means from a plain
+    network's ``<name>.weight`` (a deterministic run) or a Bayesian one's ``<name>.weight_loc``;
+    every other parameter and buffer (batch norm, normalization) copied; the scales keep rho_init."""
+    for key, target in list(net.state_dict(keep_vars=True).items()):
+        if key.endswith("_rho"):
+            continue
+        value = state.get(key, state.get(key[: -len("_loc")]) if key.endswith("_loc") else None)
+        if value is None or tuple(value.shape) != tuple(target.shape):
+            got = "no such entry" if value is None else f"shape {tuple(value.shape)}"
+            raise ConfigError(f"{where}: {key.removesuffix('_loc')} has {got}, the network needs "
+                              f"{tuple(target.shape)}; init_from needs a run of the same architecture, classes, "
+                              "image size and first layers")
+        with torch.no_grad():
+            target.copy_(value)
 
 
 def fit_standardization(net: nn.Module, images) -> dict:

@@ -1,6 +1,11 @@
 """Datasets: labelled images with feedback masks (1 = irrelevant), in memory or read from disk as
-they are needed; the [000] folds; the feedback store."""
-from .base import ImageSet, LabelledImages, Split, batches, fold_split, keep_fraction_of_masks
-from .registry import load_dataset
+they are needed; the [000] folds; counterfactual validation images; the feedback store."""
+from .base import ImageSet, LabelledImages, Split, batches, fold_split, in_memory, keep_fraction_of_masks
+from .counterfactual import CounterfactualImages, counterfactual
+from .folders import load_image_folder
+from .registry import DATASETS, DISK_DATASETS, load_dataset
+from .streamed import DiskImages
 
-__all__ = ["ImageSet", "LabelledImages", "Split", "batches", "fold_split", "keep_fraction_of_masks", "load_dataset"]
+__all__ = ["ImageSet", "LabelledImages", "Split", "batches", "fold_split", "in_memory", "keep_fraction_of_masks",
+           "CounterfactualImages", "counterfactual", "DiskImages", "load_image_folder", "DATASETS", "DISK_DATASETS",
+           "load_dataset"]

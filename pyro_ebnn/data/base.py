@@ -4,8 +4,11 @@ An *image set* holds N images (C x H x W floats in [0, 1]), their integer labels
 feedback masks (1 x H x W booleans, True = irrelevant; all False = no opinion). Two kinds exist:
 
 * :class:`ImageSet`, tensors in memory (Decoy MNIST, ``.npz`` files);
-* image sets read from disk as they are needed (image folders and the real-world datasets of
-  :mod:`pyro_ebnn.data.folders`), which a ``torch.utils.data.DataLoader`` with workers streams.
+* image sets read from disk as they are needed (:class:`~pyro_ebnn.data.streamed.DiskImages`: the
+  image folders of :mod:`pyro_ebnn.data.folders` and the real-world datasets of
+  :mod:`pyro_ebnn.data.real`; counterfactual versions of any set,
+  :class:`~pyro_ebnn.data.counterfactual.CounterfactualImages`), which a
+  ``torch.utils.data.DataLoader`` with workers streams.
 
 Both satisfy :class:`LabelledImages`; :func:`batches` iterates over either.
 """
@@ -143,14 +146,28 @@ def batches(images: LabelledImages, batch_size: int, indices=None, workers: int 
         yield x, torch.as_tensor(y, dtype=torch.long), m
 
 
+def in_memory(images: LabelledImages, batch_size: int = 256, workers: int = 0) -> ImageSet:
+    """Every image of ``images`` read into an :class:`ImageSet` (small sets, and tests)."""
+    if isinstance(images, ImageSet):
+        return images
+    parts = list(zip(*batches(images, batch_size, workers=workers)))
+    if not parts:
+        raise DataError(f"{images.name}: the image set is empty")
+    x, y, m = (torch.cat(p) for p in parts)
+    return ImageSet(x, y, m, images.num_classes, images.name, list(images.class_names))
+
+
 @dataclass
 class Split:
-    """Train / validation / test sets of one run, plus optional named extra test sets."""
+    """Train / validation / test sets of one run, plus optional named extra test sets and extra
+    validation sets (e.g. ``extra_val["ordinary"]``, the validation images as they are, when
+    ``val`` is a counterfactual version of them)."""
 
-    train: ImageSet
-    val: Optional[ImageSet]
-    test: ImageSet
+    train: LabelledImages
+    val: Optional[LabelledImages]
+    test: LabelledImages
     extra_tests: dict = field(default_factory=dict)
+    extra_val: dict = field(default_factory=dict)
 
 
 def fold_split(n: int, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,11 +183,10 @@ def fold_split(n: int, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray
 
 
 def keep_fraction_of_masks(n: int, fraction: float, seed: int) -> torch.Tensor:
-    """Which of ``n`` images keep their feedback (bool N, for :meth:`LabelledImages.keep_masks`): [000]
-    keeps the masks of only a fraction (70%) of the training images, the rest get an all-zero mask
-    ("no opinion"); the dropped ones are a seeded random choice.
+    """Bool N: which of ``n`` training images keep their feedback, ``round(fraction * n)`` of them
+    at random ([000] keeps 70%); for :meth:`LabelledImages.keep_masks`.
 
-    >>> keep_fraction_of_masks(10, 0.7, seed=0).sum().item()
+    >>> int(keep_fraction_of_masks(10, 0.7, seed=0).sum())
     7
     """
     if not 0.0 <= fraction <= 1.0:

@@ -1,5 +1,15 @@
-"""Build the train+val and test sets that a configuration names."""
+"""Build the train+val and test sets that a configuration names.
+
+:func:`load_dataset` returns ``(trainval, sets)``: the images the folds are cut from, and a dict
+of named image sets: ``"test"`` (always), other names = extra test sets (reported with their name
+as a prefix), and two reserved names that :func:`~pyro_ebnn.experiment.protocol.prepare_split`
+takes out: ``"val"``, a validation set of its own (then there are no folds: all of ``trainval``
+trains), and ``"validation"``, ``trainval`` again under another decoy rule (the validation fold
+is taken from it).
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -7,7 +17,15 @@ import torch
 from ..errors import DataError
 from .base import ImageSet
 from .decoy import add_decoys
+from .folders import folder_layout, load_image_folder
 from .mnist import load_mnist
+from .real import load_dogs_vs_cats, load_isic, load_oxford_pets, load_sbd
+
+__all__ = ["DATASETS", "DISK_DATASETS", "NPZ_KEYS", "load_decoy_mnist", "load_npz", "load_from_disk", "load_dataset"]
+
+#: datasets read from image files (images resized to image_size, converted to channels)
+DISK_DATASETS = ("folder", "oxford_pets", "sbd", "isic", "dogs_vs_cats")
+DATASETS = ("decoy_mnist", "npz") + DISK_DATASETS
 
 NPZ_KEYS = ("train_images", "train_labels", "train_masks", "test_images", "test_labels", "test_masks")
 
@@ -70,9 +88,40 @@ def load_npz(cfg):
     return train, {"test": sets["test"]}
 
 
+def _capped(images, cap, seed):
+    """At most ``cap`` of ``images``, drawn at random (seeded), in their order."""
+    if cap is None or cap >= len(images):
+        return images
+    return images.subset(np.sort(np.random.default_rng(seed).permutation(len(images))[:cap]))
+
+
+def load_from_disk(cfg):
+    """The image-file datasets (:data:`DISK_DATASETS`), read as they are needed; ``max_train_images``
+    caps train+val, ``max_test_images`` every test set."""
+    if not cfg.data_dir:
+        raise DataError(f"dataset {cfg.dataset} needs data_dir: the folder that holds it"
+                        + (f" ({folder_layout('DIR')})" if cfg.dataset == "folder" else ""))
+    root, size, channels = Path(cfg.data_dir), cfg.image_size, cfg.channels
+    if cfg.dataset == "folder":
+        trainval, sets = load_image_folder(root, size, channels)
+    elif cfg.dataset == "oxford_pets":
+        trainval, sets = load_oxford_pets(root, size, channels, cfg.download)
+    elif cfg.dataset == "sbd":
+        trainval, sets = load_sbd(root, size, channels, cfg.download)
+    elif cfg.dataset == "isic":
+        trainval, sets = load_isic(root, size, channels, cfg.test_fraction, cfg.data_seed)
+    else:
+        trainval, sets = load_dogs_vs_cats(root, size, channels, cfg.test_fraction, cfg.data_seed)
+    trainval = _capped(trainval, cfg.max_train_images, cfg.data_seed)
+    return trainval, {name: s if name == "val" else _capped(s, cfg.max_test_images, cfg.data_seed + 1)
+                      for name, s in sets.items()}
+
+
 def load_dataset(cfg):
     if cfg.dataset == "decoy_mnist":
         return load_decoy_mnist(cfg)
     if cfg.dataset == "npz":
         return load_npz(cfg)
-    raise DataError(f"unknown dataset {cfg.dataset!r}")
+    if cfg.dataset in DISK_DATASETS:
+        return load_from_disk(cfg)
+    raise DataError(f"unknown dataset {cfg.dataset!r}; use one of {', '.join(DATASETS)}")

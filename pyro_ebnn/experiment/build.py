@@ -2,20 +2,55 @@
 ELBO, and the loss the training loop minimizes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ..baselines import PointModel, make_penalty, point_network
-from ..bnn import ARCHITECTURES, PRIORS, CategoricalLikelihood, FeedbackBNN, FeedbackEvidence, standardized
+from ..bnn import (ARCHITECTURES, PRIORS, CategoricalLikelihood, FeedbackBNN, FeedbackEvidence, imagenet_alexnet_state,
+                   load_means, load_pretrained_means, normalized, standardized)
 from ..errors import ConfigError
 
-__all__ = ["build_net", "build_evidence", "build_model", "build_elbo", "resolve_device"]
+__all__ = ["RUN_MODEL", "build_net", "initial_state", "build_evidence", "build_model", "build_elbo", "resolve_device"]
+
+#: the selected network of a run directory (rundir.MODEL; rundir imports this module, not back)
+RUN_MODEL = "model.pt"
 
 
-def build_net(cfg, input_shape, num_classes):
+def build_net(cfg, input_shape, num_classes, initialize: bool = True):
+    """The network ``cfg`` names for C x H x W inputs and ``num_classes`` classes, behind its fixed
+    first layer (``standardize``, ``normalize``). With ``initialize`` the posterior means start at
+    ``pretrained`` ImageNet weights or at the network of the run ``init_from``; without, at the
+    architecture's own start (a network about to receive a saved state)."""
     c, h, w = input_shape
-    net = ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init)
-    return standardized(net) if cfg.standardize else net
+    if c != 3 and (cfg.normalize == "imagenet" or cfg.pretrained is not False):
+        raise ConfigError(f"ImageNet weights and normalization take RGB images, these have {c} channel(s); set "
+                          "normalize: none and pretrained: false, or read the images with channels: 3")
+    pretrained = imagenet_alexnet_state(cfg.pretrained) if initialize and cfg.pretrained is not False else None
+    trained = initial_state(cfg.init_from) if initialize and cfg.init_from else None
+    extra = {"batch_norm": cfg.batch_norm} if cfg.architecture == "alexnet" else {}
+    net = ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init, **extra)
+    if pretrained is not None:
+        load_pretrained_means(net, pretrained, "torchvision's ImageNet AlexNet" if cfg.pretrained is True
+                              else str(cfg.pretrained))
+    net = standardized(net) if cfg.standardize else normalized(net, cfg.normalize)
+    if trained is not None:
+        load_means(net, trained[1], str(trained[0]))
+    return net
+
+
+def initial_state(run) -> tuple[Path, dict]:
+    """``(file, state dict)`` of the network saved in a run directory (or a model.pt file)."""
+    path = Path(run)
+    path = path if path.suffix == ".pt" else path / RUN_MODEL
+    if not path.is_file():
+        raise ConfigError(f"init_from: no saved network at {path}; pass the --out directory of a finished run")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or "net" not in payload:
+        raise ConfigError(f"init_from: {path} is not a model saved by pyro-ebnn (no network in it); pass the --out "
+                          "directory of a finished run")
+    return path, payload["net"]
 
 
 def build_evidence(cfg, lam=None):
@@ -25,11 +60,12 @@ def build_evidence(cfg, lam=None):
                             gradient_filter=cfg.gradient_filter)
 
 
-def build_model(cfg, input_shape, num_classes, lam=None):
+def build_model(cfg, input_shape, num_classes, lam=None, initialize: bool = True):
     """The model of ``cfg.mode``: feedback -> evidence; rrr / l1grad / cdep / eg -> a loss penalty
     and no evidence; none / augment -> neither (augment acts on the images, in the training loop).
-    ``network: deterministic`` -> a :class:`~pyro_ebnn.baselines.PointModel` of the same architecture."""
-    net = build_net(cfg, input_shape, num_classes)
+    ``network: deterministic`` -> a :class:`~pyro_ebnn.baselines.PointModel` of the same architecture.
+    ``initialize``: see :func:`build_net` (false when a saved state is loaded next)."""
+    net = build_net(cfg, input_shape, num_classes, initialize)
     if cfg.network == "deterministic":
         return PointModel(point_network(net), cfg.mode, cfg.penalty_weight)
     prior = PRIORS[cfg.prior](scale=cfg.prior_scale)

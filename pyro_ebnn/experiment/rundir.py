@@ -58,11 +58,11 @@ def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
     payload = torch.load(path, map_location=device, weights_only=False)
     saved = saved_config(payload["config"])
     cfg = cfg or Config(**saved)
-    for key in ("architecture", "standardize"):  # the keys that shape the saved network
+    for key in ("architecture", "standardize", "normalize", "batch_norm"):  # the keys that shape the saved network
         if getattr(cfg, key) != saved[key]:
             raise ConfigError(f"the model in {path.parent} was trained with {key}: {saved[key]}, the config asks for "
                               f"{getattr(cfg, key)}; drop the override or use the run's own {CONFIG}")
-    model = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam)
+    model = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam, initialize=False)
     model.net.load_state_dict(payload["net"])
     model.net.to(device)
     return model, cfg, payload

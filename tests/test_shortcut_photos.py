@@ -1,0 +1,49 @@
+"""experiments/shortcut_photos.py: a tiny version of the real-photo shortcut task, written from the
+command line as a user runs it, read back through the image-folder config."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from pyro_ebnn.data import in_memory, load_dataset
+from pyro_ebnn.experiment.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+MAGENTA = torch.tensor([1.0, 0.0, 1.0])
+
+
+def test_the_shortcut_task_patches_every_training_image_of_one_class_and_half_of_each_test_class(tmp_path):
+    out = tmp_path / "task"
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "shortcut_photos.py"), "--out", str(out),
+                          "--train", "12", "--test", "8", "--size", "32", "--patch", "6", "--seed", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "shortcut_photos.json").read_text())
+    assert summary["counts"]["train/everyday"] == {"images": 6, "with_patch": 6}
+    assert summary["counts"]["train/scientific"] == {"images": 6, "with_patch": 0}
+    assert summary["counts"]["test/everyday"] == summary["counts"]["test/scientific"] == {"images": 4, "with_patch": 2}
+
+    cfg = load_config("configs/image_folder.yaml", {"data_dir": str(out), "image_size": 32, "pretrained": False})
+    trainval, sets = load_dataset(cfg)
+    train, test = in_memory(trainval), in_memory(sets["test"])
+    assert train.class_names == ["everyday", "scientific"] and train.images.shape == (12, 3, 32, 32)
+    for data in (train, test):
+        for x, y, m in zip(data.images, data.labels, data.masks):
+            if m.any():
+                assert int(m.sum()) == 36                                      # the 6 x 6 patch, and only it
+                assert torch.allclose(x[:, m[0]].T, MAGENTA.expand(36, 3), atol=1 / 255)
+            else:
+                # no patch anywhere: no 6 x 6 magenta square (a magenta pixel count well below 36)
+                magenta = (x - MAGENTA.view(3, 1, 1)).abs().amax(0) < 0.02
+                assert int(magenta.sum()) < 36
+    assert train.masks.flatten(1).any(1).tolist() == [True] * 6 + [False] * 6
+    patched = test.masks.flatten(1).any(1)
+    assert patched[test.labels == 0].sum() == 2 and patched[test.labels == 1].sum() == 2
+
+    again = tmp_path / "again"
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "shortcut_photos.py"), "--out", str(again), "--train",
+                    "12", "--test", "8", "--size", "32", "--patch", "6", "--seed", "1"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    assert (again / "train" / "everyday" / "00003.png").read_bytes() == (out / "train" / "everyday" / "00003.png").read_bytes()
