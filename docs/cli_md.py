@@ -27,7 +27,8 @@ INTRO = f"""# Command line
 * A run directory (`--out`) holds `config.yaml`, `checkpoint.pt` (rewritten every epoch),
   `model.pt` (the model selected on validation), `metrics.json` (written last) and, after
   `evaluate`, the figures ([evaluation.md](evaluation.md)). Running the same `train` or `finetune`
-  command again resumes an interrupted run exactly; a finished run is not trained again.
+  command again resumes an interrupted run exactly from its last finished epoch (a larger `epochs`
+  extends it; `--no-resume` starts over); `grid` and `compare` skip the runs that are finished.
 * `--set KEY=VALUE` overrides any config key (table at the end), e.g. `--set epochs=30 --set
   threads=1`; values are read as YAML.
 * Bad input (mask shapes, non-binary masks, labels out of range, NaN pixels, unknown config keys,
