@@ -3,7 +3,7 @@
     python experiments/benchmark_step.py [--batch 128] [--threads 2] [--repeats 200]
 
 Both are timed in the same run, interleaved in rounds, on real Decoy MNIST batches (LeNet,
-1 particle). Reports median ms/step and the ratios the issue asks for.
+1 particle). Reports median ms/step and their ratios (docs/results/cost.md).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
   explain    attribution grids of two or more runs on the same images  -> OUT/*.png, *.pdf
   grid       train folds x modes of one config, then aggregate
   aggregate  mean +- std tables (Markdown, CSV) over runs under a directory
-  compare    rules x methods x folds (baselines on the same footing) -> [000] Table 1 / 2 layout
+  compare    rules x modes x folds (baselines on the same footing) -> [000] Table 1 / 2 layout
   main       the default job: Decoy MNIST position rule, none vs feedback, short CPU budget
 """
 from __future__ import annotations
@@ -29,7 +29,10 @@ from .explain import REFERENCES, parse_methods
 
 
 def _fail(e: Exception):
-    click.echo(f"error: {e}", err=True)
+    message = str(e).strip()
+    if "Original Traceback" in message:  # raised in a DataLoader worker: the original line is the last one
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    click.echo(f"error: {message}", err=True)
     sys.exit(2)
 
 

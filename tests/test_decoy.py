@@ -1,4 +1,4 @@
-"""Each decoy rule's train / test properties (METHOD.md Sec. 5), on synthetic digits."""
+"""Each decoy rule's train / test properties (docs/method.md), on synthetic digits."""
 import numpy as np
 import pytest
 

@@ -1,5 +1,5 @@
 """The scripts in experiments/ run end to end on tiny settings and write what their docstrings say.
-They are what the README's cost and diagnostic tables come from, so a broken script is a broken
+They are what the cost and diagnostic tables of docs/results/ come from, so a broken script is a broken
 table. Each runs in a fresh process, as a user runs it."""
 import json
 import re

@@ -81,7 +81,7 @@ def test_leading_sample_dimensions_are_independent_draws():
 def test_lenet_never_sees_the_last_two_input_rows_and_columns():
     # 28 -> conv 3 -> 26 -> pool -> 13 -> conv 3 -> 11 -> pool (floor) -> 5 drops the evidence layer's
     # last row and column, whose receptive field is the only one holding input rows/columns 26-27;
-    # the README explains the top-left corner's larger attribution share by this
+    # docs/results/finetune.md explains the top-left corner's larger attribution share by this
     torch.manual_seed(0)
     net = lenet(num_classes=10).eval()
     x = torch.rand(8, 1, 28, 28, requires_grad=True)

@@ -166,7 +166,7 @@ def test_stray_files_in_the_real_layouts_are_named(tmp_path):
 
 
 def test_the_configs_carry_the_published_hyperparameters():
-    """METHOD.md Sec. 8 (reference code of [000]); [001] for Dogs vs. Cats."""
+    """The published hyperparameters (the reference code of [000], docs/method.md); [001] for Dogs vs. Cats."""
     published = {"isic": (1e-4, -3.8, 1e-5, 60, 0.98, "max"), "oxford_pets": (1e-4, -4.2, 2e-6, 100, 0.98, "min"),
                  "sbd": (1e-4, -3.8, 2e-6, 100, 0.98, "min")}
     for name, (lr, rho, lam, epochs, decay, pool) in published.items():

@@ -201,7 +201,7 @@ def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monk
             self.best_score, self.best_epoch = score, epoch
             T.save_model(out / MODEL, self.model, self.cfg, split.train.image_shape, split.train.num_classes,
                          {"epoch": epoch})
-        return score, False
+        return score, False, {}
     monkeypatch.setattr(T.Trainer, "_validate", scripted)
     m = train(_cfg(npz, epochs=8, val_every=2, val_every_steps=2, patience=1), tmp_path / "p", progress=False)
     assert m["epochs_run"] == 6 and m["best_epoch"] == 2.5

@@ -108,7 +108,7 @@ def cd_decompose(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, at: str = 
 
 
 def cdep_penalty(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, at: str = "mean") -> torch.Tensor:
-    """CDEP ([004] Eq. 5, METHOD.md Sec. 6): per image, the mean over classes c of
+    """CDEP ([004] Eq. 5; docs/method.md): per image, the mean over classes c of
     ``softmax([beta_c, gamma_c])[0]``, the softmax weight of the masked part. Returns shape (B,).
 
     An image without feedback (all-zero mask) gets exactly 0 (beta = 0 there, but

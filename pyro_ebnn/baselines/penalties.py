@@ -74,9 +74,8 @@ PENALTY_MODES = tuple(PENALTIES)
 
 #: Default weights of the penalties per network (``weight=None`` means these).
 #: On the deterministic network, the published or chosen values:
-#: Published / chosen default weights of the penalties (``weight=None`` means these):
 #: * rrr: lambda_1 = 1000, Ross et al. 2017 on Decoy MNIST (their Sec. 4 / the RRR reference code;
-#:   METHOD.md Sec. 9: 0.516 -> 0.961 with lambda_1 = 1000).
+#:   0.516 -> 0.961 with lambda_1 = 1000 there).
 #: * cdep: lambda = 1000, the best value of the DecoyMNIST sweep of [004] over {1, 10, 100, 1000,
 #:   10000} (test accuracy 97.2%, the number of [004] Table 3; 10000 gives 96.7%, 100 gives 95.7%).
 #: * l1grad: lambda_2 = 1000. [002] gives no value, so this is our choice, in the range of the

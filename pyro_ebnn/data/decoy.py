@@ -1,4 +1,4 @@
-"""Decoy MNIST under the five rules of the literature (METHOD.md Sec. 5). Each rule paints grey
+"""Decoy MNIST under the five rules of the literature (docs/method.md). Each rule paints grey
 squares into 28 x 28 digits and returns the square(s) as the feedback mask. All randomness comes
 from a seeded numpy generator, so a rule, a split and a seed give the same data every time.
 

@@ -246,7 +246,7 @@ def _cell(row, key):
 
 
 def _with_network(runs):
-    """Runs written before the network key existed are Bayesian."""
+    """A run whose metrics name no network is Bayesian (the default of the key)."""
     return [{**r, "network": r.get("network") or (r.get("config") or {}).get("network", "bayesian")} for r in runs]
 
 

@@ -77,11 +77,11 @@ class Config:
     normalize: str = "none"
     # bayesian: the Pyro model (weights ~ q(w)); deterministic: the same architecture with point
     # weights, trained by CE (+ penalty), the setting the baselines were published in
-    # (pyro_ebnn.point). Feedback as evidence needs bayesian.
+    # (pyro_ebnn.baselines.point). Feedback as evidence needs bayesian.
     network: str = "bayesian"
     rho_init: float = -2.0
     # [000] Sec. 5.2: standardize the inputs with the mean and std of the training images (a fixed
-    # first layer of the network, pyro_ebnn.nets.Standardize; data and masks stay in [0, 1])
+    # first layer of the network, pyro_ebnn.bnn.Standardize; data and masks stay in [0, 1])
     standardize: bool = False
     prior: str = "normal"                 # normal | laplace
     prior_scale: float = 0.1
@@ -265,7 +265,7 @@ def _renamed(values: dict, where: Optional[str] = None) -> dict:
 
 def saved_config(saved: Optional[dict]) -> dict:
     """A config dict saved with a run (metrics.json, checkpoint), completed with the defaults of the
-    keys added after it was written (the run was made with those defaults) and with renamed keys
+    keys it lacks (the run was made with those defaults) and with renamed keys
     under their new names."""
     return {**Config().to_dict(), **_renamed(saved or {})}
 

@@ -93,9 +93,9 @@ def attribution_reference(cfg: Config, split: Split):
 
 
 def drop_stale_overlaps(metrics: dict, reference: str) -> dict:
-    """Remove from an earlier ``metrics`` dict the overlaps that were taken against another reference
-    image than ``reference`` (metrics that name none were taken against black)."""
-    old = metrics.pop("attribution_baseline", None)  # the key's earlier name
+    """Remove from a run's ``metrics`` the overlaps that were taken against another reference image
+    than ``reference`` (metrics that name none were taken against black)."""
+    old = metrics.pop("attribution_baseline", None)  # the key's old spelling (RENAMED_KEYS)
     taken = metrics.get("attribution_reference", "mean" if old == "mean" else "black")
     if taken != reference:
         for m in REFERENCE_METHODS:

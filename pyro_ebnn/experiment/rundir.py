@@ -86,7 +86,7 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
     if ckpt.exists() and resume:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if "optimizer" not in state:
-            raise ConfigError(f"{ckpt} was written by an older version of pyro-ebnn and cannot be resumed; "
+            raise ConfigError(f"{ckpt} holds no optimizer state (another version of pyro-ebnn wrote it) and cannot be resumed; "
                               "pass --no-resume to start over or choose another --out")
         diff = config_difference(state["config"], cfg.to_dict(), ignore=EXECUTION_KEYS + ("epochs",))
         if diff:

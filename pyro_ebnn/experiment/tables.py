@@ -51,7 +51,7 @@ def mean_std(values):
 
 def group_value(run: dict, key: str):
     """The value of ``key`` for grouping a run: a metric (``name``, ``mode``, ``fold`` ...), else the
-    run's config key (``rho_init``, ``lr`` ...; a key added after the run was saved counts as its
+    run's config key (``rho_init``, ``lr`` ...; a key the run's config lacks counts as its
     default). An unknown key is an error naming the keys there are."""
     if key in run:
         return run[key]

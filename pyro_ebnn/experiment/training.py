@@ -174,9 +174,10 @@ class Trainer:
             if within:
                 record["validations_within_epoch"] = within
             if split.val is not None and (self.epoch % cfg.val_every == 0 or self.epoch == epochs):
-                score, chance = self._validate(split, out, self.epoch)
+                score, chance, others = self._validate(split, out, self.epoch)
                 record[f"val_{cfg.select_metric}"] = score
                 record["val_at_chance"] = chance
+                record.update(others)
                 # patience counts these validations: did any validation since the last one improve?
                 self.stale = 0 if self.best_score > self.checked_best else self.stale + 1
                 self.checked_best = self.best_score
@@ -198,25 +199,32 @@ class Trainer:
         bar.close()
         self.group.barrier()
 
-    def _validate(self, split: Split, out: Path, epoch) -> tuple[float, bool]:
+    def _scores(self, images) -> dict:
+        """Classification metrics of the posterior-mean network on a validation set."""
+        probs = torch.cat([mean_probs(self.model, x, device=self.device)
+                           for x, _, _ in batches(images, 1000, workers=self.cfg.workers)])
+        return classification_metrics(images.labels.numpy(), probs.numpy())
+
+    def _validate(self, split: Split, out: Path, epoch) -> tuple[float, bool, dict]:
         """Score the model on the validation set (process 0; the others receive the score) and save it
         as the selected model when it is the best so far (``epoch`` may have a fraction for
-        validations inside an epoch). Returns the score and whether the validation balanced accuracy
-        is at chance."""
+        validations inside an epoch). Returns the score, whether the validation balanced accuracy is
+        at chance, and the scores on the other validation sets (``split.extra_val``, e.g. the
+        ordinary images beside counterfactual ones: ``val_ordinary_<metric>``)."""
         cfg, train = self.cfg, split.train
         result = None
         if self.group.is_main:
-            probs = torch.cat([mean_probs(self.model, x, device=self.device)
-                               for x, _, _ in batches(split.val, 1000, workers=cfg.workers)])
-            m = classification_metrics(split.val.labels.numpy(), probs.numpy())
-            result = (m[cfg.select_metric], m["balanced_accuracy"] <= 1 / train.num_classes + 0.02)
+            m = self._scores(split.val)
+            others = {f"val_{name}_{cfg.select_metric}": self._scores(images)[cfg.select_metric]
+                      for name, images in split.extra_val.items()}
+            result = (m[cfg.select_metric], m["balanced_accuracy"] <= 1 / train.num_classes + 0.02, others)
             if result[0] > self.best_score:
                 save_model(out / MODEL, self.model, cfg, train.image_shape, train.num_classes,
                            {"epoch": epoch, f"val_{cfg.select_metric}": result[0]})
-        score, chance = self.group.broadcast(result)
+        score, chance, others = self.group.broadcast(result)
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch
-        return score, chance
+        return score, chance, others
 
     def _check_learning(self, loss_per_step: float, n: int):
         """Stop a Bayesian model that is not learning: every validation of the first
