@@ -3,6 +3,7 @@ Distribution`` (with the weight dimensions as event dimensions) can replace thes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
@@ -11,15 +12,12 @@ __all__ = ["NormalPrior", "LaplacePrior", "PRIORS"]
 
 
 @dataclass(frozen=True)
-class NormalPrior:
-    """Factorized N(loc, scale^2) on every weight; [000]/[001] use N(0, 0.1^2).
-
-    >>> NormalPrior(0.1)("conv1.weight", torch.Size([6, 1, 3, 3])).event_shape
-    torch.Size([6, 1, 3, 3])
-    """
+class _FactorizedPrior:
+    """The same distribution ``family(loc, scale)`` on every weight, independently."""
 
     scale: float = 0.1
     loc: float = 0.0
+    family: ClassVar[type] = None
 
     def __post_init__(self):
         if not self.scale > 0:
@@ -27,11 +25,20 @@ class NormalPrior:
 
     def __call__(self, site_name: str, shape: torch.Size, device=None) -> dist.Distribution:
         loc = torch.full(shape, self.loc, device=device)
-        return dist.Normal(loc, torch.full_like(loc, self.scale)).to_event(len(shape))
+        return self.family(loc, torch.full_like(loc, self.scale)).to_event(len(shape))
 
 
-@dataclass(frozen=True)
-class LaplacePrior:
+class NormalPrior(_FactorizedPrior):
+    """Factorized N(loc, scale^2) on every weight; [000]/[001] use N(0, 0.1^2).
+
+    >>> NormalPrior(0.1)("conv1.weight", torch.Size([6, 1, 3, 3])).event_shape
+    torch.Size([6, 1, 3, 3])
+    """
+
+    family = dist.Normal
+
+
+class LaplacePrior(_FactorizedPrior):
     """Factorized Laplace(loc, scale) on every weight (a sparsity-inducing alternative). torch has
     the KL of a Gaussian posterior to it in closed form, so both ELBOs train it.
 
@@ -39,16 +46,7 @@ class LaplacePrior:
     torch.Size([3, 2])
     """
 
-    scale: float = 0.1
-    loc: float = 0.0
-
-    def __post_init__(self):
-        if not self.scale > 0:
-            raise ValueError(f"prior scale must be > 0, got {self.scale}")
-
-    def __call__(self, site_name: str, shape: torch.Size, device=None) -> dist.Distribution:
-        loc = torch.full(shape, self.loc, device=device)
-        return dist.Laplace(loc, torch.full_like(loc, self.scale)).to_event(len(shape))
+    family = dist.Laplace
 
 
 PRIORS = {"normal": NormalPrior, "laplace": LaplacePrior}

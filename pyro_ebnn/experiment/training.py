@@ -34,7 +34,7 @@ from .config import Config
 from .distributed import Group
 from .rundir import CHECKPOINT, MODEL, atomic_write, save_model
 
-__all__ = ["training_loss", "Trainer", "CHANCE_EPOCHS"]
+__all__ = ["training_loss", "chance_level", "Trainer", "CHANCE_EPOCHS"]
 
 #: validations after which a model whose validation balanced accuracy never rose above chance,
 #: while the KL term made most of its loss, is stopped as one that cannot learn
@@ -57,6 +57,17 @@ def training_loss(cfg: Config, model) -> Callable:
             loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
         return loss, loss.item()
     return negative_elbo
+
+
+def chance_level(num_classes: int, n: int) -> float:
+    """The balanced accuracy below which a validation score is "at chance": 1/K plus two standard
+    errors of the accuracy of a guess among K classes on ``n`` images (at least 0.02).
+
+    >>> round(chance_level(2, 900), 3)
+    0.533
+    """
+    p = 1 / num_classes
+    return p + max(0.02, 2 * math.sqrt(p * (1 - p) / max(n, 1)))
 
 
 class Trainer:
@@ -217,7 +228,8 @@ class Trainer:
             m = self._scores(split.val)
             others = {f"val_{name}_{cfg.select_metric}": self._scores(images)[cfg.select_metric]
                       for name, images in split.extra_val.items()}
-            result = (m[cfg.select_metric], m["balanced_accuracy"] <= 1 / train.num_classes + 0.02, others)
+            result = (m[cfg.select_metric], m["balanced_accuracy"] <= chance_level(train.num_classes, len(split.val)),
+                      others)
             if result[0] > self.best_score:
                 save_model(out / MODEL, self.model, cfg, train.image_shape, train.num_classes,
                            {"epoch": epoch, f"val_{cfg.select_metric}": result[0]})

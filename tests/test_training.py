@@ -1,0 +1,94 @@
+"""The training loop on every kind of data: each real-world layout and an image folder train from
+the command line through their configs (images streamed from disk, DataLoader workers included);
+the closed-form KL of both priors against Monte Carlo; a model that cannot leave its prior is
+stopped with one line."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pyro_ebnn import FeedbackBNN, LaplacePrior, NormalPrior, lenet
+from pyro_ebnn.cli import cli
+
+from image_fixtures import write_dogs_vs_cats, write_folder, write_isic, write_pets, write_sbd
+from test_inputs import _write_npz
+
+LAYOUTS = {"image_folder": lambda root: write_folder(root, per_class=(12, 4), masked=range(6)),
+           "image_folder_small": lambda root: write_folder(root, per_class=(12, 4), masked=range(6)),
+           "oxford_pets": lambda root: write_pets(root, per_split=6),
+           "sbd": write_sbd,
+           "isic": lambda root: write_isic(root, benign=16, with_patch=8, malignant=12),
+           "dogs_vs_cats": lambda root: write_dogs_vs_cats(root, per_class=12, masked=6)}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYRO_EBNN_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("config", list(LAYOUTS))
+def test_every_layout_trains_from_the_command_line_through_its_config(tmp_path, config):
+    """One epoch through the config as shipped, on a fixture in the dataset's own layout; LeNet on
+    32-pixel images in place of AlexNet, which needs ImageNet weights and far more time."""
+    root = LAYOUTS[config](tmp_path / "data")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--config", f"configs/{config}.yaml", "--out", str(out),
+                                   "--set", f"data_dir={root}", "--set", "architecture=lenet", "--set", "batch_norm=false",
+                                   "--set", "pretrained=false", "--set", "normalize=none", "--set", "image_size=32",
+                                   "--set", "epochs=1", "--set", "batch_size=4", "--set", "eval_samples=2",
+                                   "--set", f"workers={2 if config == 'image_folder_small' else 0}"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_run"] == 1 and m["n_train"] > 0 and math.isfinite(m["balanced_accuracy"])
+    if config == "isic":
+        assert "test_no_patches_balanced_accuracy" in m
+    history = torch.load(out / "checkpoint.pt", weights_only=False)["history"]
+    if json.loads(json.dumps(m["config"]))["validation_decoys"] in ("noise", "swap"):
+        assert any(k.startswith("val_ordinary_") for k in history[-1])  # both validation scores
+
+
+@pytest.mark.parametrize("prior", [NormalPrior(0.1), LaplacePrior(0.1)])
+def test_the_closed_form_kl_is_the_monte_carlo_kl(prior):
+    torch.manual_seed(0)
+    bnn = FeedbackBNN(lenet(rho_init=-3.0), prior=prior)
+    with torch.no_grad():
+        for p in bnn.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        exact = float(bnn.kl())
+        draws = []
+        for _ in range(200):
+            total = 0.0
+            for name, layer in bnn.layers.items():
+                priors = bnn._priors_of(name, layer)
+                for part, q in layer.posterior().items():
+                    w = q.sample()
+                    total += float(q.log_prob(w) - priors[part].log_prob(w))
+            draws.append(total)
+    draws = np.array(draws)
+    assert abs(draws.mean() - exact) < 4 * draws.std() / math.sqrt(len(draws))
+    assert exact > 0
+
+
+def test_a_prior_scale_must_be_positive():
+    for prior in (NormalPrior, LaplacePrior):
+        with pytest.raises(ValueError, match="prior scale must be > 0"):
+            prior(0.0)
+
+
+def test_a_model_that_cannot_leave_its_prior_stops_with_one_line(tmp_path):
+    """Random labels and posterior scales above the prior's: validation stays at chance while the KL
+    term is most of the loss; the run stops after a few epochs instead of training on silently."""
+    rng = np.random.default_rng(1)
+    _write_npz(tmp_path / "d.npz", train_images=rng.random((60, 1, 28, 28), dtype=np.float32),
+               train_labels=rng.integers(0, 3, 60), train_masks=np.zeros((60, 1, 28, 28), np.uint8))
+    res = CliRunner().invoke(cli, ["train", "--config", "configs/custom_npz.yaml", "--out", str(tmp_path / "run"),
+                                   "--set", f"npz_path={tmp_path / 'd.npz'}", "--set", "rho_init=0",
+                                   "--set", "epochs=20", "--set", "num_folds=2", "--mode", "none"])
+    assert res.exit_code == 2, res.output
+    line = res.output.strip().splitlines()[-1]
+    assert "stayed at chance for 5 epochs while the KL term is" in line and "--set rho_init=-3" in line
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 5   # resumable
