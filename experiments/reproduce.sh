@@ -140,14 +140,15 @@ for rule in rrr cdep; do
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes rrr@deterministic,cdep@deterministic --penalty-weights 10,100,1000 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes feedback --sweep feedback:lam=5e-4,5e-3 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes feedback --sweep feedback:mask_pool=receptive $C
-  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes rrr,l1grad --sweep rrr:penalty_weight=10 $C
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes rrr,l1grad --sweep rrr:penalty_weight=10 --sweep l1grad:penalty_weight=1000 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes eg@deterministic \
       --sweep eg:penalty_weight=10,100,1000 --sweep eg:lr=1e-3,3e-3 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes eg --sweep eg:penalty_weight=10 --sweep eg:lr=1e-3,3e-3 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes none,rrr@deterministic,l1grad@deterministic \
       --sweep none:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 $C
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes augment,rrr,l1grad \
-      --sweep augment:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 $C
+      --sweep augment:lr=3e-3 --sweep rrr:penalty_weight=10 --sweep rrr:lr=3e-3 --sweep l1grad:lr=3e-3 \
+      --sweep l1grad:penalty_weight=1000 $C
 done
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --modes feedback --sweep feedback:mask_pool=receptive --sweep feedback:lr=3e-3,1e-2 $C
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes feedback --sweep feedback:lr=3e-3,1e-2 $C
@@ -194,6 +195,9 @@ cp results/compare_cnn20/compare.md experiments/results/baselines/compare_cnn20.
 cp results/compare_cnn20_trainval/compare.md experiments/results/baselines/compare_cnn20_trainval.md
 R=results/compare_cnn/decoy_mnist_cdep_cnn
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 $R/cdep-deterministic-w10000/fold0
+
+# the Bayesian network's default penalty weights
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,rrr,l1grad,cdep,eg --penalty-weights 1,10,100,1000 --folds 0 --set epochs=5 --set max_train_images=20000 --set validation_decoys=test --set threads=1 --overlap none --out results/bayesian_weights
 
 # ==== docs/results/cost.md: time and memory =======================================================
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/cost/benchmark_modes.json

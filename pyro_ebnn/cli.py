@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -51,8 +50,6 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 def cli():
     """pyro-ebnn: Bayesian CNNs with explanation feedback as evidence."""
-    if not sys.stderr.isatty():  # a log file: progress every 30 s, not every step
-        os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 
 def _deprecated(new: str, values: dict = None):

@@ -3,13 +3,11 @@ uncertainty), the attribution overlap with the masks, figures; and the side-by-s
 of several runs on the same test images."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..bnn import mean_probs, predictive_probs
 from ..data import Split, batches
@@ -17,6 +15,7 @@ from ..errors import ConfigError
 from ..explain import (REFERENCE_METHODS, REFERENCES, ExplainError, channel_mean, explain, masked_indices,
                        overlap_metrics, parse_methods)
 from ..metrics import classification_metrics, plugin_metrics, uncertainty_metrics
+from ..progress import progress_bar
 from .build import resolve_device
 from .config import DATA_KEYS, Config, config_difference, load_config, parse_sets
 from .figures import attribution_grid, attribution_title, evaluation_figures, validation_curve
@@ -48,8 +47,8 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
     ``figure_images`` masked test images, for figures."""
     metrics = {}
     sets = {"test": split.test, **split.extra_tests}
-    bar = tqdm(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
-               disable=not progress, file=sys.stderr, leave=False)
+    bar = progress_bar(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
+                       disable=not progress, leave=False)
     t0 = time.time()
     for name, data in sets.items():
         probs, plugin = [], []

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from ..baselines import PENALTY_MODES
 from ..bnn import fit_standardization, mean_probs, standardization_of
@@ -64,7 +63,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         return Trainer(cfg, model, cfg.lr, device, group)
     group, device, trainer = _start(cfg, out, resume, trainer_of)
     if trainer.epoch and group.is_main:
-        tqdm.write(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
+        print(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
     t0 = time.time()
     trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
                 augment=cfg.mode == "augment")

@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -29,6 +28,7 @@ from ..bnn import FeedbackBNN, mean_probs
 from ..data import ImageSet, Split, batches
 from ..errors import TrainingError
 from ..metrics import classification_metrics
+from ..progress import progress_bar
 from .build import build_elbo
 from .config import Config
 from .distributed import Group
@@ -152,15 +152,15 @@ class Trainer:
         train = split.train.to(self.device) if isinstance(split.train, ImageSet) else split.train
         n = len(train)
         ckpt = out / CHECKPOINT
-        bar = tqdm(total=epochs, initial=self.epoch, desc=f"{cfg.name} [{cfg.mode}]", unit="epoch",
-                   disable=not (progress and main), file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(total=epochs, initial=self.epoch, desc=f"{cfg.name} [{cfg.mode}]", unit="epoch",
+                           disable=not (progress and main))
         tty = progress and main and sys.stderr.isatty()
         while self.epoch < epochs:
             model.net.train()
             order = self._order(n)
             n_steps = math.ceil(len(order) / cfg.batch_size)
             total, t0, within = 0.0, time.time(), []
-            steps = tqdm(self._batches(train, order), total=n_steps, leave=False, disable=not tty, unit="batch",
+            steps = progress_bar(self._batches(train, order), total=n_steps, leave=False, disable=not tty, unit="batch",
                          desc=f"epoch {self.epoch + 1}")
             for step, (x, y, m) in enumerate(steps):
                 mask = m if use_masks else None
@@ -205,7 +205,7 @@ class Trainer:
             self._check_learning(total / max(n_steps, 1), n)
             if cfg.patience is not None and self.stale >= cfg.patience:
                 if main:
-                    tqdm.write(f"early stop: no validation gain in {cfg.patience} validations", file=sys.stderr)
+                    bar.write(f"early stop: no validation gain in {cfg.patience} validations", file=sys.stderr)
                 break
         bar.close()
         self.group.barrier()

@@ -25,18 +25,17 @@ the image with.
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from typing import Optional
 
 import torch
 from captum.attr import DeepLift, LayerAttribution, LayerGradCam, Occlusion, Saliency
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..bnn import BayesianCNN, posterior_network
 from ..bnn.nets import channel_moments
 from ..errors import EBNNError
+from ..progress import progress_bar
 
 __all__ = ["METHODS", "REFERENCE_METHODS", "REFERENCES", "ExplainError", "explained_network", "default_occlusion_window",
            "parse_methods", "gradcam_layer_map", "reference_image", "channel_mean", "attribute", "explain"]
@@ -194,8 +193,8 @@ def explain(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, methods=
     draws = max(samples, 1)
     n = len(images)
     totals = {m: None for m in methods}
-    bar = tqdm(total=n * len(methods) * draws, desc="attributions", unit="img", disable=not progress,
-               file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=n * len(methods) * draws, desc="attributions", unit="img", disable=not progress,
+                       leave=False)
     for _ in range(draws):
         plain = explained_network(net, "sample" if samples > 0 else "mean", gen).to(device)
         for m in methods:

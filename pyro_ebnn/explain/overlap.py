@@ -11,13 +11,12 @@ It lies in [0, 1]; lower means less attention on the irrelevant region.
 """
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data import batches
+from ..progress import progress_bar
 from .attributions import METHODS, ExplainError, explain, parse_methods
 
 __all__ = ["attribution_magnitude", "overlap_per_image", "overlap", "masked_indices", "overlap_metrics"]
@@ -81,7 +80,7 @@ def overlap_metrics(net, data, methods=METHODS, samples: int = 0, max_images: Op
         out.update({f"overlap_{m}": None for m in methods})
         return out
     per_image = {m: [] for m in methods}
-    bar = tqdm(total=len(idx), desc="attributions", unit="img", disable=not progress, file=sys.stderr, leave=False)
+    bar = progress_bar(total=len(idx), desc="attributions", unit="img", disable=not progress, leave=False)
     for x, y, masks in batches(data, batch_size, idx, workers=workers):
         attrs = explain(net, x, y, methods, samples=samples, device=device, progress=False, **kw)
         for m in methods:
