@@ -4,10 +4,8 @@ checkpoint every epoch so that an interrupted run resumes exactly.
 
 The Bayesian loss is Pyro's own ``elbo.differentiable_loss(model, guide, ...)`` (the negative ELBO
 of [000] Eq. 3 with the Eq. 4 likelihood), stepped by a plain torch optimizer, the pattern Pyro
-documents for custom training loops; a point network's loss is its cross-entropy plus penalty. A
-step costs the same as ``pyro.infer.SVI.step`` with one optimizer over all parameters (measured
-with ``experiments/benchmark_step.py``) and lets both kinds of model share this loop, its
-checkpoints and its optimizer state.
+documents for custom training loops; a point network's loss is its cross-entropy plus penalty. It
+lets both kinds of model share this loop, its checkpoints and its optimizer state.
 """
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ from typing import Callable
 import numpy as np
 import pyro
 import torch
-
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..baselines import PointModel, replace_with_noise
