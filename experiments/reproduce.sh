@@ -199,6 +199,16 @@ python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-determ
 # the Bayesian network's default penalty weights
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,rrr,l1grad,cdep,eg --penalty-weights 1,10,100,1000 --folds 0 --set epochs=5 --set max_train_images=20000 --set validation_decoys=test --set threads=1 --overlap none --out results/bayesian_weights
 
+# ==== docs/results/photos.md: real photographs through the image-folder path =====================
+python experiments/shortcut_photos.py --out data/shortcut_photos
+python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback,augment \
+    --sweep feedback:lam=1e-4,1e-3,1e-2 --folds 0,1,2 --set data_dir=data/shortcut_photos \
+    --set threads=1 --set workers=1 --overlap saliency --overlap-images 500 --out results/photos
+cp results/photos/compare.md results/photos/compare.csv results/photos/compare_sweep.csv experiments/results/photos/
+R=results/photos/image_folder_small
+python -m pyro_ebnn.run explain --run $R/none/fold0 --run $R/feedback-lam0.0001/fold0 --run $R/augment/fold0 \
+    --out results/photos/explain --n-images 6 --methods saliency,gradcam
+
 # ==== docs/results/cost.md: time and memory =======================================================
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/cost/benchmark_modes.json
 python experiments/profile_step.py --steps 20 > experiments/results/cost/profile_step.txt
