@@ -45,7 +45,7 @@ def test_pyro_loss_equals_hand_derived_objective(lam):
     guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=N)
     a = guide_trace.nodes[PREACTIVATION_SITE]["value"]
     mean, std = net.evidence_moments(x)
-    ref = negative_elbo(net, x, y, N, mask, lam, noise=(a - mean) / std)
+    ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std})
     assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
     # and the same gradients for every variational parameter
     g_pyro = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
