@@ -169,19 +169,22 @@ def test_vectorized_particles_and_predictive_return_the_sites():
     assert not torch.allclose(pred["logits"][0], pred["logits"][1])
 
 
-def test_masked_normal_matches_pyros_masked_independent_normal():
+@pytest.mark.parametrize("per_cell", [False, True])
+def test_masked_normal_matches_pyros_masked_independent_normal(per_cell):
     from pyro_ebnn.bnn import MaskedNormal
     import pyro.distributions as dist
     g = torch.Generator().manual_seed(0)
     loc = torch.randn(3, 2, 4, 5, 5, generator=g, requires_grad=True)
     scale = (torch.rand(3, 2, 4, 5, 5, generator=g) + 0.1).requires_grad_()
-    mask = torch.rand(2, 4, 5, 5, generator=g) < 0.2
+    # one bit per entry, or one per cell expanded over the 4 channels (as irrelevant_cells makes it)
+    mask = torch.rand(2, 1 if per_cell else 4, 5, 5, generator=g) < 0.2
     mask[0] = False  # an image without any masked cell
+    mask = mask.expand(2, 4, 5, 5)
     value = torch.zeros(2, 4, 5, 5)
     ours = MaskedNormal(loc, scale, mask).log_prob(value)
     ref = dist.Normal(loc, scale).mask(mask).to_event(3).log_prob(value)
     assert ours.shape == ref.shape == (3, 2)
-    assert torch.allclose(ours, ref) and torch.all(ours[:, 0] == 0)
+    assert torch.allclose(ours, ref) and torch.all(ours[:, 0] == 0) and torch.all(ours[:, 1] < 0)
     g1 = torch.autograd.grad(ours.sum(), (loc, scale))
     g2 = torch.autograd.grad(ref.sum(), (loc, scale))
     assert all(torch.allclose(a, b) for a, b in zip(g1, g2))

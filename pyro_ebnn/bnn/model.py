@@ -18,16 +18,19 @@ which runs right after it on the same batch, so a step makes exactly one forward
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 import torch
 import pyro
 
 from .evidence import PREACTIVATION_SITE, FeedbackEvidence, preactivation_distribution
-from .layers import bayesian_layers
+from .layers import bayesian_layers, shared_scales
 from .likelihoods import CategoricalLikelihood
 from .nets import BayesianCNN
 from .priors import NormalPrior
+
+__all__ = ["LOGITS_SITE", "PENALTY_SITE", "FeedbackBNN"]
 
 LOGITS_SITE = "logits"
 PENALTY_SITE = "explanation_penalty"
@@ -36,7 +39,8 @@ PENALTY_SITE = "explanation_penalty"
 class FeedbackBNN:
     """Model and guide (plain callables for SVI and Predictive) around a :class:`BayesianCNN`.
 
-    prior      : ``prior(site, shape, device) -> Distribution``        (default N(0, 0.1^2))
+    prior      : ``prior(site, shape, device) -> Distribution``        (default N(0, 0.1^2)); a fixed
+                 distribution, evaluated once per site and device
     likelihood : ``likelihood(logits, y)`` issuing the observation site (default Categorical)
     evidence   : ``evidence(mean, std, irrelevant) -> activation`` plus ``irrelevant_cells(mask, mean,
                  net)``; ``None`` trains without feedback (no evidence site at all).
@@ -52,6 +56,23 @@ class FeedbackBNN:
         self.penalty = penalty
         self.layers = bayesian_layers(net)
         self._handoff = None
+        self._priors = {}
+        self._register_params = True
+
+    @contextmanager
+    def for_torch_optimizer(self):
+        """Inside the block, model and guide compute a loss for a torch optimizer over
+        ``net.parameters()`` (what ``Trainer.step`` does): the guide does not register the network
+        in Pyro's param store (``pyro.module``: what ``pyro.infer.SVI`` needs to find the
+        parameters, 20 param-store look-ups per step for LeNet), and each layer evaluates
+        sigma = softplus(rho) once for q(w) and the LRT (:func:`~.layers.shared_scales`).
+        Together about 5% of a LeNet step (experiments/benchmark_step.py)."""
+        self._register_params = False
+        try:
+            with shared_scales(self.net):
+                yield self
+        finally:
+            self._register_params = True
 
     # -- sites on the weights ------------------------------------------------------------------
     def _weight_sites(self, distributions_of) -> torch.Size:
@@ -66,7 +87,10 @@ class FeedbackBNN:
 
     def _priors_of(self, lname, layer):
         dev = layer.weight_loc.device
-        return {p: self.prior(f"{lname}.{p}", shape, dev) for p, shape in layer.shapes().items()}
+        key = (id(self.prior), lname, dev)
+        if key not in self._priors:  # the same distributions every step
+            self._priors[key] = {p: self.prior(f"{lname}.{p}", shape, dev) for p, shape in layer.shapes().items()}
+        return self._priors[key]
 
     @staticmethod
     def _posteriors_of(lname, layer):
@@ -92,7 +116,8 @@ class FeedbackBNN:
     # -- Pyro programs ---------------------------------------------------------------------------
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
               data_size: Optional[int] = None):
-        pyro.module(self.name, self.net)
+        if self._register_params:
+            pyro.module(self.name, self.net)
         lead = self._weight_sites(self._posteriors_of)
         with self._data_plate(x, data_size):
             mean, std, irrelevant = self._evidence_inputs(x, mask, lead)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import pyro.distributions as dist
 
+__all__ = ["NormalPrior", "LaplacePrior", "PRIORS"]
+
 
 @dataclass(frozen=True)
 class NormalPrior:
@@ -20,8 +22,12 @@ class NormalPrior:
             raise ValueError(f"prior scale must be > 0, got {self.scale}")
 
     def __call__(self, site_name: str, shape: torch.Size, device=None) -> dist.Distribution:
-        loc = torch.full(shape, self.loc, device=device)
-        return dist.Normal(loc, torch.full_like(loc, self.scale)).to_event(len(shape))
+        """``Normal(loc, scale)`` broadcast to ``shape`` (scalar parameters: no full-size tensors).
+
+        >>> NormalPrior(0.1)("fc1.weight", torch.Size([3, 4]))
+        Independent(Normal(loc: torch.Size([3, 4]), scale: torch.Size([3, 4])), 2)
+        """
+        return _scalar(dist.Normal, self.loc, self.scale, shape, device)
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,13 @@ class LaplacePrior:
     loc: float = 0.0
 
     def __call__(self, site_name: str, shape: torch.Size, device=None) -> dist.Distribution:
-        loc = torch.full(shape, self.loc, device=device)
-        return dist.Laplace(loc, torch.full_like(loc, self.scale)).to_event(len(shape))
+        return _scalar(dist.Laplace, self.loc, self.scale, shape, device)
+
+
+def _scalar(family, loc: float, scale: float, shape: torch.Size, device) -> dist.Distribution:
+    """``family(loc, scale)`` with scalar parameters, expanded to ``shape`` as one event."""
+    loc_t, scale_t = torch.tensor(float(loc), device=device), torch.tensor(float(scale), device=device)
+    return family(loc_t, scale_t).expand(shape).to_event(len(shape))
 
 
 PRIORS = {"normal": NormalPrior, "laplace": LaplacePrior}

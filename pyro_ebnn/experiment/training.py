@@ -46,7 +46,7 @@ def training_loss(cfg: Config, model) -> Callable:
     elbo = build_elbo(cfg)
 
     def negative_elbo(x, y, mask, data_size):
-        with pyro.validation_enabled(False):  # inputs were validated on load
+        with pyro.validation_enabled(False), model.for_torch_optimizer():  # inputs were validated on load
             loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
         return loss, loss.item()
     return negative_elbo
