@@ -142,6 +142,34 @@ class FeedbackBNN:
                 pyro.factor(PENALTY_SITE, -self.penalty(self.net, x, y, mask), has_rsample=True)
             return self.likelihood(logits, y)
 
+    def predictive_preactivation(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """``num_samples`` x N x C x u x v draws of the model's ``last_conv.preactivation`` site for
+        the images ``x``: the LRT through the body, then a ~ N(mu_U, sigma_U^2), all draws in one
+        pass with the draws folded into the batch. The first Bayesian layer sees the image itself,
+        so it computes its moments once per image and only draws its noise ``num_samples`` times
+        (exact); every later layer sees a different input per draw. No feedback (the site is
+        latent at test time)."""
+        mean, std, _ = self._evidence_inputs(x, None, torch.Size([num_samples, 1]))
+        if mean.dim() == x.dim():  # one draw, or no Bayesian layer below the last convolution
+            mean, std = (t.expand((num_samples,) + t.shape) for t in (mean, std))
+        return torch.addcmul(mean, std, torch.randn(mean.shape, dtype=mean.dtype, device=mean.device))
+
+    def predictive_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """``num_samples`` x N x K draws of the model's ``logits`` site for the images ``x`` (no labels,
+        no feedback): the head on :meth:`predictive_preactivation`.
+
+        The same distribution as ``pyro.infer.Predictive`` over model and guide (tests check it),
+        which runs the guide and the model three times each and draws every weight of q(w) for
+        each sample though the LRT uses none of them: 4 times the images per second on LeNet
+        (experiments/benchmark_predictive.py). Call it under ``torch.no_grad()``.
+
+        >>> from pyro_ebnn.bnn import lenet
+        >>> bnn = FeedbackBNN(lenet())
+        >>> tuple(bnn.predictive_logits(torch.rand(3, 1, 28, 28), num_samples=5).shape)
+        (5, 3, 10)
+        """
+        return self.net.classify(self.predictive_preactivation(x, num_samples))
+
     @staticmethod
     def _data_plate(x, data_size):
         n = len(x) if data_size is None else int(data_size)
