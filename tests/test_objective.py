@@ -207,3 +207,30 @@ def test_receptive_field_pool_marks_every_cell_that_sees_the_decoy():
         a1 = net.evidence_moments(x + mask * 5.0)[0]
     changed = (a0 - a1).abs().amax(1)[0] > 0
     assert torch.equal(changed, cells)
+
+
+def test_torch_optimizer_scope_changes_the_param_store_only():
+    """for_torch_optimizer (what Trainer.step uses) shares sigma = softplus(rho) between q(w) and the
+    LRT and skips pyro.module: the same loss and gradients from the same draws, no param sites."""
+    net = lenet()
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(1e-3))
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    mask = torch.zeros(4, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :4, :4] = True
+    elbo = TraceMeanField_ELBO()
+    out = []
+    for scoped in (False, True):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(5)
+        with poutine.trace(param_only=True) as params:
+            if scoped:
+                with bnn.for_torch_optimizer():
+                    loss = elbo.differentiable_loss(bnn.model, bnn.guide, x, y, mask, data_size=100)
+            else:
+                loss = elbo.differentiable_loss(bnn.model, bnn.guide, x, y, mask, data_size=100)
+        out.append((loss, torch.autograd.grad(loss, list(net.parameters())), len(params.trace.nodes)))
+    (loss0, grads0, n0), (loss1, grads1, n1) = out
+    assert n0 == len(list(net.parameters())) and n1 == 0  # SVI would find the parameters only outside
+    assert torch.allclose(loss0, loss1)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(grads0, grads1))
+    assert all(layer._shared is None for layer in bnn.layers.values())  # closed after the block
