@@ -126,7 +126,8 @@ def main():
     print(f"Pyro / PyTorch (feedback):     {result['pyro_over_torch_feedback']:.3f}")
     print(f"feedback / none (Pyro):        {result['feedback_over_none_pyro']:.3f}")
     print(f"feedback / none (PyTorch):     {result['feedback_over_none_torch']:.3f}")
-    print("over the deterministic LeNet:  " + ", ".join(f"{k} {v:.2f}" for k, v in result["over_deterministic"].items()))
+    over = result["over_deterministic"]
+    print("over the deterministic LeNet:  " + ", ".join(f"{k} {v:.2f}" for k, v in over.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -77,14 +77,20 @@ class BayesianLayer(nn.Module):
     _event_dims = 1
 
     def moments(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of the pre-activation under q(w), given the input ``z``."""
+        """Mean and standard deviation of the pre-activation under q(w), given the input ``z``.
+
+        Measured and not kept (LeNet, 1 CPU thread): one grouped convolution over [z, z^2] for mean
+        and variance (conv1 9.8 against 9.7 ms, conv2 10.6 against 7.5 ms fwd + bwd), im2col with
+        the patches shared by mean and variance (5.5 against 3.4 ms for conv1), channels-last
+        (its max pool with the layout conversions 6.9 against 4.1 ms fwd + bwd), torch.compile of
+        this function (91 s to compile, 5% faster)."""
         k = self._event_dims
         lead = z.shape[:-k]
         flat = z.reshape((-1,) + z.shape[-k:])
         weight_scale, bias_scale = self.scales()
         mean = self._affine(flat, self.weight_loc, self.bias_loc)
         var = self._affine(flat.square(), weight_scale.square(), bias_scale.square())
-        std = var.add_(VARIANCE_FLOOR).sqrt_()  # in place: no autograd node keeps var
+        std = var.add_(VARIANCE_FLOOR).sqrt_()  # in place (no autograd node keeps var): 3% of a step
         out = mean.shape[1:]
         return mean.reshape(lead + out), std.reshape(lead + out)
 
@@ -100,7 +106,7 @@ class BayesianLayer(nn.Module):
             return self.mean(z)
         mean, std = self.moments(z)
         eps = torch.randn(sample_shape + mean.shape, device=mean.device, dtype=mean.dtype)
-        return torch.addcmul(mean, std, eps)  # mean + std * eps
+        return torch.addcmul(mean, std, eps)  # mean + std * eps; one op: the predictive 5% faster
 
 
 class BayesianConv2d(BayesianLayer):
@@ -138,8 +144,8 @@ class BayesianLinear(BayesianLayer):
 def shared_scales(module: nn.Module):
     """Inside the block, every Bayesian layer of ``module`` evaluates sigma = softplus(rho) once and
     reuses it: one training step needs sigma for q(w) (the guide's weight sites) and again for the
-    LRT variance; sharing it saves 10 of LeNet's 20 softplus per step (about 3% of the step,
-    experiments/benchmark_step.py). Open it around one loss evaluation, not across parameter updates.
+    LRT variance; sharing it saves 10 of LeNet's 20 softplus per step (0.6 ms on 1 CPU thread).
+    Open it around one loss evaluation, not across parameter updates.
 
     >>> layer = BayesianLinear(3, 2)
     >>> with shared_scales(layer):
@@ -185,9 +191,10 @@ def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch
 def max_pool_2x2(z: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(z, 2)`` over the last two dimensions as the maximum of the four strided views of
     each 2 x 2 window: the same values, without gradient 5-8x faster than ``F.max_pool2d`` on the
-    CPU (LeNet's 640 x 6 x 26 x 26 activations: 1.8 against 15.4 ms at 1 thread); with a backward
-    pass ``F.max_pool2d`` is the faster (4.2 against 12.0 ms), so :func:`run_lrt` uses this one only
-    when no gradient is taken.
+    CPU (LeNet's 640 x 6 x 26 x 26 activations: 1.2 against 15 ms at 1 thread); with a backward
+    pass ``F.max_pool2d`` is the faster (4.2 against 12.0 ms; a hand-written backward would gain
+    1.1 ms of a 27 ms training step, not kept), so :func:`run_lrt` uses this one only when no
+    gradient is taken.
 
     >>> z = torch.randn(3, 4, 11, 11)
     >>> torch.equal(max_pool_2x2(z), F.max_pool2d(z, 2))

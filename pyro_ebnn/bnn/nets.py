@@ -18,6 +18,10 @@ from torch.func import functional_call
 from ..errors import DataError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, run_lrt
 
+__all__ = ["channel_moments", "Standardize", "BayesianCNN", "AT", "layer_sequence", "plain_network", "weights_at",
+           "logits_at", "posterior_network", "lenet", "alexnet", "cdep_cnn", "standardized", "fit_standardization",
+           "standardization_of", "ARCHITECTURES"]
+
 
 def channel_moments(images: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation (n - 1) of N x C x H x W images, accumulated in
