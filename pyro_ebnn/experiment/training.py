@@ -52,12 +52,20 @@ def training_loss(cfg: Config, model) -> Callable:
     return negative_elbo
 
 
+def _fused_adam(device):
+    """Adam's fused kernel (one for all parameters: 0.16 instead of 0.60 ms per LeNet step on the
+    CPU, 4% of a step) where torch has it, CUDA and the CPU from torch 2.4; else torch's choice."""
+    kind = torch.device(device).type
+    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    return True if kind == "cuda" or (kind == "cpu" and version >= (2, 4)) else None
+
+
 class Trainer:
     def __init__(self, cfg: Config, model, lr: float, device):
         self.cfg, self.model, self.device = cfg, model, device
         self.loss = training_loss(cfg, model)
-        # fused: one kernel for all parameters (0.16 instead of 0.60 ms per LeNet step on the CPU)
-        self.optimizer = torch.optim.Adam(model.net.parameters(), lr=lr, weight_decay=cfg.weight_decay, fused=True)
+        self.optimizer = torch.optim.Adam(model.net.parameters(), lr=lr, weight_decay=cfg.weight_decay,
+                                          fused=_fused_adam(device))
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, cfg.lr_decay)
         self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
         self.checked_best = -math.inf  # the best score at the last end-of-epoch validation (patience)
