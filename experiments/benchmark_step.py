@@ -2,11 +2,12 @@
 
     python experiments/benchmark_step.py [--batch 128] [--threads 2] [--repeats 200] [--clock wall|cpu]
 
-All are timed in the same run, interleaved in rounds, on real Decoy MNIST batches (LeNet,
-1 particle):
+All are timed in the same run on real Decoy MNIST batches (LeNet, 1 particle), taking turns step
+by step within each round:
   torch, torch+feedback   the hand-written objective (pyro_ebnn.bnn.objective.negative_elbo: the
-                          straightforward LRT of [000]'s reference code) with torch Adam;
-  pyro, pyro+feedback     the step of ``train`` (Trainer.step: Pyro's differentiable_loss, torch Adam);
+                          straightforward LRT of [000]'s reference code) with torch's Adam;
+  pyro, pyro+feedback     the step of ``train`` (Trainer.step: Pyro's differentiable_loss, torch's Adam,
+                          fused where torch has it);
   deterministic           the point LeNet of ``network: deterministic`` through the same Trainer.step.
 Reports the median ms/step over rounds and the ratios, each the median over rounds of the ratio
 within a round: Pyro over plain PyTorch, feedback over none, and each Bayesian step over the
@@ -38,7 +39,6 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant and round (10 in the first)")
     ap.add_argument("--elbo", default="meanfield")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--json", default=None)
@@ -92,14 +92,19 @@ def main():
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     per_round = max(1, args.repeats // args.rounds)
     times = {k: [] for k in variants}
-    for r in range(args.rounds):
-        for name, step in variants.items():
-            for _ in range(10 if r == 0 else args.warmup):
-                step(*next(data))
-            t0 = clock()
-            for _ in range(per_round):
-                step(*next(data))
-            times[name].append((clock() - t0) / per_round * 1e3)
+    for _ in range(10):  # warm-up
+        for step in variants.values():
+            step(*next(data))
+    for _ in range(args.rounds):
+        spent = dict.fromkeys(variants, 0.0)
+        for _ in range(per_round):  # the variants take turns step by step: they share the load of the machine
+            for name, step in variants.items():
+                x, y, m = next(data)
+                t0 = clock()
+                step(x, y, m)
+                spent[name] += clock() - t0
+        for name in variants:
+            times[name].append(spent[name] / per_round * 1e3)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     def ratio(a, b):
