@@ -28,7 +28,7 @@ from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
 
 BATCHES = (16, 32, 64, 128, 256)
-MEAN_BATCHES = (128, 256, 2000)
+MEAN_BATCHES = (256, 512, 2000)
 
 
 @torch.no_grad()
