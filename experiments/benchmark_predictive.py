@@ -1,11 +1,18 @@
-"""Time of the posterior predictive (pyro_ebnn.bnn.predictive_probs) per chunking of the images.
+"""Speed of the posterior predictive and of validation, in images per second.
 
     python experiments/benchmark_predictive.py [--images 2000] [--samples 10] [--threads 1] [--rounds 3]
+                                               [--clock cpu|wall]
 
-Each pass of Predictive draws ``sample_batch`` samples for ``batch_size`` images, so a pass holds
-batch_size x sample_batch LRT forwards. LeNet (config decoy_mnist_rrr.yaml, its initial weights: the
-time does not depend on their values), random 28 x 28 images; the chunkings are interleaved within
-each round and the median over rounds is printed.
+Three ways, interleaved within each round (median over rounds; by default the CPU time of the
+process, which at one thread leaves out the time it waits for a core on a machine shared with
+other work; use the wall clock with more threads):
+  Predictive        ``pyro.infer.Predictive(model, guide, parallel=True)`` on 128 images and 10
+                    samples per call (what predictive_probs ran before);
+  predictive_probs  pyro_ebnn.bnn.predictive_probs: all S samples of ``batch`` images in one pass
+                    (FeedbackBNN.predictive_logits), for several batch sizes;
+  mean_probs        the posterior-mean network (validation), for several batch sizes.
+LeNet (config decoy_mnist_position.yaml, its initial weights: the time does not depend on their
+values), random 28 x 28 images.
 """
 from __future__ import annotations
 
@@ -14,12 +21,30 @@ import statistics
 import time
 
 import torch
+from pyro.infer import Predictive
 
+from pyro_ebnn.bnn import LOGITS_SITE, mean_probs, predictive_probs
 from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
-from pyro_ebnn.bnn import predictive_probs
 
-CHUNKS = ((1000, 10), (500, 10), (256, 10), (128, 10), (64, 10))
+BATCHES = (16, 32, 64, 128, 256)
+MEAN_BATCHES = (256, 512, 2000)
+
+
+@torch.no_grad()
+def predictive_by_pyro(bnn, images, num_samples, batch_size=128, sample_batch=10):
+    """S x N x K probabilities through ``pyro.infer.Predictive``, ``sample_batch`` samples per call."""
+    bnn.net.train()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x, parts, left = images[start:start + batch_size], [], num_samples
+        while left > 0:
+            s = min(sample_batch, left)
+            pred = Predictive(bnn.model, guide=bnn.guide, num_samples=s, parallel=True, return_sites=[LOGITS_SITE])(x)
+            parts.append(pred[LOGITS_SITE].reshape(s, len(x), -1).softmax(-1))
+            left -= s
+        out.append(torch.cat(parts))
+    return torch.cat(out, dim=1)
 
 
 def main():
@@ -28,24 +53,29 @@ def main():
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    bnn = build_model(load_config("configs/decoy_mnist_rrr.yaml"), (1, 28, 28), 10)
+    bnn = build_model(load_config("configs/decoy_mnist_position.yaml"), (1, 28, 28), 10)
     x = torch.rand(args.images, 1, 28, 28)
-    times = {c: [] for c in CHUNKS}
-    predictive_probs(bnn, x[:256], args.samples)  # warm-up
+    ways = {"Predictive, 128 images x 10 samples per call": lambda: predictive_by_pyro(bnn, x, args.samples)}
+    ways.update({f"predictive_probs, batch {b:4d} ({b * args.samples} draws per pass)":
+                 (lambda b=b: predictive_probs(bnn, x, args.samples, batch_size=b)) for b in BATCHES})
+    ways.update({f"mean_probs, batch {b:4d}": (lambda b=b: mean_probs(bnn, x, batch_size=b)) for b in MEAN_BATCHES})
+    for way in ways.values():  # warm-up
+        way()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    times = {k: [] for k in ways}
     for _ in range(args.rounds):
-        for batch, sample_batch in CHUNKS:
-            t0 = time.perf_counter()
-            predictive_probs(bnn, x, args.samples, batch_size=batch, sample_batch=sample_batch)
-            times[(batch, sample_batch)].append(time.perf_counter() - t0)
-    print(f"posterior predictive, LeNet, {args.images} images x {args.samples} samples, {args.threads} thread(s); "
-          f"median of {args.rounds} rounds")
-    ref = statistics.median(times[CHUNKS[0]])
-    for (batch, sample_batch), t in times.items():
-        m = statistics.median(t)
-        print(f"  batch {batch:5d} x {sample_batch:2d} samples per pass: {m:6.2f} s  ({ref / m:4.2f}x the speed of 1000 x 10)")
+        for name, way in ways.items():
+            t0 = clock()
+            way()
+            times[name].append(clock() - t0)
+    print(f"LeNet, {args.images} images, {args.samples} posterior samples, {args.threads} thread(s); images/s, "
+          f"median of {args.rounds} rounds ({args.clock} clock)")
+    for name, t in times.items():
+        print(f"  {name:55s} {args.images / statistics.median(t):8.0f}")
 
 
 if __name__ == "__main__":

@@ -48,8 +48,19 @@ def test_benchmark_step_compares_pyro_with_plain_torch(tmp_path):
     out = tmp_path / "step.json"
     _script("benchmark_step.py", "--threads", 1, "--batch", 16, "--repeats", 2, "--rounds", 1, "--json", out)
     r = json.loads(out.read_text())
-    assert set(r["ms_per_step"]) == {"torch", "pyro", "torch+feedback", "pyro+feedback"}
+    assert set(r["ms_per_step"]) == {"torch", "pyro", "torch+feedback", "pyro+feedback", "deterministic"}
+    # one round: the median of the per-round ratios is the ratio of the times
     assert r["pyro_over_torch"] == pytest.approx(r["ms_per_step"]["pyro"] / r["ms_per_step"]["torch"])
+    ms = r["ms_per_step"]
+    assert r["over_deterministic"]["torch"] == pytest.approx(ms["torch"] / ms["deterministic"])
+    assert len(r["rounds_ms"]["pyro"]) == 1
+
+
+def test_benchmark_predictive_reports_images_per_second_for_every_way():
+    text = _script("benchmark_predictive.py", "--images", 32, "--samples", 2, "--rounds", 1)
+    rates = dict(re.findall(r"^  (\S.*?)\s+(\d+)$", text, flags=re.M))
+    assert len(rates) == 9 and all(int(v) > 0 for v in rates.values())
+    assert any(k.startswith("Predictive") for k in rates) and sum(k.startswith("mean_probs") for k in rates) == 3
 
 
 def test_profile_step_splits_the_step_into_operator_groups():

@@ -45,7 +45,7 @@ def test_pyro_loss_equals_hand_derived_objective(lam):
     guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=N)
     a = guide_trace.nodes[PREACTIVATION_SITE]["value"]
     mean, std = net.evidence_moments(x)
-    ref = negative_elbo(net, x, y, N, mask, lam, noise=(a - mean) / std)
+    ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std})
     assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
     # and the same gradients for every variational parameter
     g_pyro = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
@@ -169,19 +169,22 @@ def test_vectorized_particles_and_predictive_return_the_sites():
     assert not torch.allclose(pred["logits"][0], pred["logits"][1])
 
 
-def test_masked_normal_matches_pyros_masked_independent_normal():
+@pytest.mark.parametrize("per_cell", [False, True])
+def test_masked_normal_matches_pyros_masked_independent_normal(per_cell):
     from pyro_ebnn.bnn import MaskedNormal
     import pyro.distributions as dist
     g = torch.Generator().manual_seed(0)
     loc = torch.randn(3, 2, 4, 5, 5, generator=g, requires_grad=True)
     scale = (torch.rand(3, 2, 4, 5, 5, generator=g) + 0.1).requires_grad_()
-    mask = torch.rand(2, 4, 5, 5, generator=g) < 0.2
+    # one bit per entry, or one per cell expanded over the 4 channels (as irrelevant_cells makes it)
+    mask = torch.rand(2, 1 if per_cell else 4, 5, 5, generator=g) < 0.2
     mask[0] = False  # an image without any masked cell
+    mask = mask.expand(2, 4, 5, 5)
     value = torch.zeros(2, 4, 5, 5)
     ours = MaskedNormal(loc, scale, mask).log_prob(value)
     ref = dist.Normal(loc, scale).mask(mask).to_event(3).log_prob(value)
     assert ours.shape == ref.shape == (3, 2)
-    assert torch.allclose(ours, ref) and torch.all(ours[:, 0] == 0)
+    assert torch.allclose(ours, ref) and torch.all(ours[:, 0] == 0) and torch.all(ours[:, 1] < 0)
     g1 = torch.autograd.grad(ours.sum(), (loc, scale))
     g2 = torch.autograd.grad(ref.sum(), (loc, scale))
     assert all(torch.allclose(a, b) for a, b in zip(g1, g2))
@@ -204,3 +207,30 @@ def test_receptive_field_pool_marks_every_cell_that_sees_the_decoy():
         a1 = net.evidence_moments(x + mask * 5.0)[0]
     changed = (a0 - a1).abs().amax(1)[0] > 0
     assert torch.equal(changed, cells)
+
+
+def test_torch_optimizer_scope_changes_the_param_store_only():
+    """for_torch_optimizer (what Trainer.step uses) shares sigma = softplus(rho) between q(w) and the
+    LRT and skips pyro.module: the same loss and gradients from the same draws, no param sites."""
+    net = lenet()
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(1e-3))
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    mask = torch.zeros(4, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, :4, :4] = True
+    elbo = TraceMeanField_ELBO()
+    out = []
+    for scoped in (False, True):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(5)
+        with poutine.trace(param_only=True) as params:
+            if scoped:
+                with bnn.for_torch_optimizer():
+                    loss = elbo.differentiable_loss(bnn.model, bnn.guide, x, y, mask, data_size=100)
+            else:
+                loss = elbo.differentiable_loss(bnn.model, bnn.guide, x, y, mask, data_size=100)
+        out.append((loss, torch.autograd.grad(loss, list(net.parameters())), len(params.trace.nodes)))
+    (loss0, grads0, n0), (loss1, grads1, n1) = out
+    assert n0 == len(list(net.parameters())) and n1 == 0  # SVI would find the parameters only outside
+    assert torch.allclose(loss0, loss1)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(grads0, grads1))
+    assert all(layer._shared is None for layer in bnn.layers.values())  # closed after the block

@@ -9,7 +9,7 @@ import torch
 from pyro_ebnn import FeedbackBNN, lenet
 from pyro_ebnn.data.base import ImageSet, Split
 from pyro_ebnn.errors import EBNNError
-from pyro_ebnn.bnn import posterior_predictive
+from pyro_ebnn.bnn import PREACTIVATION_SITE, bayesian_layers, posterior_predictive, predictive_probs
 from pyro_ebnn.metrics import (brier, ece, mutual_information, mutual_information_per_image, nll, plugin_metrics,
                                predictive_entropy, reliability, uncertainty_metrics)
 
@@ -108,6 +108,67 @@ def test_predictive_returns_predictions_and_the_last_conv_site():
     assert z.abs().mean() < 1.0 and z.abs().max() < 6
     assert (a.std(0) / sigma).mean() == pytest.approx(1.0, abs=0.02)
     assert torch.allclose(out["logits"], head, atol=1e-5)
+
+
+def _noisy_body(net):
+    """Wide posteriors below the last convolution (sigma 0.47 and 0.13), narrow ones in the head
+    (0.0025) and means twice their initial size: a confident predictive that the body's noise moves,
+    so that a predictive which dropped or shared the body's draws would be told apart."""
+    with torch.no_grad():
+        for name, layer in bayesian_layers(net).items():
+            rho = {"conv1": -0.5, "conv2": -2.0}.get(name, -6.0)
+            layer.weight_rho.fill_(rho)
+            layer.bias_rho.fill_(rho)
+            layer.weight_loc.mul_(2.0)
+
+
+def test_vectorized_predictive_matches_pyros_predictive():
+    """predictive_probs (all samples of an image in one pass, no Pyro) and pyro.infer.Predictive over
+    model and guide draw from the same posterior predictive: the mean probabilities and their second
+    moments agree within Monte Carlo error, image by image and class by class."""
+    torch.manual_seed(0)
+    bnn = FeedbackBNN(lenet())
+    _noisy_body(bnn.net)
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    S = 2000
+    torch.manual_seed(2)
+    ours = predictive_probs(bnn, x, S, batch_size=2)  # two passes: 2 images, then 1
+    torch.manual_seed(3)
+    theirs = posterior_predictive(bnn, x, S, sites=("logits",))["logits"].softmax(-1)
+    assert ours.shape == theirs.shape == (S, 3, 10)
+    assert ours.std(0).mean() > 0.1  # a spread-out predictive, not a point mass
+    for moment in (1, 2):
+        a, b = ours ** moment, theirs ** moment
+        se = (a.var(0) / S + b.var(0) / S).sqrt()
+        z = (a.mean(0) - b.mean(0)) / (se + 1e-6)
+        assert z.abs().max() < 5, (moment, z.abs().max())
+
+
+def test_vectorized_predictive_draws_the_lrt_gaussian_at_the_last_conv():
+    """With the body at its mean (eval mode) the site is exactly N(mu_U, sigma_U^2); with the body
+    sampling, its draws agree with Predictive's (means and standard deviations per cell)."""
+    torch.manual_seed(0)
+    bnn = FeedbackBNN(lenet())
+    _noisy_body(bnn.net)
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    S = 1600
+    bnn.net.eval()
+    with torch.no_grad():
+        a = bnn.predictive_preactivation(x, S)
+        mu, sigma = bnn.net.evidence_moments(x)
+    assert a.shape == (S, 2, 16, 11, 11)
+    z = (a.mean(0) - mu) / (sigma / S ** 0.5)
+    assert z.abs().mean() < 1.0 and z.abs().max() < 6
+    assert (a.std(0) / sigma).mean() == pytest.approx(1.0, abs=0.01)
+    bnn.net.train()
+    with torch.no_grad():
+        ours = bnn.predictive_preactivation(x, S)
+    theirs = posterior_predictive(bnn, x, S, sites=(PREACTIVATION_SITE,))[PREACTIVATION_SITE]
+    z = (ours.mean(0) - theirs.mean(0)) / ((ours.var(0) / S + theirs.var(0) / S).sqrt())
+    assert z.abs().mean() < 1.0 and z.abs().max() < 6
+    assert (ours.std(0) / theirs.std(0)).mean() == pytest.approx(1.0, abs=0.01)
+    # the body's noise is part of the draws: they spread wider than the eval-mode Gaussian
+    assert (ours.std(0) / sigma).mean() > 1.05
 
 
 def test_evaluate_sets_adds_uncertainty_for_every_test_set():

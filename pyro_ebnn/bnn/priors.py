@@ -24,8 +24,10 @@ class _FactorizedPrior:
             raise ValueError(f"prior scale must be > 0, got {self.scale}")
 
     def __call__(self, site_name: str, shape: torch.Size, device=None) -> dist.Distribution:
-        loc = torch.full(shape, self.loc, device=device)
-        return self.family(loc, torch.full_like(loc, self.scale)).to_event(len(shape))
+        """``family(loc, scale)`` broadcast to ``shape`` as one event, with scalar parameters (no
+        full-size tensors)."""
+        loc, scale = torch.tensor(float(self.loc), device=device), torch.tensor(float(self.scale), device=device)
+        return self.family(loc, scale).expand(shape).to_event(len(shape))
 
 
 class NormalPrior(_FactorizedPrior):

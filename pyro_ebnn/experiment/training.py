@@ -50,7 +50,7 @@ def training_loss(cfg: Config, model) -> Callable:
     elbo = build_elbo(cfg)
 
     def negative_elbo(x, y, mask, data_size):
-        with pyro.validation_enabled(False):  # inputs were validated on load
+        with pyro.validation_enabled(False), model.for_torch_optimizer():  # inputs were validated on load
             loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
         return loss, loss.item()
     return negative_elbo
@@ -67,6 +67,14 @@ def chance_level(num_classes: int, n: int) -> float:
     return p + max(0.02, 2 * math.sqrt(p * (1 - p) / max(n, 1)))
 
 
+def _fused_adam(device):
+    """Adam's fused kernel (one for all parameters: 0.16 instead of 0.60 ms per LeNet step on the
+    CPU, 4% of a step) where torch has it, CUDA and the CPU from torch 2.4; else torch's choice."""
+    kind = torch.device(device).type
+    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    return True if kind == "cuda" or (kind == "cpu" and version >= (2, 4)) else None
+
+
 class Trainer:
     """Fits ``model`` (a :class:`~pyro_ebnn.bnn.FeedbackBNN` or a point model) with Adam and an
     exponential learning-rate decay per epoch. ``group``: the processes that train it together
@@ -75,7 +83,8 @@ class Trainer:
     def __init__(self, cfg: Config, model, lr: float, device, group: Group = Group()):
         self.cfg, self.model, self.device, self.group = cfg, model, device, group
         self.loss = training_loss(cfg, model)
-        self.optimizer = torch.optim.Adam(model.net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.Adam(model.net.parameters(), lr=lr, weight_decay=cfg.weight_decay,
+                                          fused=_fused_adam(device))
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, cfg.lr_decay)
         self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
         self.checked_best = -math.inf  # the best score at the last end-of-epoch validation (patience)
