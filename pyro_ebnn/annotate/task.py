@@ -86,6 +86,7 @@ class AnnotationTask:
         self.class_names = [str(name) for name in self.trainval.class_names]
         self.indices: list[int] = []
         self._probs: dict[int, np.ndarray] = {}
+        self._pool_probabilities = None
         self._mean_network = explained_network(self.model.net, "mean")
         self._explained = lru_cache(maxsize=None)(self._explain)
         self.candidates = lru_cache(maxsize=None)(self._candidates)
@@ -124,11 +125,14 @@ class AnnotationTask:
                             for _ in range(self.samples)])
 
     def _pool_probs(self) -> np.ndarray:
-        """S x N x K posterior predictive probabilities of the pool (kept for the predictions)."""
-        set_seed(self.seed)
-        probs = predictive_probs(self.model, self._images(self.pool), self.samples).numpy()
-        self._probs.update(zip(self.pool.tolist(), np.moveaxis(probs, 1, 0)))
-        return probs
+        """S x N x K posterior predictive probabilities of the pool, computed once (and kept for the
+        predictions)."""
+        if self._pool_probabilities is None:
+            set_seed(self.seed)
+            probs = predictive_probs(self.model, self._images(self.pool), self.samples).numpy()
+            self._probs.update(zip(self.pool.tolist(), np.moveaxis(probs, 1, 0)))
+            self._pool_probabilities = probs
+        return self._pool_probabilities
 
     def _images(self, indices) -> torch.Tensor:
         return torch.cat([x for x, _, _ in batches(self.trainval, 1000, indices)])
