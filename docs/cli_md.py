@@ -46,6 +46,24 @@ COMMANDS = {
     "aggregate": ("Mean ± std tables (Markdown and CSV) over every `metrics.json` under a directory, one row "
                   "per value of the `--by` keys; `--columns wide` adds calibration and the four overlaps.",
                   f"{PROG} aggregate runs/grid --by name,mode,rho_init --columns wide --out runs/grid/summary_wide"),
+    "annotate": ("[001]'s step 3: shows a trained run's explanations of its training predictions to an annotator. "
+                 "It draws a pool of `--pool` images from the run's training fold (seeded by `--seed`, the same pool "
+                 "for every strategy), ranks it by the selection strategy (`random`, as in the papers; `entropy` "
+                 "and `bald` from `--samples` posterior predictive samples; `explanation`, the posterior samples' "
+                 "disagreement about where the explanation lies) and takes the best `--budget` images this "
+                 "annotator has not answered in the store. The page shows each image with its prediction, the "
+                 "explanation (Grad-CAM⁺ × saliency⁺ for the predicted class) and the candidate regions of [002] "
+                 "§4.2; the annotator marks regions irrelevant, accepts the explanation or skips, and every answer "
+                 "is saved in the store as it is given. Running it again on the same store shows new images. "
+                 "`--oracle truth` (the dataset's whole mask) or `--oracle candidates` (only the candidate regions "
+                 "that touch it) answers headlessly, prints how many images got which decision and exits. The "
+                 "store belongs to the dataset (its data config and labels), not to a fold or a run; a store of "
+                 "another dataset is refused. Off 127.0.0.1 the page needs `--token`; on 127.0.0.1 a fresh one is "
+                 "made and printed in the address. Results: [results/annotation.md](results/annotation.md).",
+                 f"{PROG} annotate --run runs/corners/start0 --store runs/corners/feedback.sqlite --budget 50 "
+                 "--select bald\n"
+                 f"{PROG} annotate --run runs/corners/start0 --store runs/corners/oracle.sqlite --budget 200 "
+                 "--select random --oracle truth"),
     "compare": ("Every baseline on the same footing: trains (or, with `--collect-only`, only collects) every "
                 "config × mode × fold × swept setting, adds the attribution overlap and writes `OUT/compare.md` "
                 "and `OUT/compare.csv` in the layout of [000] Tables 1 and 2 (balanced accuracy, macro F1, ROC AUC, "
@@ -72,8 +90,16 @@ COMMANDS = {
                  "training images chosen uniformly at random, for `finetune_epochs` epochs at `finetune_lr` "
                  "with λ = `finetune_lam`; the start model competes in the model selection. "
                  "`--set finetune_budget=0` runs the same fine-tuning without any annotated image (the control). "
+                 "With `--feedback STORE` (a store written by `annotate`) the annotated images are the ones "
+                 "answered in the store instead: `irrelevant` → the annotator's mask, `accepted` → annotated "
+                 "without a mask (feedback only rejects regions, so it adds no evidence), `skipped` → not "
+                 "annotated; answers about images the run validates on are left out. `metrics.json` then "
+                 "records `feedback_irrelevant`, `feedback_accepted`, `feedback_skipped`, `feedback_not_in_train` "
+                 "and `feedback_store`; a store of another dataset is refused. "
                  "Without `--config` it reads the run's own `config.yaml`.",
-                 f"{PROG} finetune --run runs/corners/none0 --set finetune_budget=0.004 --out runs/corners/ft0"),
+                 f"{PROG} finetune --run runs/corners/none0 --set finetune_budget=0.004 --out runs/corners/ft0\n"
+                 f"{PROG} finetune --run runs/corners/start0 --feedback runs/corners/feedback.sqlite "
+                 "--out runs/corners/ft-feedback"),
     "grid": ("Trains every (config, mode, fold) that is not finished yet under `OUT/<name>/<mode>/fold<k>`, "
              "then writes the mean ± std table `OUT/summary.md` / `summary.csv`.",
              f"{PROG} grid --config configs/decoy_mnist_color.yaml --modes none,feedback --folds 0,1,2 "
@@ -140,12 +166,14 @@ KEYS = {
     "eval_samples": "posterior predictive samples at test time",
     "device": "`auto`, `cpu`, `cuda`",
     "threads": "torch CPU threads",
+    "workers": "DataLoader processes that read images from disk (streamed data sets)",
     "eval_attributions": "compute the overlap at the end of train / finetune",
     "attribution_reference": "reference image of DeepLIFT and Occlusion: `black` or `mean`",
     "finetune_budget": "annotated training images when fine-tuning (fraction < 1, count ≥ 1; 0: the control)",
     "finetune_epochs": "fine-tuning epochs",
     "finetune_lr": "fine-tuning learning rate (null: `lr`)",
     "finetune_lam": "λ when fine-tuning (null: `lam`)",
+    "finetune_feedback": "a feedback store: fine-tune on its answers instead of `finetune_budget` (`finetune --feedback`)",
 }
 
 

@@ -215,3 +215,10 @@ python experiments/profile_step.py --steps 20 > experiments/results/cost/profile
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/cost/benchmark_step.json
 /usr/bin/time -v $EV --run results/protocol/decoy_mnist_position/feedback/fold0 --out results/full_eval --threads 1
 python experiments/benchmark_predictive.py --images 2000 --samples 10 --threads 1 --rounds 3
+
+# ==== docs/results/annotation.md: selection strategies and simulated annotators ==================
+#    one start model per rule (mode none; 20,000 train+val and 5,000 test images), then per seed,
+#    strategy, oracle and budget a feedback store and `finetune --feedback` on it (6 epochs);
+#    resumes; tables, CSV and figure in experiments/results/annotation/
+python experiments/learning_curves.py --root results/annotation --out experiments/results/annotation
+python -m pytest -q -s tests/test_annotate_page.py tests/test_annotate_task.py -k "browser or serves"

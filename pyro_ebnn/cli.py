@@ -1,6 +1,7 @@
 """Command line: ``python -m pyro_ebnn.run COMMAND``.
 
   train      train one fold from scratch (any mode)                  -> OUT/metrics.json, model.pt
+  annotate   show a trained run's explanations to an annotator (a page, or an oracle) -> a feedback store
   finetune   fine-tune a trained run with feedback on a small budget  -> OUT/metrics.json, model.pt
   evaluate   re-evaluate a trained run: metrics, calibration, overlap  -> OUT/metrics.json, figures
   explain    attribution grids of two or more runs on the same images  -> OUT/*.png, *.pdf
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from .annotate import ORACLES, POOL, SAMPLES, STRATEGIES
+from .annotate import annotate as annotate_run
 from .errors import EBNNError
 from .experiment import evaluation, runs
 from .experiment.compare import compare as compare_grid
@@ -105,17 +108,53 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
 @_common
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
 @click.option("--out", required=True, type=click.Path())
+@click.option("--feedback", default=None, type=click.Path(),
+              help="a feedback store (from annotate): fine-tune on its answers instead of a random budget")
 @click.option("--resume/--no-resume", default=True)
-def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, resume):
-    """Fine-tune a trained run with feedback on a random budget of annotated images ([001])."""
+def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, feedback, resume):
+    """Fine-tune a trained run with feedback on a random budget of annotated images ([001]), or on
+    the images an annotator answered (--feedback)."""
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
+    if feedback:
+        sets.append(f"finetune_feedback={feedback}")
     if config is None:
         config = str(Path(run_dir) / "config.yaml")
     # the run's own mode: finetune checks the network and switches the mode to feedback
     cfg = _config(config, None, sets, seed, device, fold)
     m = runs.finetune(run_dir, cfg, out, resume=resume)
     if m:
-        click.echo(f"{cfg.name} fine-tuned: {_summary(m)}  -> {out}/metrics.json")
+        used = ("  feedback: " + ", ".join(f"{m[f'feedback_{d}']} {d}" for d in ("irrelevant", "accepted", "skipped"))
+                if "feedback_store" in m else "")
+        click.echo(f"{cfg.name} fine-tuned: {_summary(m)}{used}  -> {out}/metrics.json")
+
+
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="directory of a trained run")
+@click.option("--store", required=True, type=click.Path(),
+              help="the feedback store (an SQLite file, created when missing; one per dataset)")
+@click.option("--budget", required=True, type=int, help="images to show (or to answer, with --oracle)")
+@click.option("--select", "strategy", default="random", show_default=True, type=click.Choice(list(STRATEGIES)),
+              help="selection strategy: uniform (the papers'), predictive entropy, BALD, or the posterior "
+                   "samples' disagreement about the explanation")
+@click.option("--pool", default=POOL, show_default=True, type=int,
+              help="training images scored: a random draw seeded by --seed, the same for every strategy")
+@click.option("--samples", default=SAMPLES, show_default=True, type=int,
+              help="posterior samples behind the scores and the predictions")
+@click.option("--seed", default=0, show_default=True, type=int, help="seeds the pool and the random strategy")
+@click.option("--annotator", default=None, help="whose answers these are  [default: your login name; "
+                                                "oracle:KIND with --oracle]")
+@click.option("--oracle", default=None, type=click.Choice(list(ORACLES)),
+              help="answer headlessly from the dataset's masks: the whole true mask (truth) or the candidate "
+                   "regions that touch it (candidates); writes the store and exits")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address the page listens on")
+@click.option("--port", default=8765, show_default=True, type=int, help="port of the page (0: any free port)")
+@click.option("--token", default=None,
+              help="secret every request must carry; required off 127.0.0.1  [default on 127.0.0.1: a fresh one]")
+def annotate(run_dir, store, budget, strategy, pool, samples, seed, annotator, oracle, host, port, token):
+    """Show a trained run's explanations of its training predictions to an annotator, who marks
+    irrelevant regions, accepts or skips ([001] Fig. 1, step 3); answers go into the store."""
+    annotate_run(run_dir, store, budget, strategy, pool=pool, samples=samples, seed=seed, annotator=annotator,
+                 oracle=oracle, host=host, port=port, token=token, echo=click.echo)
 
 
 _REFERENCE_HELP = ("the reference image of DeepLIFT and Occlusion: black, or every pixel at the training "

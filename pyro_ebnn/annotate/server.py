@@ -50,8 +50,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import EBNNError
 
-__all__ = ["AnnotateError", "MaskEncodingError", "create_app", "serve", "page_url", "encode_mask", "decode_mask",
-           "TOKEN_HEADER", "MAX_BODY_BYTES"]
+__all__ = ["AnnotateError", "MaskEncodingError", "create_app", "serve", "page_url", "is_loopback", "encode_mask",
+           "decode_mask", "TOKEN_HEADER", "MAX_BODY_BYTES"]
 
 TOKEN_HEADER = "X-Annotate-Token"
 MAX_BODY_BYTES = 1 << 20
@@ -335,7 +335,8 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
 
 # -- serving ------------------------------------------------------------------------------------
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -355,7 +356,7 @@ def serve(task, store, host: str = "127.0.0.1", port: int = 8765, token: str | N
           next_command: str | None = None):
     """Serve the annotation page until interrupted (Ctrl+C), printing its address. Any host other
     than loopback needs a token. ``port=0`` picks a free port."""
-    if not _is_loopback(host) and not token:
+    if not is_loopback(host) and not token:
         raise AnnotateError(f"serving on {host} exposes the page to the network; pass a token, e.g. "
                             "token=secrets.token_urlsafe(16), or serve on 127.0.0.1")
     app = create_app(task, store, token=token, next_command=next_command)

@@ -10,7 +10,8 @@ feedback masks (1 x H x W booleans, True = irrelevant; all False = no opinion). 
   :class:`~pyro_ebnn.data.counterfactual.CounterfactualImages`), which a
   ``torch.utils.data.DataLoader`` with workers streams.
 
-Both satisfy :class:`LabelledImages`; :func:`batches` iterates over either.
+Both satisfy :class:`LabelledImages`; :func:`batches` iterates over either. :func:`with_masks`
+gives any set other masks (an annotator's, from a feedback store).
 """
 from __future__ import annotations
 
@@ -157,17 +158,88 @@ def in_memory(images: LabelledImages, batch_size: int = 256, workers: int = 0) -
     return ImageSet(x, y, m, images.num_classes, images.name, list(images.class_names))
 
 
+def _mask_tensor(mask, shape: tuple[int, int], where: str) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(mask, dtype=bool))
+    if tuple(m.shape) != shape:
+        raise DataError(f"{where}: a mask must have the images' size {shape[0]} x {shape[1]}, got {tuple(m.shape)}")
+    return m[None]
+
+
+def with_masks(images: LabelledImages, masks: dict) -> LabelledImages:
+    """``images`` whose masks are ``masks`` ({position: bool H x W}) and no other: every image not
+    in ``masks`` carries no mask. An :class:`ImageSet` stays in memory; any other set is wrapped
+    (:class:`ReplacedMasks`) and reads its images as before.
+
+    >>> x = ImageSet(torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 0]), torch.ones(3, 1, 2, 2), 2)
+    >>> with_masks(x, {1: [[True, False], [False, False]]}).has_mask.tolist()
+    [False, True, False]
+    """
+    shape = tuple(images.image_shape[1:])
+    bad = [p for p in masks if not 0 <= int(p) < len(images)]
+    if bad:
+        raise DataError(f"{images.name}: no image at position {bad[0]} (the set has {len(images)}); "
+                        "give masks for positions 0..N-1")
+    given = {int(p): _mask_tensor(m, shape, images.name) for p, m in masks.items()}
+    if isinstance(images, ImageSet):
+        out = torch.zeros_like(images.masks)
+        for p, m in given.items():
+            out[p] = m.to(out.device)
+        return ImageSet(images.images, images.labels, out, images.num_classes, images.name, images.class_names)
+    return ReplacedMasks(images, given)
+
+
+class ReplacedMasks:
+    """Any :class:`LabelledImages` with its masks replaced by ``masks`` ({position: bool 1 x H x W};
+    the other images carry none); made by :func:`with_masks`. Picklable for ``DataLoader`` workers."""
+
+    def __init__(self, base: LabelledImages, masks: dict):
+        self.base, self.masks = base, masks
+        self.name, self.num_classes, self.class_names = base.name, base.num_classes, base.class_names
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.base.image_shape
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.base.labels
+
+    @property
+    def has_mask(self) -> torch.Tensor:
+        has = torch.zeros(len(self), dtype=torch.bool)
+        has[list(self.masks)] = torch.tensor([bool(m.any()) for m in self.masks.values()], dtype=torch.bool)
+        return has
+
+    def __getitem__(self, i: int):
+        image, label, _ = self.base[i]
+        mask = self.masks.get(int(i))
+        return image, label, mask if mask is not None else torch.zeros((1,) + self.image_shape[1:], dtype=torch.bool)
+
+    def subset(self, idx) -> "ReplacedMasks":
+        idx = [int(i) for i in torch.as_tensor(idx, dtype=torch.long)]
+        return ReplacedMasks(self.base.subset(idx), {k: self.masks[i] for k, i in enumerate(idx) if i in self.masks})
+
+    def keep_masks(self, keep) -> "ReplacedMasks":
+        keep = torch.as_tensor(keep, dtype=torch.bool)
+        return ReplacedMasks(self.base, {p: m for p, m in self.masks.items() if keep[p]})
+
+
 @dataclass
 class Split:
     """Train / validation / test sets of one run, plus optional named extra test sets and extra
     validation sets (e.g. ``extra_val["ordinary"]``, the validation images as they are, when
-    ``val`` is a counterfactual version of them)."""
+    ``val`` is a counterfactual version of them). ``feedback``: where the training masks came from
+    when an annotator gave them (a feedback store's path and the counts of its decisions)."""
 
     train: LabelledImages
     val: Optional[LabelledImages]
     test: LabelledImages
     extra_tests: dict = field(default_factory=dict)
     extra_val: dict = field(default_factory=dict)
+    feedback: dict = field(default_factory=dict)
 
 
 def fold_split(n: int, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

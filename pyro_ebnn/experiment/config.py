@@ -134,6 +134,9 @@ class Config:
     finetune_epochs: int = 17
     finetune_lr: Optional[float] = None
     finetune_lam: Optional[float] = None  # [001] uses no lambda (1.0)
+    # a feedback store (pyro_ebnn.data.store; `annotate` writes one): fine-tune on the images an
+    # annotator answered, with their masks, in place of finetune_budget's uniform random choice
+    finetune_feedback: Optional[str] = None
 
     def validate(self) -> "Config":
         def bad(key, why):

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import pyro
 import torch
 
 from ..data import ImageSet, LabelledImages, Split, batches, counterfactual, fold_split, keep_fraction_of_masks, load_dataset
 from .config import Config
+from .feedback import training_feedback
 
-__all__ = ["COUNTERFACTUAL_SEED", "prepare_split", "images_of", "set_seed", "use_threads"]
+__all__ = ["COUNTERFACTUAL_SEED", "prepare_split", "training_indices", "images_of", "set_seed", "use_threads"]
 
 #: offset of the counterfactual validation seed from data_seed
 COUNTERFACTUAL_SEED = 7919
 
 
-def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
+def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None) -> Split:
     """Fold ``cfg.fold`` of the [000] protocol (or, when the dataset has a validation set of its
     own, all train+val images for training and that set for validation). Feedback masks are kept
     on ``cfg.mask_fraction`` of the training images, or, when fine-tuning, on an ``annotated``
-    budget chosen uniformly at random (a fraction if < 1, else a count).
+    budget chosen uniformly at random (a fraction if < 1, else a count), or are an annotator's: the
+    answers of the ``feedback`` store (:func:`~pyro_ebnn.experiment.feedback.training_feedback`;
+    ``split.feedback`` then counts the decisions).
 
     ``cfg.validation_decoys``: ``train`` validates on the images as they are; ``test`` (Decoy
     MNIST) on the same digits with the decoys of the test rule; ``noise`` / ``swap`` on the
@@ -28,26 +32,43 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None) -> Split:
     In the last three cases ``split.val`` is the altered set and ``split.extra_val["ordinary"]``
     the images as they are."""
     trainval, sets = load_dataset(cfg)
+    train_idx = training_indices(cfg, trainval, sets)
     test = sets.pop("test")
     own_val, other_rule = sets.pop("val", None), sets.pop("validation", None)
     if own_val is not None:
         train, val = trainval, own_val
         altered = None
     else:
-        train_idx, val_idx = fold_split(len(trainval), cfg.num_folds, cfg.fold, cfg.data_seed)
+        val_idx = np.setdiff1d(np.arange(len(trainval)), train_idx)
         train, val = trainval.subset(train_idx), trainval.subset(val_idx)
         altered = other_rule.subset(val_idx) if other_rule is not None else None
     if cfg.validation_decoys in ("noise", "swap"):
         altered = counterfactual(val, cfg.validation_decoys, cfg.data_seed + COUNTERFACTUAL_SEED)
-    if annotated is None:
-        keep = keep_fraction_of_masks(len(train), cfg.mask_fraction, cfg.seed + 17)
+    if feedback is not None:
+        train, used = training_feedback(feedback, cfg, trainval, train_idx, train)
     else:
-        count = int(round(annotated * len(train))) if annotated < 1 else int(annotated)
-        keep = keep_fraction_of_masks(len(train), min(count, len(train)) / len(train), cfg.seed + 29)
-    train = train.keep_masks(keep)
+        train, used = train.keep_masks(_kept_masks(cfg, len(train), annotated)), {}
     if altered is None:
-        return Split(train, val, test, sets)
-    return Split(train, altered, test, sets, {"ordinary": val})
+        return Split(train, val, test, sets, feedback=used)
+    return Split(train, altered, test, sets, {"ordinary": val}, feedback=used)
+
+
+def training_indices(cfg: Config, trainval: LabelledImages, sets: dict) -> np.ndarray:
+    """The positions in train+val of the images a run of ``cfg`` trains on: all of them when the
+    dataset has a validation set of its own (``sets["val"]``), else the folds other than
+    ``cfg.fold``."""
+    if "val" in sets:
+        return np.arange(len(trainval))
+    return fold_split(len(trainval), cfg.num_folds, cfg.fold, cfg.data_seed)[0]
+
+
+def _kept_masks(cfg: Config, n: int, annotated: Optional[float]) -> torch.Tensor:
+    """Which of the ``n`` training images keep their masks: ``cfg.mask_fraction`` of them, or an
+    ``annotated`` budget (a fraction if < 1, else a count), at random."""
+    if annotated is None:
+        return keep_fraction_of_masks(n, cfg.mask_fraction, cfg.seed + 17)
+    count = int(round(annotated * n)) if annotated < 1 else int(annotated)
+    return keep_fraction_of_masks(n, min(count, n) / n, cfg.seed + 29)
 
 
 def images_of(images: LabelledImages, workers: int = 0, batch_size: int = 256):

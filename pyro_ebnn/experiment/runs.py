@@ -73,18 +73,20 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
 def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True) -> dict:
     """[001] protocol: load a trained model and fine-tune it with feedback on an annotated budget
     of training images chosen uniformly at random. A budget of 0 is the matched control: the same
-    fine-tuning (data, epochs, steps, selection) without any annotated image, run as mode ``none``."""
+    fine-tuning (data, epochs, steps, selection) without any annotated image, run as mode ``none``.
+    With ``cfg.finetune_feedback`` (a feedback store), the annotated images and their masks are an
+    annotator's instead (:mod:`~pyro_ebnn.experiment.feedback`); metrics.json counts their decisions."""
     out = Path(out)
     set_seed(cfg.seed)
     lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
     if cfg.network != "bayesian":
         raise ConfigError("fine-tuning with feedback needs a Bayesian run (network: bayesian); "
                           f"{run_dir} holds a {cfg.network} network")
-    with_feedback = cfg.finetune_budget > 0
+    split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback)
+    with_feedback = split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0
     if with_feedback and not lam > 0:
         raise ConfigError(f"fine-tuning with feedback needs finetune_lam > 0, got {lam}")
     cfg = dataclasses.replace(cfg, mode="feedback" if with_feedback else "none")
-    split = prepare_split(cfg, annotated=cfg.finetune_budget)
     model, _, payload = load_model(run_dir, "cpu", cfg, lam=lam)
     if tuple(payload["input_shape"]) != tuple(split.train.image_shape):
         raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
@@ -110,7 +112,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                    {**standardization_of(model.net), "finetuned_from": str(run_dir),
                     "finetune_lam": lam if with_feedback else None,
-                    f"val_{cfg.select_metric}_before_finetune": before})
+                    f"val_{cfg.select_metric}_before_finetune": before, **split.feedback})
 
 
 def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None) -> dict:

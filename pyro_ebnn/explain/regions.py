@@ -13,7 +13,7 @@ reject superpixels that the network's explanation points at. For the logit of cl
 5. segment the image with SLIC at several ``n_segments``, keep in each segmentation the segments
    that touch W > 0, and choose the segmentation whose kept segments cover the smallest area.
 
-:func:`candidate_regions` runs steps 2-5 on one image. Step 6 of the thesis (merging segments
+:func:`candidate_regions` runs steps 2-5 on one image, :func:`combined_map` steps 2-4. Step 6 of the thesis (merging segments
 that share a bounding box of a semantic segmentation network) is not implemented; pass
 ``segmentations`` to choose among label maps from any segmenter instead of SLIC's.
 
@@ -56,7 +56,7 @@ from ..errors import EBNNError
 from .attributions import attribute
 
 __all__ = ["KEEP_MASS", "N_SEGMENTS", "SIGNS", "RegionError", "Regions", "attribution_maps",
-           "candidate_regions", "mass_threshold", "region_coverage", "region_iou"]
+           "candidate_regions", "combined_map", "mass_threshold", "region_coverage", "region_iou"]
 
 SIGNS = ("positive", "negative", "absolute")
 #: lambda_1 of [002] Fig. 4.4
@@ -220,6 +220,26 @@ def _segmentations(image: np.ndarray, n_segments, segmentations, options: dict) 
     return [_slic(image, int(n), options) for n in ns], tuple(int(n) for n in ns)
 
 
+def combined_map(gradcam, saliency, sign: str = "positive", keep_mass: float = KEEP_MASS,
+                 size: Optional[tuple] = None) -> np.ndarray:
+    """Steps 2-4: W = V * U, the product of the sign-selected, thresholded saliency (summed over
+    channels) and Grad-CAM maps, H x W and non-negative. ``keep_mass=1`` keeps every value of the
+    selected sign: the explanation before thresholding, as the annotation page shows it.
+    ``size``: the image's (H, W) (default: the saliency's).
+
+    >>> u, v = np.array([[1.0, -1.0], [2.0, 0.5]]), np.array([[[1.0, 3.0], [-1.0, 2.0]]])
+    >>> combined_map(u, v, keep_mass=1.0)
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    _check_sign(sign)
+    _check_keep_mass(keep_mass)
+    size = tuple(size) if size is not None else tuple(np.shape(saliency)[-2:])
+    u = mass_threshold(_signed(_gradcam(gradcam, size), sign), keep_mass)
+    v = mass_threshold(_signed(_saliency(saliency, size), sign).sum(0), keep_mass)
+    return v * u
+
+
 def candidate_regions(image, gradcam, saliency, sign: str = "positive", keep_mass: float = KEEP_MASS,
                       n_segments: Sequence[int] = N_SEGMENTS, segmentations: Optional[Sequence] = None,
                       **slic_options) -> Regions:
@@ -243,12 +263,7 @@ def candidate_regions(image, gradcam, saliency, sign: str = "positive", keep_mas
     (True, 16)
     """
     img = _image(image)
-    _check_sign(sign)
-    _check_keep_mass(keep_mass)
-    size = img.shape[1:]
-    u = mass_threshold(_signed(_gradcam(gradcam, size), sign), keep_mass)
-    v = mass_threshold(_signed(_saliency(saliency, size), sign).sum(0), keep_mass)
-    combined = v * u
+    combined = combined_map(gradcam, saliency, sign, keep_mass, size=img.shape[1:])
     labels, ns = _segmentations(img, n_segments, segmentations, slic_options)
     ids = [np.unique(s[combined > 0]) for s in labels]
     areas = tuple(int(np.isin(s, i).sum()) for s, i in zip(labels, ids))

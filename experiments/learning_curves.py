@@ -1,0 +1,458 @@
+"""Learning curves of the selection strategies: balanced accuracy after fine-tuning on B annotated
+images, per strategy and simulated annotator (docs/results/annotation.md).
+
+    python experiments/learning_curves.py --root RUNS --out experiments/results/annotation \\
+        [--rules corners,position] [--budgets 50,100,200,25,400] [--seeds 0,1,2] \\
+        [--strategies random,entropy,bald,explanation] [--oracles candidates,truth] [--summary-only]
+
+Per decoy rule: one start model (``train``, mode none) trained once; on test images, how well its
+candidate regions find the decoys. Per seed: the pool (``--pool`` training images, the seed's
+draw), each strategy's ranking of it (its best ``max(budgets)`` images, best first) and the
+attribution overlap of every pool image. Per oracle and budget B: a feedback store holding the
+oracle's answers to the first B images of the ranking (so the budgets of one strategy and seed
+are nested, as running ``annotate`` again on one store would make them), and ``finetune
+--feedback`` on it, seeded by the seed; a store without any mask (every answer "accepted") adds no
+evidence, so its point is the seed's control, the same fine-tuning without annotated images, run
+once. Then the tables and the figure.
+
+Every step resumes: a finished start model, ranking, store or fine-tuning run (its metrics.json)
+is skipped, an interrupted fine-tuning run resumes from its checkpoint, and a store with the wrong
+number of answers is written again. Runs go in the order: the first three budgets of both rules,
+then the other budgets, so that an interrupted job has whole curves at the budgets that matter
+most. One process, one thread.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pyro_ebnn.annotate import AnnotationTask, oracle_answer  # noqa: E402
+from pyro_ebnn.data import batches, load_dataset  # noqa: E402
+from pyro_ebnn.data.store import FeedbackStore  # noqa: E402
+from pyro_ebnn.experiment.config import load_config  # noqa: E402
+from pyro_ebnn.experiment.feedback import store_fingerprint  # noqa: E402
+from pyro_ebnn.experiment.rundir import METRICS, read_metrics  # noqa: E402
+from pyro_ebnn.experiment.runs import finetune, train  # noqa: E402
+from pyro_ebnn.experiment.tables import mean_std  # noqa: E402
+from pyro_ebnn.explain import attribute, explained_network, overlap_per_image  # noqa: E402
+from pyro_ebnn.explain.regions import attribution_maps, candidate_regions, region_coverage, region_iou  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+#: both rules on 20,000 train+val images and 5,000 test images (the CPU budget; see the results page)
+DATA = {"max_train_images": 20000, "max_test_images": 5000, "threads": 1, "eval_samples": 5}
+#: the start models: mode none, trained once per rule and selected on validation images as they
+#: are (a practitioner who does not know the shortcut keeps the model that reads it)
+RULES = {
+    # [001]: one epoch on 54,000 images = 211 steps of 256; here 3 epochs of 18,000 images
+    "corners": ("configs/decoy_mnist_corners.yaml", {"mode": "none", "epochs": 3, "validation_decoys": "train"}),
+    # [000]'s rule and hyperparameters, no feedback
+    "position": ("configs/decoy_mnist_position.yaml", {"mode": "none", "epochs": 30, "validation_decoys": "train"}),
+}
+#: the fine-tuning of every point: [001]'s (lambda 1, lr 1e-3, validation decoys of the test rule),
+#: fewer epochs, validation inside epochs, no early stopping
+FINETUNE = {"finetune_epochs": 6, "finetune_lr": 1e-3, "finetune_lam": 1.0, "val_every_steps": 20, "patience": None,
+            "validation_decoys": "test"}
+STRATEGIES = ("random", "entropy", "bald", "explanation")
+ORACLES = ("candidates", "truth")
+#: test images whose candidate regions are compared with the true masks
+REGION_IMAGES = 1000
+#: test images behind the median attribution overlap (the "decoy pick" threshold)
+OVERLAP_IMAGES = 2000
+#: lambda_1 of the candidate regions: [002]'s 0.2 (what annotate proposes) and a milder 0.5
+KEEP_MASSES = (0.2, 0.5)
+
+
+def log(message: str):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def base_config(rule: str):
+    path, sets = RULES[rule]
+    return load_config(str(ROOT / path), {**DATA, **sets})
+
+
+def start_model(root: Path, rule: str) -> Path:
+    out = root / rule / "base"
+    if not (out / METRICS).exists():
+        log(f"{rule}: training the start model")
+        train(base_config(rule), out, progress=False)
+    return out
+
+
+def saliency_overlap(net, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    """[001] Eq. 17 per image: the share of |saliency| (true label, posterior mean) inside the mask."""
+    plain = explained_network(net, "mean")
+    parts = [overlap_per_image(attribute(plain, x, y, "saliency"), m)
+             for x, y, m in batches_of(images, labels, masks)]
+    return torch.cat(parts).numpy()
+
+
+def batches_of(*tensors, size: int = 500):
+    for start in range(0, len(tensors[0]), size):
+        yield tuple(t[start:start + size] for t in tensors)
+
+
+def region_diagnostics(root: Path, rule: str) -> dict:
+    """On the start model's test images: candidate regions against the true masks, and the median
+    saliency overlap (the threshold of a decoy pick)."""
+    path = root / rule / "test_diagnostics.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    log(f"{rule}: candidate regions and overlaps on test images")
+    base = start_model(root, rule)
+    task = AnnotationTask(base, pool=1)
+    _, sets = load_dataset(task.cfg)
+    test = sets["test"]
+    x, y, m = (torch.cat(t) for t in zip(*batches(test, 1000, range(min(OVERLAP_IMAGES, len(test))))))
+    overlap = saliency_overlap(task.model.net, x, y, m)
+    net = explained_network(task.model.net, "mean")
+    with torch.no_grad():
+        predicted = net(x[:REGION_IMAGES]).argmax(-1)
+    gradcam, saliency = attribution_maps(net, x[:REGION_IMAGES], predicted)
+    truth = m[:REGION_IMAGES, 0].numpy()
+    result = {"regions": {}, "overlap_images": int(len(overlap)), "overlap_median": float(np.nanmedian(overlap))}
+    for keep_mass in KEEP_MASSES:
+        found = np.stack([candidate_regions(x[i], gradcam[i], saliency[i], keep_mass=keep_mass).mask()
+                          for i in range(len(predicted))])
+        iou, coverage = region_iou(found, truth), region_coverage(found, truth)
+        flat = found.reshape(len(found), -1)
+        result["regions"][str(keep_mass)] = {
+            "images": int(len(found)), "iou": float(np.nanmean(iou)), "iou_std": float(np.nanstd(iou)),
+            "coverage": float(np.nanmean(coverage)), "coverage_std": float(np.nanstd(coverage)),
+            "with_candidates": float(flat.any(1).mean()),
+            "touching_decoy": float((found & truth).reshape(len(found), -1).any(1).mean()),
+            "candidate_area": float(flat.sum(1).mean()), "decoy_area": float(truth.reshape(len(truth), -1).sum(1).mean())}
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def rankings(root: Path, rule: str, seed: int, strategies, budget: int, pool: int, samples: int) -> dict:
+    """{strategy: its best ``budget`` images of the seed's pool, best first}, plus ``pool`` and the
+    pool images' saliency overlaps (``overlap``), cached in a JSON file."""
+    path = root / rule / "rankings" / f"seed{seed}.json"
+    found = json.loads(path.read_text()) if path.exists() else {}
+    missing = [s for s in strategies if len(found.get(s, [])) < budget]
+    if not missing:
+        return found
+    log(f"{rule} seed {seed}: ranking the pool by {', '.join(missing)}")
+    task = AnnotationTask(start_model(root, rule), pool=pool, samples=samples, seed=seed)
+    if "overlap" not in found:
+        x, y, m = (torch.cat(t) for t in zip(*batches(task.trainval, 1000, task.pool)))
+        found["pool"] = task.pool.tolist()
+        found["overlap"] = saliency_overlap(task.model.net, x, y, m).tolist()
+    for strategy in missing:
+        found[strategy] = task.select(strategy, budget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(found))
+    return found
+
+
+class Answers:
+    """The oracles' answers per image, computed once per rule (they depend on the image only)."""
+
+    def __init__(self, root: Path, rule: str):
+        self.root, self.rule, self.task = root, rule, None
+        self.path = root / rule / "oracle_answers.npz"
+        self.cache = dict(np.load(self.path)) if self.path.exists() else {}
+
+    def __call__(self, oracle: str, index: int):
+        key = f"{oracle}_{index}"
+        if key not in self.cache:
+            if self.task is None:
+                self.task = AnnotationTask(start_model(self.root, self.rule), pool=1)
+            regions = self.task.candidates(index) if oracle == "candidates" else None
+            decision, mask = oracle_answer(oracle, self.task.true_mask(index), regions)
+            self.cache[key] = mask if decision == "irrelevant" else np.zeros(0, bool)
+        mask = self.cache[key]
+        return ("irrelevant", mask) if mask.size else ("accepted", None)
+
+    def save(self):
+        np.savez_compressed(self.path, **self.cache)
+
+
+def write_store(path: Path, task_of, indices, answers: Answers, oracle: str):
+    """A store holding the oracle's answers to ``indices`` (written again if it holds others)."""
+    if path.exists():
+        with task_of() as store:
+            if sorted(store.answers()) == sorted(indices):
+                return
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    with task_of() as store:
+        for index in indices:
+            store.record(index, *answers(oracle, index))
+
+
+def control(root: Path, rule: str, seed: int) -> dict:
+    """The same fine-tuning without any annotated image (``finetune_budget: 0``), once per seed."""
+    out = root / rule / "control" / f"seed{seed}"
+    if not (out / METRICS).exists():
+        base = start_model(root, rule)
+        finetune(base, load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_budget": 0}), out,
+                 progress=False)
+        log(f"{rule} control seed {seed}: balanced accuracy {read_metrics(out)['balanced_accuracy']:.4f}")
+    return read_metrics(out)
+
+
+def point(root: Path, rule: str, oracle: str, strategy: str, seed: int, budget: int, ranking: dict,
+          answers: Answers, fingerprint, shape):
+    """Fine-tune on the oracle's answers to the strategy's first ``budget`` images. A store without
+    any mask is the control (accepted explanations add no evidence): its result is the seed's
+    control run, recorded in ``control.json``."""
+    out = root / rule / oracle / strategy / f"seed{seed}" / f"b{budget}"
+    if (out / "run" / METRICS).exists() or (out / "control.json").exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    store_path = out / "feedback.sqlite"
+    indices = ranking[strategy][:budget]
+    write_store(store_path, lambda: FeedbackStore(store_path, fingerprint, shape, f"oracle:{oracle}"), indices,
+                answers, oracle)
+    answers.save()
+    decisions = [answers(oracle, i)[0] for i in indices]
+    if "irrelevant" not in decisions:
+        m = control(root, rule, seed)
+        (out / "control.json").write_text(json.dumps({"balanced_accuracy": m["balanced_accuracy"],
+                                                      "feedback_irrelevant": 0, "feedback_accepted": len(indices),
+                                                      "best_epoch": m["best_epoch"]}))
+        log(f"{rule} {oracle} {strategy} seed {seed} B={budget}: no mask, the control ({m['balanced_accuracy']:.4f})")
+        return
+    base = start_model(root, rule)
+    cfg = load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_feedback": str(store_path)})
+    t0 = time.time()
+    m = finetune(base, cfg, out / "run", progress=False)
+    log(f"{rule} {oracle} {strategy} seed {seed} B={budget}: balanced accuracy {m['balanced_accuracy']:.4f} "
+        f"({m['feedback_irrelevant']} irrelevant, {m['feedback_accepted']} accepted; {time.time() - t0:.0f} s)")
+
+
+def run_all(args):
+    root = Path(args.root)
+    groups = [args.budgets[:3], args.budgets[3:]]
+    for budgets in groups:
+        for rule in args.rules:
+            start_model(root, rule)
+            region_diagnostics(root, rule)
+            task = AnnotationTask(start_model(root, rule), pool=1)
+            fingerprint = store_fingerprint(task.cfg, task.trainval.labels.numpy())
+            shape = tuple(task.trainval.image_shape[1:])
+            answers = Answers(root, rule)
+            for seed in args.seeds:
+                ranking = rankings(root, rule, seed, args.strategies, max(args.budgets), args.pool, args.samples)
+                for oracle in args.oracles:
+                    for budget in budgets:
+                        for strategy in args.strategies:
+                            point(root, rule, oracle, strategy, seed, budget, ranking, answers, fingerprint, shape)
+
+
+# -- tables and figure ---------------------------------------------------------------------------
+def collect(root: Path) -> list[dict]:
+    rows = []
+    found = list(root.glob("*/*/*/seed*/b*/run/metrics.json")) + list(root.glob("*/*/*/seed*/b*/control.json"))
+    for path in sorted(found):
+        rule, oracle, strategy, seed, budget = path.parts[-7:-2] if path.name == METRICS else path.parts[-6:-1]
+        m = json.loads(path.read_text())
+        rows.append({"rule": rule, "oracle": oracle, "strategy": strategy, "seed": int(seed[4:]),
+                     "budget": int(budget[1:]), "balanced_accuracy": m["balanced_accuracy"],
+                     "irrelevant": m["feedback_irrelevant"], "accepted": m["feedback_accepted"],
+                     "best_epoch": m["best_epoch"]})
+    return rows
+
+
+def curve_table(rows, rule, oracle, budgets, strategies) -> list[str]:
+    lines = ["| strategy | " + " | ".join(f"B = {b}" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for strategy in strategies:
+        cells = []
+        for b in budgets:
+            values = [r["balanced_accuracy"] for r in rows if (r["rule"], r["oracle"], r["strategy"], r["budget"]) ==
+                      (rule, oracle, strategy, b)]
+            text = mean_std(values)[0]
+            cells.append(f"{text} ({len(values)})" if values and len(values) < 3 else text)
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def mean_of(rows, **where):
+    values = [r["balanced_accuracy"] for r in rows if all(r[k] == v for k, v in where.items())]
+    return (float(np.mean(values)), len(values)) if values else (None, 0)
+
+
+def control_mean(root: Path, rule: str, seeds) -> tuple:
+    """Mean and std of the seeds' control runs (the budget-0 point), or of the start model alone."""
+    values = [read_metrics(root / rule / "control" / f"seed{s}")["balanced_accuracy"] for s in seeds
+              if (root / rule / "control" / f"seed{s}" / METRICS).exists()]
+    if not values and (root / rule / "base" / METRICS).exists():
+        values = [read_metrics(root / rule / "base")["balanced_accuracy"]]
+    return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0) if values else (None, None)
+
+
+def aim(rows, rule, oracle, budgets, strategies, start) -> list[str]:
+    """For each strategy, the smallest budget whose mean reaches random's mean at 200 images."""
+    target, n = mean_of(rows, rule=rule, oracle=oracle, strategy="random", budget=200)
+    if target is None:
+        return ["random at B = 200 is not measured yet"]
+    out = [f"random at B = 200: {target:.3f} ({n} seeds); without annotated images (the control): "
+           + ("n/a" if start is None else f"{start:.3f}")]
+    if start is not None and target - start < 0.005:
+        return out + ["random does not improve on the control at B = 200, so no strategy can be said to reach it "
+                      "sooner"]
+    for strategy in strategies:
+        reached = [b for b in sorted(budgets) if (mean_of(rows, rule=rule, oracle=oracle, strategy=strategy, budget=b)[0]
+                                                  or -1) >= target]
+        out.append(f"{strategy}: " + (f"reaches it at B = {reached[0]}" if reached else "does not reach it"))
+    return out
+
+
+def start_epochs(rows, rule, oracle) -> str:
+    """How many fine-tuning runs kept the start model (best epoch 0: no validation gain)."""
+    mine = [r for r in rows if (r["rule"], r["oracle"]) == (rule, oracle)]
+    return f"{sum(r['best_epoch'] == 0 for r in mine)} of {len(mine)}"
+
+
+def decoy_picks(root: Path, rules, seeds, strategies, budgets) -> list[str]:
+    """Share of selected images whose saliency overlap with the true mask is above the test median."""
+    lines = ["| rule | strategy | " + " | ".join(f"B = {b}" for b in budgets) + " |",
+             "|---|---|" + "---|" * len(budgets)]
+    for rule in rules:
+        diag = root / rule / "test_diagnostics.json"
+        if not diag.exists():
+            continue
+        median = json.loads(diag.read_text())["overlap_median"]
+        rates = {s: {b: [] for b in budgets} for s in ("pool",) + tuple(strategies)}
+        for seed in seeds:
+            path = root / rule / "rankings" / f"seed{seed}.json"
+            if not path.exists():
+                continue
+            r = json.loads(path.read_text())
+            above = dict(zip(r["pool"], np.asarray(r["overlap"]) > median))
+            for b in budgets:
+                rates["pool"][b].append(float(np.mean(list(above.values()))))
+                for s in strategies:
+                    if len(r.get(s, [])) >= b:
+                        rates[s][b].append(float(np.mean([above[i] for i in r[s][:b]])))
+        for s, by_budget in rates.items():
+            label = "whole pool" if s == "pool" else s
+            lines.append(f"| {rule} | {label} | " + " | ".join(mean_std(by_budget[b])[0] for b in budgets) + " |")
+    return lines
+
+
+def region_table(root: Path, rules) -> list[str]:
+    lines = ["| rule | keep_mass | test images | IoU | coverage of the decoy | with a candidate | "
+             "candidates touch the decoy | candidate area (px) | decoy area (px) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for rule in rules:
+        path = root / rule / "test_diagnostics.json"
+        if path.exists():
+            for keep_mass, d in json.loads(path.read_text())["regions"].items():
+                lines.append(f"| {rule} | {keep_mass} | {d['images']} | {d['iou']:.3f} ± {d['iou_std']:.3f} | "
+                             f"{d['coverage']:.3f} ± {d['coverage_std']:.3f} | {d['with_candidates']:.3f} | "
+                             f"{d['touching_decoy']:.3f} | {d['candidate_area']:.1f} | {d['decoy_area']:.1f} |")
+    return lines
+
+
+def figure(rows, root: Path, rules, oracles, strategies, budgets, seeds, stem: Path):
+    """Balanced accuracy against the budget, one panel per rule and oracle (a row shares its y axis),
+    mean ± std over seeds; the strategies are drawn a little apart so that equal points stay visible;
+    the band is the control (no annotated image)."""
+    fig, axes = plt.subplots(len(rules), len(oracles), figsize=(5 * len(oracles), 3.6 * len(rules)), squeeze=False,
+                             sharey="row")
+    for i, rule in enumerate(rules):
+        start, spread = control_mean(root, rule, seeds)
+        for j, oracle in enumerate(oracles):
+            ax = axes[i][j]
+            for k, strategy in enumerate(strategies):
+                points = []
+                for b in sorted(budgets):
+                    values = [r["balanced_accuracy"] for r in rows
+                              if (r["rule"], r["oracle"], r["strategy"], r["budget"]) == (rule, oracle, strategy, b)]
+                    if values:
+                        points.append((b * 1.04 ** (k - 1.5), np.mean(values),
+                                       np.std(values, ddof=1) if len(values) > 1 else 0.0))
+                if points:
+                    b, mean, std = zip(*points)
+                    ax.errorbar(b, mean, yerr=std, marker="o", ms=4, capsize=3, label=strategy)
+            if start is not None:
+                ax.axhspan(start - spread, start + spread, color="grey", alpha=0.25, lw=0)
+                ax.axhline(start, color="grey", ls="--", lw=1, label="no annotated image")
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks(sorted(budgets), [str(b) for b in sorted(budgets)])
+            ax.set_title(f"{rule} rule, oracle: {oracle}", fontsize=10)
+            ax.set_xlabel("annotated images (B)")
+            ax.set_ylabel("test balanced accuracy")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(stem.with_suffix(".png"), dpi=130)
+    plt.close(fig)
+
+
+def summary(args):
+    root, out = Path(args.root), Path(args.out)
+    rows = collect(root)
+    budgets = sorted(args.budgets)
+    text = ["# Learning curves (written by experiments/learning_curves.py)", ""]
+    for rule in args.rules:
+        for oracle in args.oracles:
+            text += [f"## {rule} rule, oracle {oracle}", "", "Test balanced accuracy after fine-tuning, mean ± std "
+                     "over seeds (the number of seeds in brackets where fewer than 3 finished).", ""]
+            text += curve_table(rows, rule, oracle, budgets, args.strategies) + [""]
+            start = control_mean(root, rule, args.seeds)[0]
+            text += ["- " + line for line in aim(rows, rule, oracle, budgets, args.strategies, start)]
+            text += [f"- runs whose selected model is the start model (no validation gain): "
+                     f"{start_epochs(rows, rule, oracle)}", ""]
+    text += ["## Decoy picks", "", "Share of the selected images whose saliency overlap with the true mask is above "
+             "the median over the start model's test images; mean ± std over seeds.", ""]
+    text += decoy_picks(root, args.rules, args.seeds, args.strategies, budgets) + [""]
+    text += ["## Candidate regions on test images", ""] + region_table(root, args.rules) + [""]
+    starts = [f"- {rule}: start model balanced accuracy {read_metrics(root / rule / 'base')['balanced_accuracy']:.4f}"
+              for rule in args.rules if (root / rule / "base" / METRICS).exists()]
+    text += ["## Start models", ""] + starts + [""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning_curves.md").write_text("\n".join(text))
+    with open(out / "learning_curves.csv", "w") as f:
+        keys = ["rule", "oracle", "strategy", "seed", "budget", "balanced_accuracy", "irrelevant", "accepted",
+                "best_epoch"]
+        f.write(",".join(keys) + "\n")
+        for r in rows:
+            f.write(",".join(str(r[k]) for k in keys) + "\n")
+    figure(rows, root, args.rules, args.oracles, args.strategies, budgets, args.seeds, out / "learning_curves")
+    log(f"wrote {out / 'learning_curves.md'}, .csv, .png ({len(rows)} fine-tuning runs)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", required=True, help="where the runs and stores go")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "annotation"))
+    ap.add_argument("--rules", default="corners,position")
+    ap.add_argument("--budgets", default="50,100,200,25,400", help="the first three run first")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--oracles", default=",".join(ORACLES))
+    ap.add_argument("--pool", type=int, default=2000)
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--summary-only", action="store_true")
+    args = ap.parse_args()
+    args.rules = [r for r in args.rules.split(",") if r]
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.strategies = [s for s in args.strategies.split(",") if s]
+    args.oracles = [o for o in args.oracles.split(",") if o]
+    torch.set_num_threads(1)
+    if not args.summary_only:
+        run_all(args)
+    summary(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
