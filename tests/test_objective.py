@@ -234,3 +234,39 @@ def test_torch_optimizer_scope_changes_the_param_store_only():
     assert torch.allclose(loss0, loss1)
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(grads0, grads1))
     assert all(layer._shared is None for layer in bnn.layers.values())  # closed after the block
+
+
+@pytest.mark.parametrize("elbo", [TraceMeanField_ELBO, Trace_ELBO])
+def test_analytic_kl_gives_the_mean_field_loss_without_weight_sites(elbo):
+    """analytic_kl: no weight site in either program, the factor "weights.kl" = -KL in the model,
+    and the loss and gradients of TraceMeanField_ELBO over the weight sites, under either ELBO."""
+    from pyro_ebnn.bnn import KL_SITE
+    net = tiny_net()
+    net.head.eval()  # the only noise is the evidence-layer sample, replayed below
+    x, y, mask = batch()
+    sites = FeedbackBNN(net, evidence=FeedbackEvidence(0.5))
+    analytic = FeedbackBNN(net, evidence=FeedbackEvidence(0.5), analytic_kl=True)
+    drawn = poutine.trace(sites.guide).get_trace(x, y, mask, data_size=100)
+    ref = TraceMeanField_ELBO().differentiable_loss(sites.model, poutine.replay(sites.guide, trace=drawn),
+                                                    x, y, mask, data_size=100)
+    loss = elbo().differentiable_loss(analytic.model, poutine.replay(analytic.guide, trace=drawn),
+                                      x, y, mask, data_size=100)
+    guide = poutine.trace(analytic.guide).get_trace(x, y, mask, data_size=100)
+    assert not any(name.endswith((".weight", ".bias")) for name in guide.nodes)
+    model = poutine.trace(analytic.model).get_trace(x, y, mask, data_size=100)
+    assert torch.allclose(model.nodes[KL_SITE]["fn"].log_factor, -sites.kl())
+    assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
+    g_ref = torch.autograd.grad(ref, list(net.parameters()), retain_graph=True)
+    g = torch.autograd.grad(loss, list(net.parameters()))
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(g, g_ref))
+
+
+def test_analytic_kl_under_vectorized_particles_draws_the_body_noise_per_particle():
+    bnn = FeedbackBNN(lenet(), analytic_kl=True)
+    x = torch.rand(3, 1, 28, 28)
+    with pyro.plate("particles", 4, dim=-2):
+        trace = poutine.trace(bnn.guide).get_trace(x)
+    a = trace.nodes[PREACTIVATION_SITE]["value"]
+    assert a.shape == (4, 3, 16, 11, 11)
+    mean = trace.nodes[PREACTIVATION_SITE]["fn"].base_dist.base_dist.loc
+    assert mean.shape[0] == 4 and not torch.allclose(mean[0], mean[1])  # conv1's noise differs per particle

@@ -7,7 +7,7 @@ from .evidence import (EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, Mask
 from .layers import (BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_layers, max_pool_2x2, run_lrt,
                      shared_scales)
 from .likelihoods import CategoricalLikelihood
-from .model import LOGITS_SITE, PENALTY_SITE, FeedbackBNN
+from .model import KL_SITE, LOGITS_SITE, PENALTY_SITE, FeedbackBNN
 from .nets import (ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS, BayesianCNN, Standardize, alexnet,
                    cdep_cnn, fit_standardization, imagenet_alexnet_file, imagenet_alexnet_state, layer_sequence, lenet,
                    load_means, load_pretrained_means, logits_at, normalized, plain_network, posterior_network,
@@ -16,7 +16,7 @@ from .objective import negative_elbo
 from .predictive import mean_probs, posterior_predictive, predictive_probs
 from .priors import PRIORS, LaplacePrior, NormalPrior
 
-__all__ = ["EVIDENCE_SITE", "PREACTIVATION_SITE", "LOGITS_SITE", "PENALTY_SITE", "FeedbackEvidence", "MaskedNormal",
+__all__ = ["EVIDENCE_SITE", "PREACTIVATION_SITE", "LOGITS_SITE", "PENALTY_SITE", "KL_SITE", "FeedbackEvidence", "MaskedNormal",
            "downsize_mask", "observe_irrelevant_activations", "reaches_output", "BayesianConv2d", "BayesianLayer",
            "BayesianLinear", "bayesian_layers", "run_lrt", "shared_scales", "max_pool_2x2", "CategoricalLikelihood",
            "FeedbackBNN", "ARCHITECTURES", "BayesianCNN", "Standardize", "alexnet", "IMAGENET_MEAN", "IMAGENET_STD",

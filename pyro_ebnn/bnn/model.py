@@ -7,6 +7,10 @@
                 y_i ~ Categorical(head(a_i))              site  "label"
     guide:  w ~ q(w) = prod N(mu, softplus(rho)^2);  a_i ~ the same LRT Gaussian N(mu_U, sigma_U^2)
 
+With ``analytic_kl=True`` the weights enter only through their closed-form KL: the model holds
+``pyro.factor("weights.kl", -KL(q(w) || P(w)))`` in place of the weight sites, and neither program
+draws a weight (the LRT never uses a weight sample). The loss is the same (tests check it).
+
 The negative ELBO of this pair is [000] Eq. (3) with the likelihood of Eq. (4):
     KL(q(w) || P(w)) - N/B sum_i [log P(y_i | a_i, a_iF = 0) + lambda log N(0; mu_U, sigma_U^2)_F].
 (The latent pre-activation has the same distribution in model and guide, so it adds nothing but
@@ -23,6 +27,7 @@ from typing import Callable, Optional
 
 import torch
 import pyro
+from pyro.poutine.runtime import get_plates
 from torch.distributions import kl_divergence
 
 from .evidence import PREACTIVATION_SITE, FeedbackEvidence, preactivation_distribution
@@ -31,10 +36,11 @@ from .likelihoods import CategoricalLikelihood
 from .nets import BayesianCNN
 from .priors import NormalPrior
 
-__all__ = ["LOGITS_SITE", "PENALTY_SITE", "FeedbackBNN"]
+__all__ = ["LOGITS_SITE", "PENALTY_SITE", "KL_SITE", "FeedbackBNN"]
 
 LOGITS_SITE = "logits"
 PENALTY_SITE = "explanation_penalty"
+KL_SITE = "weights.kl"
 
 
 class FeedbackBNN:
@@ -48,13 +54,20 @@ class FeedbackBNN:
     penalty    : optional loss-penalty baseline ``penalty(net, x, y, mask) -> per-image penalty (B,)``
                  (RRR, CDEP, ...). It enters the model as ``pyro.factor("explanation_penalty", -penalty)``
                  inside the data plate, so the objective is then *no longer an ELBO* ([000] Sec. 1).
+    analytic_kl: ``True``: no weight sites; the model adds the closed-form KL as the factor
+                 ``"weights.kl"`` (needs a prior with a KL to the Gaussian posterior in torch). The
+                 loss equals ``TraceMeanField_ELBO`` on the weight sites without drawing or scoring
+                 a weight sample: 4.3 against 8.6 s per AlexNet step at 224 px, 21.8 against 24.9
+                 ms per LeNet step (batch 4 and 128, 2 CPU threads, one process). ``False``
+                 (default): weight sites in model and guide, for ``Trace_ELBO``'s Monte Carlo KL and
+                 for ``pyro.infer.Predictive`` draws of the weights.
     """
 
     def __init__(self, net: BayesianCNN, prior: Callable = NormalPrior(0.1),
                  likelihood: Callable = CategoricalLikelihood(), evidence: Optional[FeedbackEvidence] = None,
-                 name: str = "bnn", penalty: Optional[Callable] = None):
+                 name: str = "bnn", penalty: Optional[Callable] = None, analytic_kl: bool = False):
         self.net, self.prior, self.likelihood, self.evidence, self.name = net, prior, likelihood, evidence, name
-        self.penalty = penalty
+        self.penalty, self.analytic_kl = penalty, analytic_kl
         self.layers = bayesian_layers(net)
         self._handoff = None
         self._priors = {}
@@ -77,7 +90,12 @@ class FeedbackBNN:
 
     # -- sites on the weights ------------------------------------------------------------------
     def _weight_sites(self, distributions_of) -> torch.Size:
-        """Sample every weight site; return the leading (particle) shape of the samples."""
+        """Sample every weight site; return the leading (particle) shape of the samples. Under
+        ``analytic_kl`` there are none: the shape of the enclosing (particle) plates, as the weight
+        samples would have had."""
+        if self.analytic_kl:
+            sizes = [f.size for f in sorted(get_plates(), key=lambda f: f.dim) if f.dim is not None]
+            return torch.Size(sizes + [1]) if sizes else torch.Size()
         lead = None
         for lname, layer in self.layers.items():
             for pname, fn in distributions_of(lname, layer).items():
@@ -128,6 +146,8 @@ class FeedbackBNN:
     def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
               data_size: Optional[int] = None) -> torch.Tensor:
         lead = self._weight_sites(self._priors_of)
+        if self.analytic_kl:
+            pyro.factor(KL_SITE, -self.kl(), has_rsample=True)
         with self._data_plate(x, data_size):
             handoff, self._handoff = self._handoff, None
             if handoff is not None and handoff[0] == self._key(x, mask):

@@ -70,7 +70,8 @@ def build_model(cfg, input_shape, num_classes, lam=None, initialize: bool = True
         return PointModel(point_network(net), cfg.mode, cfg.penalty_weight)
     prior = PRIORS[cfg.prior](scale=cfg.prior_scale)
     return FeedbackBNN(net, prior=prior, likelihood=CategoricalLikelihood(cfg.class_weights),
-                       evidence=build_evidence(cfg, lam), penalty=make_penalty(cfg.mode, cfg.penalty_weight))
+                       evidence=build_evidence(cfg, lam), penalty=make_penalty(cfg.mode, cfg.penalty_weight),
+                       analytic_kl=cfg.elbo == "meanfield")
 
 
 def build_elbo(cfg):
