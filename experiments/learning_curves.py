@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -177,7 +178,10 @@ class Answers:
         return ("irrelevant", mask) if mask.size else ("accepted", None)
 
     def save(self):
-        np.savez_compressed(self.path, **self.cache)
+        """Write the cache atomically (two processes on different seeds may share it)."""
+        partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.partial.npz")
+        np.savez_compressed(partial, **self.cache)
+        os.replace(partial, self.path)
 
 
 def write_store(path: Path, task_of, indices, answers: Answers, oracle: str):

@@ -214,11 +214,21 @@ python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warm
 python experiments/profile_step.py --steps 20 > experiments/results/cost/profile_step.txt
 python experiments/benchmark_step.py --threads 2 --repeats 200 --json experiments/results/cost/benchmark_step.json
 /usr/bin/time -v $EV --run results/protocol/decoy_mnist_position/feedback/fold0 --out results/full_eval --threads 1
-python experiments/benchmark_predictive.py --images 2000 --samples 10 --threads 1 --rounds 3
+python experiments/benchmark_predictive.py --images 2000 --samples 10 --threads 1 --rounds 3 > experiments/results/cost/benchmark_predictive.txt
+python experiments/benchmark_alexnet.py --batch 4 --repeats 2 --rounds 3 --samples 20 --images 8 --json experiments/results/cost/benchmark_alexnet.json
 
 # ==== docs/results/annotation.md: selection strategies and simulated annotators ==================
 #    one start model per rule (mode none; 20,000 train+val and 5,000 test images), then per seed,
 #    strategy, oracle and budget a feedback store and `finetune --feedback` on it (6 epochs);
 #    resumes; tables, CSV and figure in experiments/results/annotation/
 python experiments/learning_curves.py --root results/annotation --out experiments/results/annotation
-python -m pytest -q -s tests/test_annotate_page.py tests/test_annotate_task.py -k "browser or serves"
+python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
+python -m pytest -q -s tests/test_annotate_page.py
+
+# ==== docs/distributed.md: one process against two ================================================
+S="--config configs/decoy_mnist_position.yaml --set epochs=5 --set max_train_images=20000 --set patience=null"
+for seed in 0 1; do
+  python -m pyro_ebnn.run train $S --set seed=$seed --set threads=2 --set batch_size=128 --out results/dist/p1t2_s$seed
+  torchrun --standalone --nproc_per_node 2 -m pyro_ebnn.run train $S --set seed=$seed --set threads=1 --set batch_size=64 --out results/dist/p2_s$seed
+  python -m pyro_ebnn.run train $S --set seed=$seed --set threads=1 --set batch_size=128 --out results/dist/p1t1_s$seed
+done

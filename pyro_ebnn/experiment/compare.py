@@ -24,7 +24,7 @@ import json
 import multiprocessing
 import os
 import sys
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -180,7 +180,7 @@ def train_in_parallel(pending, jobs: int, echo=print):
             running[pool.submit(train_run, cfg, where, progress=False)] = name
         echo(f"training {len(pending)} runs, {jobs} at a time, {threads} thread(s) each")
         while running:
-            done, _ = wait(running, return_when=FIRST_EXCEPTION)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
                 if future.exception() is not None:
