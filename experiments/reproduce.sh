@@ -221,7 +221,7 @@ python experiments/benchmark_alexnet.py --batch 4 --repeats 2 --rounds 3 --sampl
 #    one start model per rule (mode none; 20,000 train+val and 5,000 test images), then per seed,
 #    strategy, oracle and budget a feedback store and `finetune --feedback` on it (6 epochs);
 #    resumes; tables, CSV and figure in experiments/results/annotation/
-python experiments/learning_curves.py --root results/annotation --out experiments/results/annotation
+python experiments/learning_curves.py --root results/annotation --budgets 50,100,200 --out experiments/results/annotation
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
 
