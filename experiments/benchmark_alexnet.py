@@ -5,9 +5,10 @@ Grad-CAM.
     python experiments/benchmark_alexnet.py [--batch 16] [--threads 2] [--repeats 4] [--rounds 3]
                                             [--samples 20] [--images 32] [--json FILE]
 
-The two steps are interleaved in rounds in one run (medians reported): the Pyro step is the one
+Three steps are interleaved in rounds in one run (medians reported): the Pyro step is the one
 ``train`` runs (``Trainer.step``: the negative ELBO through ``TraceMeanField_ELBO`` with feedback
-evidence, Adam); the plain step is the hand-derived objective of ``pyro_ebnn/bnn/objective.py``
+evidence, the weights' closed-form KL as one factor site, Adam); "Pyro, weight sites" is the same
+model with ``analytic_kl=False`` (every weight drawn and scored as a site); the plain step is the hand-derived objective of ``pyro_ebnn/bnn/objective.py``
 (its own straightforward two-convolution LRT forward) with ``torch.optim.Adam``. [000]'s AlexNet
 (torchvision layout, evidence on the last convolution, 256 x 13 x 13), ImageNet normalization in
 front, 2 classes, random weights and images (the timing does not depend on them); a 60 x 60 mask
@@ -46,8 +47,10 @@ def main():
     cfg = load_config(None, {"architecture": "alexnet", "image_size": 224, "channels": 3, "normalize": "imagenet",
                              "rho_init": -3.8, "mode": "feedback", "lam": 1e-5, "lr": 1e-4})
     shape = (3, 224, 224)
-    pyro_model, plain_model = build_model(cfg, shape, 2), build_model(cfg, shape, 2)
+    pyro_model, plain_model, sites_model = (build_model(cfg, shape, 2) for _ in range(3))
+    sites_model.analytic_kl = False  # weight sites: every weight drawn and scored, the KL taken in closed form
     trainer = Trainer(cfg, pyro_model, cfg.lr, torch.device("cpu"))
+    sites_trainer = Trainer(cfg, sites_model, cfg.lr, torch.device("cpu"))
     plain_net = plain_model.net.train()
     optimizer = torch.optim.Adam(plain_net.parameters(), lr=cfg.lr)
     x = torch.rand(args.batch, *shape)
@@ -59,6 +62,10 @@ def main():
         pyro_model.net.train()
         return trainer.step(x, y, mask, N)
 
+    def sites_step():
+        sites_model.net.train()
+        return sites_trainer.step(x, y, mask, N)
+
     def plain_step():
         optimizer.zero_grad(set_to_none=True)
         loss = negative_elbo(plain_net, x, y, N, mask, cfg.lam)
@@ -66,7 +73,7 @@ def main():
         optimizer.step()
         return loss.item()
 
-    variants = {"torch": plain_step, "pyro": pyro_step}
+    variants = {"torch": plain_step, "pyro": pyro_step, "pyro, weight sites": sites_step}
     times = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, step in variants.items():
@@ -85,12 +92,14 @@ def main():
     explain(pyro_model.net, images, labels, "gradcam", progress=False)
     gradcam = args.images / (time.perf_counter() - t0)
     result = {"seconds_per_step": seconds, "pyro_over_torch": seconds["pyro"] / seconds["torch"],
+              "weight_sites_over_pyro": seconds["pyro, weight sites"] / seconds["pyro"],
               "predictive_images_per_second": predictive, "gradcam_images_per_second": gradcam,
               "setup": {"batch": args.batch, "threads": args.threads, "samples": args.samples, "images": args.images,
                         "torch": torch.__version__}}
     print(f"AlexNet, 224 px, batch {args.batch}, {args.threads} threads (median of {args.rounds} rounds):")
     print(f"  s/step plain PyTorch LRT   {seconds['torch']:7.3f}")
     print(f"  s/step Pyro model          {seconds['pyro']:7.3f}")
+    print(f"  s/step Pyro, weight sites  {seconds['pyro, weight sites']:7.3f}")
     print(f"  Pyro / PyTorch             {result['pyro_over_torch']:7.3f}")
     print(f"  posterior predictive       {predictive:7.2f} images/s ({args.samples} samples)")
     print(f"  Grad-CAM                   {gradcam:7.2f} images/s (posterior mean)")

@@ -8,6 +8,10 @@ by step within each round:
                           straightforward LRT of [000]'s reference code) with torch's Adam;
   pyro, pyro+feedback     the step of ``train`` (Trainer.step: Pyro's differentiable_loss, torch's Adam,
                           fused where torch has it);
+  pyro+feedback, weight sites
+                          the same with ``FeedbackBNN(analytic_kl=False)``: weight sites in model and
+                          guide, whose KL TraceMeanField_ELBO takes in closed form after drawing and
+                          scoring every weight (what ``train`` ran before ``analytic_kl``);
   deterministic           the point LeNet of ``network: deterministic`` through the same Trainer.step.
 Reports the median ms/step over rounds and the ratios, each the median over rounds of the ratio
 within a round: Pyro over plain PyTorch, feedback over none, and each Bayesian step over the
@@ -55,9 +59,12 @@ def main():
                 i = perm[s:s + args.batch]
                 yield trainval.images[i], trainval.labels[i], trainval.masks[i]
 
-    def pyro_step(feedback):
+    def pyro_step(feedback, weight_sites=False):
         cfg.mode = "feedback" if feedback else "none"
-        trainer = Trainer(cfg, build_model(cfg, (1, 28, 28), 10), 1e-3, "cpu")  # the step of `train`
+        model = build_model(cfg, (1, 28, 28), 10)
+        if weight_sites:
+            model.analytic_kl = False
+        trainer = Trainer(cfg, model, 1e-3, "cpu")  # the step of `train`
 
         def step(x, y, m):
             return trainer.step(x, y, m if feedback else None, n)
@@ -87,6 +94,7 @@ def main():
 
     variants = {"torch": torch_step(False), "pyro": pyro_step(False),
                 "torch+feedback": torch_step(True), "pyro+feedback": pyro_step(True),
+                "pyro+feedback, weight sites": pyro_step(True, weight_sites=True),
                 "deterministic": deterministic_step()}
     data = batches()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
@@ -116,6 +124,7 @@ def main():
         "pyro_over_torch_feedback": ratio("pyro+feedback", "torch+feedback"),
         "feedback_over_none_pyro": ratio("pyro+feedback", "pyro"),
         "feedback_over_none_torch": ratio("torch+feedback", "torch"),
+        "weight_sites_over_analytic_kl": ratio("pyro+feedback, weight sites", "pyro+feedback"),
         "over_deterministic": {k: ratio(k, "deterministic") for k in med if k != "deterministic"},
         "rounds_ms": times,
         "setup": {"batch": args.batch, "threads": args.threads, "elbo": args.elbo, "rounds": args.rounds,
@@ -125,12 +134,13 @@ def main():
     print(f"ms/step (median of {args.rounds} rounds x {per_round} steps, batch {args.batch}, {args.threads} threads, "
           f"{args.elbo} ELBO, {args.clock} clock):")
     for k, v in med.items():
-        print(f"  {k:16s} {v:7.2f}")
+        print(f"  {k:28s} {v:7.2f}")
     print("ratios (median over rounds of the ratio within a round):")
     print(f"Pyro / PyTorch (no feedback):  {result['pyro_over_torch']:.3f}")
     print(f"Pyro / PyTorch (feedback):     {result['pyro_over_torch_feedback']:.3f}")
     print(f"feedback / none (Pyro):        {result['feedback_over_none_pyro']:.3f}")
     print(f"feedback / none (PyTorch):     {result['feedback_over_none_torch']:.3f}")
+    print(f"weight sites / analytic KL:    {result['weight_sites_over_analytic_kl']:.3f}")
     over = result["over_deterministic"]
     print("over the deterministic LeNet:  " + ", ".join(f"{k} {v:.2f}" for k, v in over.items()))
     if args.json:

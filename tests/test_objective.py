@@ -270,3 +270,30 @@ def test_analytic_kl_under_vectorized_particles_draws_the_body_noise_per_particl
     assert a.shape == (4, 3, 16, 11, 11)
     mean = trace.nodes[PREACTIVATION_SITE]["fn"].base_dist.base_dist.loc
     assert mean.shape[0] == 4 and not torch.allclose(mean[0], mean[1])  # conv1's noise differs per particle
+
+
+def test_analytic_kl_with_a_prior_without_closed_form_names_the_fix():
+    import pyro.distributions as dist
+
+    def student_t(site, shape, device=None):
+        return dist.StudentT(3.0, torch.zeros(shape), 0.1 * torch.ones(shape)).to_event(len(shape))
+    x, y = torch.rand(2, 1, 28, 28), torch.randint(0, 10, (2,))
+    bnn = FeedbackBNN(lenet(), prior=student_t, analytic_kl=True)
+    with pytest.raises(NotImplementedError, match=r"conv1\.weight \(StudentT\).*analytic_kl=False.*elbo: trace"):
+        TraceMeanField_ELBO().differentiable_loss(bnn.model, bnn.guide, x, y)
+    sites = FeedbackBNN(lenet(), prior=student_t)  # the weight sites: Trace_ELBO estimates the KL
+    assert torch.isfinite(Trace_ELBO().differentiable_loss(sites.model, sites.guide, x, y))
+
+
+def test_predictive_runs_on_the_analytic_kl_model_that_train_builds():
+    """Without weight sites, pyro.infer.Predictive still draws the pre-activation and the logits
+    (independent draws), and the KL factor is no site it returns."""
+    from pyro.infer import Predictive
+    from pyro_ebnn.bnn import KL_SITE
+    bnn = FeedbackBNN(lenet(), analytic_kl=True)
+    x = torch.rand(3, 1, 28, 28)
+    pred = Predictive(bnn.model, guide=bnn.guide, num_samples=4, parallel=True,
+                      return_sites=["logits", PREACTIVATION_SITE])(x)
+    assert pred["logits"].shape == (4, 3, 10) and pred[PREACTIVATION_SITE].shape == (4, 3, 16, 11, 11)
+    assert not torch.allclose(pred["logits"][0], pred["logits"][1])
+    assert KL_SITE not in pred

@@ -311,3 +311,10 @@ def test_grid_trains_runs_in_parallel_processes_as_it_would_one_after_the_other(
                          "--out", str(tmp_path / "bad")])
     assert res.exit_code != 0 and "missing.npz" in res.output
     assert not list((tmp_path / "bad").rglob("metrics.json"))
+    # an error inside a worker process (its run directory holds another config) reaches the user in
+    # one line, and the finished runs there are left as they were
+    before = {p: p.read_bytes() for p in (tmp_path / "par").rglob("metrics.json")}
+    res = r.invoke(cli, [*base, "--jobs", "2", "--set", "lr=0.5", "--out", str(tmp_path / "par")])
+    assert res.exit_code != 0 and "holds a run with a different config (lr)" in res.output
+    assert "Traceback" not in res.output
+    assert {p: p.read_bytes() for p in (tmp_path / "par").rglob("metrics.json")} == before

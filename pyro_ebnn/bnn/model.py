@@ -57,8 +57,9 @@ class FeedbackBNN:
     analytic_kl: ``True``: no weight sites; the model adds the closed-form KL as the factor
                  ``"weights.kl"`` (needs a prior with a KL to the Gaussian posterior in torch). The
                  loss equals ``TraceMeanField_ELBO`` on the weight sites without drawing or scoring
-                 a weight sample: 4.3 against 8.6 s per AlexNet step at 224 px, 21.8 against 24.9
-                 ms per LeNet step (batch 4 and 128, 2 CPU threads, one process). ``False``
+                 a weight sample: 3.93 against 9.49 s per AlexNet step at 224 px (batch 4), 31.3
+                 against 34.3 ms per LeNet step with feedback (batch 128), 2 CPU threads
+                 (experiments/benchmark_alexnet.py, benchmark_step.py). ``False``
                  (default): weight sites in model and guide, for ``Trace_ELBO``'s Monte Carlo KL and
                  for ``pyro.infer.Predictive`` draws of the weights.
     """
@@ -181,8 +182,8 @@ class FeedbackBNN:
 
         The same distribution as ``pyro.infer.Predictive`` over model and guide (tests check it),
         which runs the guide and the model three times each and draws every weight of q(w) for
-        each sample though the LRT uses none of them: 4 times the images per second on LeNet
-        (experiments/benchmark_predictive.py). Call it under ``torch.no_grad()``.
+        each sample though the LRT uses none of them: 3.5 times the images per second on LeNet
+        (1,862 against 539 at 1 thread, 10 samples; experiments/benchmark_predictive.py). Call it under ``torch.no_grad()``.
 
         >>> from pyro_ebnn.bnn import lenet
         >>> bnn = FeedbackBNN(lenet())
@@ -198,8 +199,9 @@ class FeedbackBNN:
 
     def kl(self) -> torch.Tensor:
         """KL(q(w) || P(w)) summed over all weights, in closed form (the term that
-        ``TraceMeanField_ELBO`` computes analytically); ``NotImplementedError`` for a prior that has
-        none (e.g. the Laplace prior).
+        ``TraceMeanField_ELBO`` computes analytically). A prior without a closed form in torch (say
+        a Student-t) raises ``NotImplementedError`` with the fix: ``analytic_kl=False`` and
+        ``Trace_ELBO``, or a KL registered with ``torch.distributions.kl.register_kl``.
 
         >>> from pyro_ebnn import lenet
         >>> bool(FeedbackBNN(lenet()).kl() > 0)
@@ -209,5 +211,11 @@ class FeedbackBNN:
         for lname, layer in self.layers.items():
             prior = self._priors_of(lname, layer)
             for pname, q in layer.posterior().items():
-                total = total + kl_divergence(q, prior[pname])
+                try:
+                    total = total + kl_divergence(q, prior[pname])
+                except NotImplementedError:
+                    raise NotImplementedError(
+                        f"the prior of {lname}.{pname} ({type(prior[pname].base_dist).__name__}) has no closed-form KL "
+                        "to the Gaussian posterior in torch: use FeedbackBNN(..., analytic_kl=False) with Trace_ELBO "
+                        "(config: elbo: trace), or register one with torch.distributions.kl.register_kl") from None
         return total

@@ -25,9 +25,9 @@ def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 
 
     Each pass draws all S samples of ``batch_size`` images at once
     (:meth:`FeedbackBNN.predictive_logits`). Default batch size: 1000 images on a GPU; on the CPU
-    ``CPU_DRAWS_PER_PASS // S`` images (64 for S = 10), the fastest of 16 to 256 images per pass
-    by a few percent at 1 thread and by a factor 2 at 2 threads on a shared machine
-    (experiments/benchmark_predictive.py)."""
+    ``CPU_DRAWS_PER_PASS // S`` images (64 for S = 10): LeNet, S = 10, 1 thread, 1,845 images/s,
+    against 1,698-1,926 with 16 to 128 images per pass and 1,041 with 256
+    (experiments/benchmark_predictive.py, docs/results/cost.md)."""
     device = torch.device(device) if device is not None else next(bnn.net.parameters()).device
     if not isinstance(bnn, FeedbackBNN):
         probs = mean_probs(bnn, images, device=device)
@@ -54,8 +54,8 @@ def predictive_probs(bnn: FeedbackBNN, images: torch.Tensor, num_samples: int = 
 def mean_probs(bnn, images: torch.Tensor, batch_size: Optional[int] = None, device=None) -> torch.Tensor:
     """N x K probabilities of the network at the posterior mean (fast; used for validation), or of a
     deterministic network. Default batch size: 1000 on a GPU, 512 on the CPU (LeNet, 1 thread:
-    43,000 images/s against 48,000 with 256 and 17,000 with 2000 images per batch, whose
-    activations leave the cache; at 2 threads on a shared machine larger batches fare better)."""
+    38,700 images/s, against 43,300 with 256 and 17,700 with 2000 images per batch, whose
+    activations leave the cache; experiments/benchmark_predictive.py)."""
     device = device or next(bnn.net.parameters()).device
     if batch_size is None:
         batch_size = 1000 if torch.device(device).type == "cuda" else 512

@@ -165,9 +165,9 @@ def train_in_parallel(pending, jobs: int, echo=print):
     metrics) as each finishes. One job: in this process, with progress bars. Several: each run in
     a process of its own (spawned), without progress bars, on ``cpu_count // jobs`` torch threads
     unless its config sets ``threads``: on a 2-core CPU two LeNet runs of one thread each finish
-    in 0.6 of the time of one after the other on two threads (docs/results/default-job.md). A run
-    that fails stops the others (each resumes from its last epoch when run again) and its error is
-    raised here."""
+    in 0.6 of the time of one after the other on two threads (docs/results/default-job.md). When a
+    run fails, the runs not started yet are cancelled, the ones running finish, and the error is
+    raised here (a run stopped part-way resumes from its last epoch when the grid runs again)."""
     if jobs <= 1 or len(pending) <= 1:
         for cfg, where, name in pending:
             yield name, train_run(cfg, where)
@@ -184,8 +184,6 @@ def train_in_parallel(pending, jobs: int, echo=print):
             for future in done:
                 name = running.pop(future)
                 if future.exception() is not None:
-                    for other in running:
-                        other.cancel()
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise future.exception()
                 yield name, future.result()

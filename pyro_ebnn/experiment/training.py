@@ -166,8 +166,8 @@ class Trainer:
             order = self._order(n)
             n_steps = math.ceil(len(order) / cfg.batch_size)
             total, t0, within = 0.0, time.time(), []
-            steps = progress_bar(self._batches(train, order), total=n_steps, leave=False, disable=not tty, unit="batch",
-                         desc=f"epoch {self.epoch + 1}")
+            steps = progress_bar(self._batches(train, order), total=n_steps, leave=False, disable=not tty,
+                                 unit="batch", desc=f"epoch {self.epoch + 1}")
             for step, (x, y, m) in enumerate(steps):
                 mask = m if use_masks else None
                 if augment:
