@@ -15,3 +15,7 @@ class ConfigError(EBNNError):
 
 class TrainingError(EBNNError):
     pass
+
+
+class RunBusyError(EBNNError):
+    """Another process is writing the run directory."""

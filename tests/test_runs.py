@@ -4,6 +4,7 @@ import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +319,65 @@ def test_grid_trains_runs_in_parallel_processes_as_it_would_one_after_the_other(
     assert res.exit_code != 0 and "holds a run with a different config (lr)" in res.output
     assert "Traceback" not in res.output
     assert {p: p.read_bytes() for p in (tmp_path / "par").rglob("metrics.json")} == before
+
+
+def _ended(pid: int) -> bool:
+    """The process is gone or a zombie (an orphan whose new parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_nothing(tmp_path, npz):
+    """Two commands on one --out would overwrite each other's checkpoints: the second stops with one
+    line naming the process that writes there; the lock dies with its process (never stale)."""
+    import signal
+    import time
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / MODEL).write_bytes(b"the first run's model")
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time\nfrom pyro_ebnn.experiment.rundir import writing\n"
+                               f"with writing({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["train", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "epochs=1",
+                "--set", "eval_samples=2", "--set", "batch_size=8", "--no-resume", "--out", str(out)]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code != 0 and "Traceback" not in res.output
+        assert f"another process (pid {holder.pid}) is writing {out}" in res.output
+        assert len(res.output.strip().splitlines()) == 1
+        assert (out / MODEL).read_bytes() == b"the first run's model"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    res = CliRunner().invoke(cli, args)          # the killed holder's lock went with it
+    assert res.exit_code == 0, res.output
+    assert (out / "metrics.json").exists()
+
+
+def test_grid_workers_end_when_the_grid_process_is_killed(tmp_path):
+    """A grid killed with SIGKILL cannot stop its workers; they notice and end instead of going on
+    writing their run directories (which a restarted grid would then share with them)."""
+    import signal
+    import time
+    script = ("import os, time\nfrom pyro_ebnn.experiment.compare import worker_pool\n"
+              "if __name__ == '__main__':\n    pool = worker_pool(1)\n"
+              "    print(pool.submit(os.getpid).result(), flush=True)\n"
+              "    pool.submit(time.sleep, 120)\n    time.sleep(120)\n")
+    (tmp_path / "grid.py").write_text(script)
+    import os
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    grid = subprocess.Popen([sys.executable, str(tmp_path / "grid.py")], stdout=subprocess.PIPE, text=True, env=env)
+    worker = int(grid.stdout.readline())
+    assert not _ended(worker)
+    grid.send_signal(signal.SIGKILL)
+    grid.wait()
+    deadline = time.time() + 20
+    while not _ended(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _ended(worker)

@@ -24,6 +24,8 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Optional, Sequence
@@ -39,7 +41,7 @@ from .runs import train as train_run
 from .tables import collect, mean_std, summarize
 
 __all__ = ["parse_modes", "run_dir", "parse_weights", "parse_sweeps", "settings_of", "label", "run_grid",
-           "train_in_parallel",
+           "train_in_parallel", "worker_pool",
            "is_finished", "effective_weight", "select_settings", "tables", "write", "compare"]
 TABLE_METRICS = (("balanced_accuracy", "balanced accuracy"), ("f1_macro", "macro F1"), ("roc_auc", "ROC AUC"))
 OVERLAP_METRICS = ("overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
@@ -173,7 +175,7 @@ def train_in_parallel(pending, jobs: int, echo=print):
             yield name, train_run(cfg, where)
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with worker_pool(jobs) as pool:
         running = {}
         for cfg, where, name in pending:
             cfg = cfg if cfg.threads else dataclasses.replace(cfg, threads=threads)
@@ -187,6 +189,25 @@ def train_in_parallel(pending, jobs: int, echo=print):
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise future.exception()
                 yield name, future.result()
+
+
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned worker processes that end when this process ends, however it ends: killed
+    with SIGTERM or SIGKILL, it cannot stop them itself, and a worker left behind would go on
+    writing its run directory beside the grid started next."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_end_with_parent, initargs=(os.getpid(),))
+
+
+def _end_with_parent(parent: int, every: float = 0.5):
+    """Pool initializer: a thread that ends the worker once ``parent`` is no longer its parent (the
+    orphan was handed to another process). Checkpoints are written atomically, so the run stops at
+    its last finished epoch and resumes from there."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def is_finished(where: Path, cfg) -> bool:

@@ -5,9 +5,13 @@
                    schedule, random states, validation history
   model.pt         the model selected on validation (its network, config, input shape, classes)
   metrics.json     the evaluation (flat keys) and the config; written last, so its presence means "finished"
+  .lock            held by the process that trains into the directory (:func:`writing`), so that a second
+                   command on the same directory stops with one line instead of overwriting the first
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -16,17 +20,54 @@ from typing import Optional
 import torch
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunBusyError
 from .build import build_model
 from .config import EXECUTION_KEYS, Config, config_difference, saved_config
 
 __all__ = ["CONFIG", "CHECKPOINT", "MODEL", "METRICS", "atomic_write", "write_config", "save_model", "load_model",
-           "write_metrics", "read_metrics", "prepare_run_dir"]
+           "write_metrics", "read_metrics", "prepare_run_dir", "writing"]
 
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"   # resumable training state (rewritten every epoch)
 MODEL = "model.pt"             # the selected model (best validation score)
 METRICS = "metrics.json"
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def writing(out: Path, claim: bool = True):
+    """Hold ``out``'s lock while this process writes the run: an advisory ``flock`` on ``out/.lock``,
+    which the operating system drops when the process ends, however it ends, so it never goes stale.
+    A second process that claims the same directory meanwhile gets :class:`~pyro_ebnn.errors.RunBusyError`.
+    ``claim=False`` (the non-writing processes of a ``torchrun`` group) holds nothing.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with writing(d):
+    ...         with writing(d):
+    ...             pass
+    Traceback (most recent call last):
+    ...
+    pyro_ebnn.errors.RunBusyError: another process (pid ...) is writing ...; wait for it to finish or stop it (the run resumes from its last epoch), or choose another --out
+    """
+    if not claim:
+        yield
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunBusyError(f"another process (pid {holder}) is writing {out}; wait for it to finish or stop it "
+                               "(the run resumes from its last epoch), or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def atomic_write(path: Path, write):

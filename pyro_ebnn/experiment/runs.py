@@ -22,16 +22,15 @@ from .config import Config
 from .distributed import join
 from .evaluation import evaluate_sets
 from .protocol import images_of, prepare_split, set_seed, use_threads
-from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics
+from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics, writing
 from .training import Trainer
 
 __all__ = ["train", "finetune"]
 
 
-def _start(cfg: Config, out, resume: bool, trainer_of) -> tuple:
-    """The process group, the device and the trainer of a run, resumed from ``out`` when it holds a
-    checkpoint of the same config (process 0 checks and clears ``out``; the others wait)."""
-    group, device = join(resolve_device(cfg.device))
+def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer:
+    """The trainer of a run, resumed from ``out`` when it holds a checkpoint of the same config
+    (process 0 checks and clears ``out``; the others wait)."""
     use_threads(cfg.threads)
     trainer = trainer_of(group, device)
     state = prepare_run_dir(out, cfg, resume) if group.is_main else None
@@ -44,7 +43,7 @@ def _start(cfg: Config, out, resume: bool, trainer_of) -> tuple:
         torch.manual_seed(cfg.seed * 1000 + group.rank)  # the same model everywhere, its own LRT noise each
     if group.is_main:
         write_config(out, cfg)
-    return group, device, trainer
+    return trainer
 
 
 def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None) -> dict:
@@ -61,13 +60,15 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     def trainer_of(group, device):
         model.net.to(device)
         return Trainer(cfg, model, cfg.lr, device, group)
-    group, device, trainer = _start(cfg, out, resume, trainer_of)
-    if trainer.epoch and group.is_main:
-        print(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
-    t0 = time.time()
-    trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
-                augment=cfg.mode == "augment")
-    return _finish(out, cfg, split, device, trainer, time.time() - t0, progress, extra)
+    group, device = join(resolve_device(cfg.device))
+    with writing(out, claim=group.is_main):
+        trainer = _start(cfg, out, resume, trainer_of, group, device)
+        if trainer.epoch and group.is_main:
+            print(f"resuming {out} from epoch {trainer.epoch}", file=sys.stderr)
+        t0 = time.time()
+        trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
+                    augment=cfg.mode == "augment")
+        return _finish(out, cfg, split, device, trainer, time.time() - t0, progress, extra)
 
 
 def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True) -> dict:
@@ -95,24 +96,26 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     def trainer_of(group, device):
         model.net.to(device)
         return Trainer(cfg, model, cfg.finetune_lr or cfg.lr, device, group)
-    group, device, trainer = _start(cfg, out, resume, trainer_of)
-    # the starting point is a candidate for model selection too
-    before = None
-    if group.is_main:
-        probs = torch.cat([mean_probs(model, x, device=device) for x, _, _ in batches(split.val, 1000)])
-        before = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
+    group, device = join(resolve_device(cfg.device))
+    with writing(out, claim=group.is_main):
+        trainer = _start(cfg, out, resume, trainer_of, group, device)
+        # the starting point is a candidate for model selection too
+        before = None
+        if group.is_main:
+            probs = torch.cat([mean_probs(model, x, device=device) for x, _, _ in batches(split.val, 1000)])
+            before = classification_metrics(split.val.labels.numpy(), probs.numpy())[cfg.select_metric]
+            if trainer.epoch == 0:
+                save_model(out / MODEL, model, cfg, split.train.image_shape, split.train.num_classes, {"epoch": 0})
+        before = group.broadcast(before)
         if trainer.epoch == 0:
-            save_model(out / MODEL, model, cfg, split.train.image_shape, split.train.num_classes, {"epoch": 0})
-    before = group.broadcast(before)
-    if trainer.epoch == 0:
-        trainer.best_score, trainer.best_epoch = before, 0
-        trainer.checked_best = trainer.best_score
-    t0 = time.time()
-    trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
-    return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
-                   {**standardization_of(model.net), "finetuned_from": str(run_dir),
-                    "finetune_lam": lam if with_feedback else None,
-                    f"val_{cfg.select_metric}_before_finetune": before, **split.feedback})
+            trainer.best_score, trainer.best_epoch = before, 0
+            trainer.checked_best = trainer.best_score
+        t0 = time.time()
+        trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
+        return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
+                       {**standardization_of(model.net), "finetuned_from": str(run_dir),
+                        "finetune_lam": lam if with_feedback else None,
+                        f"val_{cfg.select_metric}_before_finetune": before, **split.feedback})
 
 
 def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None) -> dict:
