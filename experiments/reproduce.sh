@@ -31,6 +31,18 @@ done; done; done
 python -m pyro_ebnn.run aggregate results/protocol_std --out experiments/results/protocol/protocol_std_summary \
     --columns balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,brier,overlap_saliency,overlap_gradcam
 
+# ==== docs/results/paper-budget.md: [000]'s Tables 1 and 2 at 200 epochs, [000]'s settings ==========
+#    resumes: run it again after an interruption
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --config configs/decoy_mnist_color.yaml \
+    --modes none,feedback,augment --set standardize=true --jobs 2 --overlap saliency --out results/paper_budget
+for r in results/paper_budget/*/*/fold*; do [ -f $r/metrics.json ] || continue   # the network after the last epoch
+  $EV --run $r --out results/paper_budget_last/${r#results/paper_budget/} --checkpoint last --methods saliency --max-images 2000 --figure-images 6 --threads 1
+done
+C=balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,brier,overlap_saliency
+python -m pyro_ebnn.run aggregate results/paper_budget --out experiments/results/paper_budget/summary --columns $C,best_epoch
+python -m pyro_ebnn.run aggregate results/paper_budget_last --out experiments/results/paper_budget/summary_last --columns $C
+python docs/figures/paper_budget.py --runs results/paper_budget
+
 # ==== docs/results/finetune.md: [001] fine-tuning on the four-corner rule ==========================
 FT="--set validation_decoys=test --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set eval_samples=10 --set threads=1"
 #    the configuration of record (configs/decoy_mnist_corners.yaml: rho_init -4, standardize: true):
