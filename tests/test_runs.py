@@ -331,17 +331,17 @@ def _ended(pid: int) -> bool:
 
 
 def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_nothing(tmp_path, npz):
-    """Two commands on one --out would overwrite each other's checkpoints: the second stops with one
-    line naming the process that writes there; the lock dies with its process (never stale)."""
+    """Two commands on one --out would overwrite each other's checkpoints: the second (a train, an
+    in-place evaluate) stops with one line naming the process that writes there; the lock dies with
+    its process (never stale)."""
     import signal
     import time
     out = tmp_path / "run"
     out.mkdir()
     (out / MODEL).write_bytes(b"the first run's model")
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time\nfrom pyro_ebnn.experiment.rundir import writing\n"
-                               f"with writing({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"],
-                              stdout=subprocess.PIPE, text=True)
+    hold = [sys.executable, "-c", "import time\nfrom pyro_ebnn.experiment.rundir import writing\n"
+            f"with writing({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"]
+    holder = subprocess.Popen(hold, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         args = ["train", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "epochs=1",
@@ -357,6 +357,17 @@ def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_not
     res = CliRunner().invoke(cli, args)          # the killed holder's lock went with it
     assert res.exit_code == 0, res.output
     assert (out / "metrics.json").exists()
+    # evaluating in place writes the run directory too: not while another process writes it
+    holder = subprocess.Popen(hold, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (out / "metrics.json").read_bytes()
+        res = CliRunner().invoke(cli, ["evaluate", "--run", str(out), "--no-attributions", "--no-figures"])
+        assert res.exit_code != 0 and f"another process (pid {holder.pid}) is writing {out}" in res.output
+        assert (out / "metrics.json").read_bytes() == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
 
 
 def test_grid_workers_end_when_the_grid_process_is_killed(tmp_path):

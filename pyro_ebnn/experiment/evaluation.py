@@ -20,7 +20,7 @@ from .build import resolve_device
 from .config import DATA_KEYS, Config, config_difference, load_config, parse_sets
 from .figures import attribution_grid, attribution_title, evaluation_figures, validation_curve
 from .protocol import images_of, prepare_split, set_seed, use_threads
-from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, load_model, read_metrics, write_metrics
+from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, load_model, read_metrics, write_metrics, writing
 
 __all__ = ["CHECKPOINTS", "evaluate_sets", "attribution_reference", "drop_stale_overlaps", "add_overlap",
            "evaluate_run", "explain_runs"]
@@ -109,22 +109,24 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
     (the other metrics are kept; nothing is re-trained). Methods already there are skipped, unless
     they were taken against another reference image than the run's config names."""
     run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir)
-    cfg = load_config(str(run_dir / CONFIG), {"device": device} if device else None)
-    drop_stale_overlaps(metrics, cfg.attribution_reference)
-    todo = [m for m in parse_methods(methods) if metrics.get(f"overlap_{m}") is None]
-    if not todo:
+    with writing(run_dir):
+        metrics = read_metrics(run_dir)
+        cfg = load_config(str(run_dir / CONFIG), {"device": device} if device else None)
+        drop_stale_overlaps(metrics, cfg.attribution_reference)
+        todo = [m for m in parse_methods(methods) if metrics.get(f"overlap_{m}") is None]
+        if not todo:
+            return metrics
+        use_threads(cfg.threads)
+        dev = resolve_device(cfg.device)
+        split = prepare_split(cfg)
+        model, _, _ = load_model(run_dir, dev, cfg)
+        t0 = time.time()
+        metrics.update(overlap_metrics(model.net, split.test, todo, max_images=max_images, device=dev,
+                                       progress=progress, seed=cfg.seed, workers=cfg.workers,
+                                       reference=attribution_reference(cfg, split)))
+        metrics["overlap_seconds"] = time.time() - t0
+        write_metrics(run_dir, metrics)
         return metrics
-    use_threads(cfg.threads)
-    dev = resolve_device(cfg.device)
-    split = prepare_split(cfg)
-    model, _, _ = load_model(run_dir, dev, cfg)
-    t0 = time.time()
-    metrics.update(overlap_metrics(model.net, split.test, todo, max_images=max_images, device=dev, progress=progress,
-                                   seed=cfg.seed, workers=cfg.workers, reference=attribution_reference(cfg, split)))
-    metrics["overlap_seconds"] = time.time() - t0
-    write_metrics(run_dir, metrics)
-    return metrics
 
 
 def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions: bool = True, methods=None,
@@ -169,35 +171,37 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
         if (run_dir / CHECKPOINT).exists() and (figures or checkpoint == "last") else None
     if checkpoint == "last":
         model.net.load_state_dict(state["net"])
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    keep = {} if figures else None
-    metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
-               "seed": cfg.seed,
-               **evaluate_sets(model, split, cfg, dev, progress, attributions=attributions, methods=methods,
-                               attribution_samples=samples, max_images=max_images, keep=keep,
-                               figure_images=figure_images),
-               "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
-               "threads": torch.get_num_threads(), "evaluated_run": str(run_dir), "evaluated_checkpoint": checkpoint,
-               "evaluated_epoch": state["epoch"] if checkpoint == "last" else payload.get("epoch"),
-               "config": cfg.to_dict()}
-    if figures:
-        t1 = time.time()
-        paths = evaluation_figures(out, keep, run_name=f"{cfg.name} [{cfg.mode}]", samples=samples,
-                                   reference=cfg.attribution_reference)
-        if state is not None and state.get("history"):
-            paths += validation_curve(state["history"], cfg.select_metric, out / "validation_curve",
-                                      selected=payload.get("epoch"), title=f"{cfg.name} [{cfg.mode}]")
-        metrics["figures"] = sorted(Path(p).name for p in paths)
-        metrics["figure_seconds"] = time.time() - t1
-    if out.resolve() == run_dir.resolve() and (out / METRICS).exists():
-        # evaluating in place: keep what training recorded (epochs, timings) next to the new metrics
-        old = read_metrics(out)
-        if attributions:
-            drop_stale_overlaps(old, cfg.attribution_reference)
-        metrics = {**old, **metrics}
-    write_metrics(out, metrics)
-    return metrics
+    with writing(out):  # nobody else writes out meanwhile (a training run, another evaluate)
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        keep = {} if figures else None
+        metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
+                   "seed": cfg.seed,
+                   **evaluate_sets(model, split, cfg, dev, progress, attributions=attributions, methods=methods,
+                                   attribution_samples=samples, max_images=max_images, keep=keep,
+                                   figure_images=figure_images),
+                   "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
+                   "threads": torch.get_num_threads(), "evaluated_run": str(run_dir),
+                   "evaluated_checkpoint": checkpoint,
+                   "evaluated_epoch": state["epoch"] if checkpoint == "last" else payload.get("epoch"),
+                   "config": cfg.to_dict()}
+        if figures:
+            t1 = time.time()
+            paths = evaluation_figures(out, keep, run_name=f"{cfg.name} [{cfg.mode}]", samples=samples,
+                                       reference=cfg.attribution_reference)
+            if state is not None and state.get("history"):
+                paths += validation_curve(state["history"], cfg.select_metric, out / "validation_curve",
+                                          selected=payload.get("epoch"), title=f"{cfg.name} [{cfg.mode}]")
+            metrics["figures"] = sorted(Path(p).name for p in paths)
+            metrics["figure_seconds"] = time.time() - t1
+        if out.resolve() == run_dir.resolve() and (out / METRICS).exists():
+            # evaluating in place: keep what training recorded (epochs, timings) next to the new metrics
+            old = read_metrics(out)
+            if attributions:
+                drop_stale_overlaps(old, cfg.attribution_reference)
+            metrics = {**old, **metrics}
+        write_metrics(out, metrics)
+        return metrics
 
 
 def explain_runs(run_dirs: Sequence, out, n_images: int = 8, methods=None, samples: int = 0, device=None,
