@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.cli import cli
 from pyro_ebnn.experiment.rundir import CHECKPOINT, MODEL
+from pyro_ebnn.errors import RunBusyError
+from pyro_ebnn.experiment.evaluation import add_overlap
 from pyro_ebnn.experiment.runs import train
 
 from test_inputs import _write_npz
@@ -364,6 +366,9 @@ def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_not
         before = (out / "metrics.json").read_bytes()
         res = CliRunner().invoke(cli, ["evaluate", "--run", str(out), "--no-attributions", "--no-figures"])
         assert res.exit_code != 0 and f"another process (pid {holder.pid}) is writing {out}" in res.output
+        assert (out / "metrics.json").read_bytes() == before
+        with pytest.raises(RunBusyError, match=f"pid {holder.pid}"):   # compare's overlap step, in place too
+            add_overlap(out, ("saliency",), max_images=4, progress=False)
         assert (out / "metrics.json").read_bytes() == before
     finally:
         holder.send_signal(signal.SIGKILL)

@@ -171,8 +171,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
         if (run_dir / CHECKPOINT).exists() and (figures or checkpoint == "last") else None
     if checkpoint == "last":
         model.net.load_state_dict(state["net"])
-    with writing(out):  # nobody else writes out meanwhile (a training run, another evaluate)
-        out.mkdir(parents=True, exist_ok=True)
+    with writing(out):  # creates out; nobody else writes there meanwhile (a training run, another evaluate)
         t0 = time.time()
         keep = {} if figures else None
         metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
