@@ -1,5 +1,5 @@
-"""The figure of docs/results/paper-budget.md: 200 epochs on [000]'s position rule, what the validation
-fold sees against what the test set shows.
+"""The figure of docs/results/paper-budget.md: 200 epochs on [000]'s rules, what the validation fold
+sees against what the test set shows.
 
     python docs/figures/paper_budget.py --runs results/paper_budget   # export the curves, then draw
     python docs/figures/paper_budget.py                               # draw from the committed CSVs
@@ -24,7 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results" / "paper_budget"
 CURVES = RESULTS / "validation_curves.csv"
-RULE = "decoy_mnist_position"
+RULES = ["decoy_mnist_position", "decoy_mnist_color"]
+RULE_TITLES = {"decoy_mnist_position": "position rule", "decoy_mnist_color": "color rule"}
 MODES = [("none", "without feedback", "#9e9e9e"), ("feedback", "with feedback", "#e66100"),
          ("augment", "counterexamples", "#5d3a9b")]
 
@@ -51,40 +52,58 @@ def test_scores(path):
     if not path.exists():
         return {}
     with open(path) as f:
-        return {r["mode"]: r for r in csv.DictReader(f) if r["name"] == RULE}
+        return {(r["name"], r["mode"]): r for r in csv.DictReader(f)}
+
+
+def _mean_std(row, column):
+    return float(row[f"{column}_mean"]), float(row[f"{column}_std"] or 0.0)
 
 
 def draw():
-    curves = defaultdict(lambda: defaultdict(list))
+    curves = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     with open(CURVES) as f:
         for r in csv.DictReader(f):
-            if r["name"] == RULE:
-                curves[r["mode"]][r["fold"]].append((int(r["epoch"]), float(r["val_balanced_accuracy"])))
+            curves[r["name"]][r["mode"]][r["fold"]].append((int(r["epoch"]), float(r["val_balanced_accuracy"])))
     selected, last = test_scores(RESULTS / "summary.csv"), test_scores(RESULTS / "summary_last.csv")
-    fig, ax = plt.subplots(figsize=(7.2, 3.4))
-    for mode, label, colour in MODES:
-        folds = [sorted(c) for c in curves[mode].values() if len(c) > 1]
-        if not folds:
-            continue
-        n = min(len(c) for c in folds)
-        epochs = [e for e, _ in folds[0][:n]]
-        mean = np.mean([[v for _, v in c[:n]] for c in folds], axis=0)
-        ax.plot(epochs, mean, color=colour, lw=1.4, label=f"{label}: validation (training-rule decoys)")
-        if mode in selected:
-            m = float(selected[mode]["balanced_accuracy_mean"])
-            ax.axhline(m, color=colour, ls="--", lw=1.1, label=f"{label}: test, selected model ({m:.3f})")
-        if mode in last:
-            m = float(last[mode]["balanced_accuracy_mean"])
-            ax.plot([epochs[-1]], [m], marker="o", color=colour, ms=5, ls="none",
-                    label=f"{label}: test, after epoch {epochs[-1]} ({m:.3f})")
-    ax.set_xlabel("epoch", fontsize=8.5)
-    ax.set_ylabel("balanced accuracy", fontsize=8.5)
-    ax.set_ylim(0.0, 1.02)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=6.5, frameon=False, loc="lower right")
-    ax.set_title("Decoy MNIST position rule, LeNet, standardized inputs, mean over folds", fontsize=9, loc="left")
-    fig.tight_layout()
+    rules = [rule for rule in RULES if rule in curves]
+    fig, axes = plt.subplots(1, len(rules), figsize=(max(7.0, 4.6 * len(rules) + 1.0), 4.4), squeeze=False, sharey=True)
+    for ax, rule in zip(axes[0], rules):
+        for mode, label, colour in MODES:
+            folds = [sorted(c) for c in curves[rule][mode].values() if len(c) > 1]
+            if not folds:
+                continue
+            n = min(len(c) for c in folds)
+            epochs = [e for e, _ in folds[0][:n]]
+            mean = np.mean([[v for _, v in c[:n]] for c in folds], axis=0)
+            ax.plot(epochs, mean, color=colour, lw=1.3, label=f"{label}: validation")
+            if (rule, mode) in selected:  # at the selected epoch, error bars over folds
+                (acc, acc_sd), (ep, ep_sd) = (_mean_std(selected[rule, mode], c)
+                                              for c in ("balanced_accuracy", "best_epoch"))
+                ax.errorbar([ep], [acc], xerr=[ep_sd], yerr=[acc_sd], marker="D", ms=4.5, color=colour,
+                            capsize=2, lw=1, ls="none", label=f"{label}: test, selected model")
+                ax.annotate(f"{acc:.3f}", (ep, acc), xytext=(4, 5), textcoords="offset points", fontsize=7,
+                            color=colour)
+            if (rule, mode) in last:
+                acc, acc_sd = _mean_std(last[rule, mode], "balanced_accuracy")
+                ax.errorbar([epochs[-1]], [acc], yerr=[acc_sd], marker="o", ms=5, color=colour, capsize=2,
+                            lw=1, ls="none", mfc="white", label=f"{label}: test, last epoch")
+                ax.annotate(f"{acc:.3f}", (epochs[-1], acc), xytext=(-6, 5), textcoords="offset points",
+                            fontsize=7, color=colour, ha="right")
+        ax.set_xlabel("epoch", fontsize=8.5)
+        ax.set_ylim(0.0, 1.03)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(labelsize=8)
+        ax.set_title(f"Decoy MNIST {RULE_TITLES.get(rule, rule)}, mean over folds", fontsize=9, loc="left")
+    axes[0][0].set_ylabel("balanced accuracy", fontsize=8.5)
+    labelled = {}
+    for ax in axes[0]:  # one legend for all panels, below them
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            labelled.setdefault(text, handle)
+    fig.legend(labelled.values(), labelled.keys(), fontsize=7, frameon=False, loc="lower center", ncol=3)
+    fig.suptitle("Validation images carry the training rule's decoys, test images random ones.\n"
+                 "Test: the selected model at its mean epoch, and the network after the last epoch; "
+                 "error bars ± std over folds", fontsize=7.5, y=0.995)
+    fig.tight_layout(rect=(0, 0.04 + 0.045 * ((len(labelled) + 2) // 3), 1, 0.95))
     fig.savefig(Path(__file__).with_suffix(".png"), dpi=150)
 
 
