@@ -359,10 +359,21 @@ def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_not
     res = CliRunner().invoke(cli, args)          # the killed holder's lock went with it
     assert res.exit_code == 0, res.output
     assert (out / "metrics.json").exists()
-    # evaluating in place writes the run directory too: not while another process writes it
-    holder = subprocess.Popen(hold, stdout=subprocess.PIPE, text=True)
+    # fine-tuning into a held directory; evaluating in place: both write there, so neither may now
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    (ft / MODEL).write_bytes(b"the first fine-tuning's model")
+    hold_ft = [sys.executable, "-c", "import time\nfrom pyro_ebnn.experiment.rundir import writing\n"
+               f"with writing({str(ft)!r}), writing({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"]
+    holder = subprocess.Popen(hold_ft, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        res = CliRunner().invoke(cli, ["finetune", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}",
+                                       "--set", "finetune_epochs=1", "--set", "eval_samples=2", "--run", str(out),
+                                       "--out", str(ft)])
+        assert res.exit_code != 0 and f"another process (pid {holder.pid}) is writing {ft}" in res.output
+        assert len(res.output.strip().splitlines()) == 1
+        assert (ft / MODEL).read_bytes() == b"the first fine-tuning's model"
         before = (out / "metrics.json").read_bytes()
         res = CliRunner().invoke(cli, ["evaluate", "--run", str(out), "--no-attributions", "--no-figures"])
         assert res.exit_code != 0 and f"another process (pid {holder.pid}) is writing {out}" in res.output
