@@ -95,11 +95,14 @@ def draw():
         ax.tick_params(labelsize=8)
         ax.set_title(f"Decoy MNIST {RULE_TITLES.get(rule, rule)}, mean over folds", fontsize=9, loc="left")
     axes[0][0].set_ylabel("balanced accuracy", fontsize=8.5)
-    labelled = {}
-    for ax in axes[0]:  # one legend for all panels, below them
+    found = {}
+    for ax in axes[0]:  # one legend for all panels, below them, a column per mode
         for handle, text in zip(*ax.get_legend_handles_labels()):
-            labelled.setdefault(text, handle)
-    fig.legend(labelled.values(), labelled.keys(), fontsize=7, frameon=False, loc="lower center", ncol=3)
+            found.setdefault(text, handle)
+    labelled = {text: found[text] for _, label, _ in MODES
+                for text in (f"{label}: validation", f"{label}: test, selected model", f"{label}: test, last epoch")
+                if text in found}
+    fig.legend(labelled.values(), labelled.keys(), fontsize=6.5, frameon=False, loc="lower center", ncol=3)
     fig.suptitle("Validation images carry the training rule's decoys, test images random ones.\n"
                  "Test: the selected model at its mean epoch, and the network after the last epoch; "
                  "error bars ± std over folds", fontsize=7.5, y=0.995)
