@@ -42,6 +42,7 @@ C=balanced_accuracy,f1_macro,roc_auc,decoy_swap_accuracy,ece,nll,brier,overlap_s
 python -m pyro_ebnn.run aggregate results/paper_budget --out experiments/results/paper_budget/summary --columns $C,best_epoch
 python -m pyro_ebnn.run aggregate results/paper_budget_last --out experiments/results/paper_budget/summary_last --columns $C
 python docs/figures/paper_budget.py --runs results/paper_budget
+python experiments/position_probe.py --runs results/paper_budget/decoy_mnist_position --json experiments/results/paper_budget/position_probe.json
 
 # ==== docs/results/finetune.md: [001] fine-tuning on the four-corner rule ==========================
 FT="--set validation_decoys=test --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set eval_samples=10 --set threads=1"
