@@ -66,8 +66,10 @@ def draw():
             curves[r["name"]][r["mode"]][r["fold"]].append((int(r["epoch"]), float(r["val_balanced_accuracy"])))
     selected, last = test_scores(RESULTS / "summary.csv"), test_scores(RESULTS / "summary_last.csv")
     rules = [rule for rule in RULES if rule in curves]
-    fig, axes = plt.subplots(1, len(rules), figsize=(max(7.0, 4.6 * len(rules) + 1.0), 4.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(rules), figsize=(max(7.0, 4.6 * len(rules) + 1.0), 4.4), squeeze=False)
     for ax, rule in zip(axes[0], rules):
+        shown = []  # the test scores drawn, to choose the panel's range
+        numbers = {}  # mode -> test balanced accuracy [selected, last]
         for mode, label, colour in MODES:
             folds = [sorted(c) for c in curves[rule][mode].values() if len(c) > 1]
             if not folds:
@@ -81,20 +83,30 @@ def draw():
                                               for c in ("balanced_accuracy", "best_epoch"))
                 ax.errorbar([ep], [acc], xerr=[ep_sd], yerr=[acc_sd], marker="D", ms=4.5, color=colour,
                             capsize=2, lw=1, ls="none", label=f"{label}: test, selected model")
-                ax.annotate(f"{acc:.3f}", (ep, acc), xytext=(4, 5), textcoords="offset points", fontsize=7,
-                            color=colour)
+                numbers[mode] = [f"{acc:.3f}"]
+                shown.append(acc - acc_sd)
             if (rule, mode) in last:
                 acc, acc_sd = _mean_std(last[rule, mode], "balanced_accuracy")
                 ax.errorbar([epochs[-1]], [acc], yerr=[acc_sd], marker="o", ms=5, color=colour, capsize=2,
                             lw=1, ls="none", mfc="white", label=f"{label}: test, last epoch")
-                ax.annotate(f"{acc:.3f}", (epochs[-1], acc), xytext=(-6, 5), textcoords="offset points",
-                            fontsize=7, color=colour, ha="right")
+                numbers.setdefault(mode, ["—"]).append(f"{acc:.3f}")
+                shown.append(acc - acc_sd)
+        rows = [(label, colour, numbers[mode]) for mode, label, colour in MODES if mode in numbers]
+        ax.text(0.99, 0.03 + 0.07 * len(rows), "test     selected   last", transform=ax.transAxes, ha="right",
+                fontsize=7, family="monospace")
+        for j, (label, colour, values) in enumerate(rows):  # the numbers behind the points, lower right
+            ax.text(0.99, 0.03 + 0.07 * (len(rows) - 1 - j), f"{label:<17s}" + "  ".join(f"{v:>7s}" for v in values),
+                    transform=ax.transAxes, ha="right", fontsize=7, family="monospace", color=colour)
         ax.set_xlabel("epoch", fontsize=8.5)
-        ax.set_ylim(0.0, 1.03)
+        low = min(shown, default=0.0)  # zoom in where every score is high (the color rule)
+        ax.set_ylim(0.0 if low < 0.6 else np.floor((low - 0.02) * 20) / 20, 1.005 if low >= 0.6 else 1.03)
+        ax.set_ylabel("balanced accuracy", fontsize=8.5)
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(labelsize=8)
-        ax.set_title(f"Decoy MNIST {RULE_TITLES.get(rule, rule)}, mean over folds", fontsize=9, loc="left")
-    axes[0][0].set_ylabel("balanced accuracy", fontsize=8.5)
+        counts = sorted({len(curves[rule][mode]) for mode, _, _ in MODES if curves[rule][mode]})
+        folds_text = (f"mean over {counts[0]} folds" if counts[0] > 1 else "1 fold") if len(counts) == 1 \
+            else f"{counts[0]}-{counts[-1]} folds"
+        ax.set_title(f"Decoy MNIST {RULE_TITLES.get(rule, rule)}, {folds_text}", fontsize=9, loc="left")
     found = {}
     for ax in axes[0]:  # one legend for all panels, below them, a column per mode
         for handle, text in zip(*ax.get_legend_handles_labels()):
