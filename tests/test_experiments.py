@@ -121,3 +121,39 @@ def test_evidence_scale_reports_the_posterior_scales_of_each_layer(runs):
         direct = [torch.nn.functional.softplus(n[f"{layer}.weight_rho"]).median().item() for n in nets]
         assert float(cell.split(" ± ")[0]) == pytest.approx(sum(direct) / 2, abs=6e-4)
     assert row[header.index("head.5")] == "0.060 ± 0.014"
+
+
+def test_position_probe_moves_only_the_square_and_puts_it_at_the_wrong_class(tmp_path):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from position_probe import probe_images
+    finally:
+        sys.path.pop(0)
+    from pyro_ebnn.data.decoy import POSITIONS_2024, S
+    rng = np.random.default_rng(0)
+    digits, labels = rng.integers(0, 256, (50, 28, 28)).astype(np.uint8), rng.integers(0, 10, 50)
+    k, shown = probe_images(digits, labels)
+    assert (k != labels).all() and set(k) <= set(range(10))
+    plain = digits[:, None] / 255.0
+    assert np.allclose(shown["no square"], plain)
+    for i in range(50):
+        r, c = POSITIONS_2024[k[i]]
+        square = np.zeros((28, 28), bool)
+        square[r % 28: r % 28 + S, c % 28: c % 28 + S] = True
+        changed = ~np.isclose(shown["grey square at k"][i, 0], plain[i, 0])
+        assert not changed[~square].any()                        # only the square at k's position
+        assert np.unique(shown["grey square at k"][i, 0][square]).size == 1   # one grey
+        differs = shown["noise square at k"][i, 0] != shown["grey square at k"][i, 0]
+        assert not differs[~square].any() and differs[square].mean() > 0.9   # noise fills the square
+
+
+def test_position_probe_reports_every_mode_it_finds(runs, tmp_path):
+    (tmp_path / "rule").mkdir()
+    (tmp_path / "rule" / "feedback").symlink_to(runs[0].parent)
+    out = tmp_path / "probe.json"
+    text = _script("position_probe.py", "--runs", tmp_path / "rule", "--images", 40, "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["digits"], r["folds"]) for r in rows] == [
+        ("feedback", "grey square at k", 2), ("feedback", "noise square at k", 2), ("feedback", "no square", 2)]
+    assert all(0 <= r["accuracy_mean"] <= 1 and 0 <= r["answers_k_mean"] <= 1 for r in rows)
+    assert text.count("| feedback |") == 3
