@@ -13,8 +13,7 @@ and shows every selected model (``RUNS/<mode>/fold<k>/model.pt``) three versions
   no square            the digit alone
 
 and reports, mean ± std over folds, the accuracy of the network at its posterior mean and how often
-it answers k. A network that
-reads the square's position answers k whatever fills the square.
+it answers k. A network that reads the square's position answers k whatever fills the square.
 """
 from __future__ import annotations
 
@@ -25,22 +24,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_ebnn.baselines import replace_with_noise
 from pyro_ebnn.bnn.predictive import mean_probs
 from pyro_ebnn.data.decoy import add_decoys
 from pyro_ebnn.data.mnist import load_mnist
 from pyro_ebnn.experiment.rundir import load_model
+from pyro_ebnn.experiment.tables import mean_std
 
 MODES = ("none", "feedback", "augment")
 
 
 def probe_images(digits: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """The wrong labels k and the three versions of ``digits`` (uint8 N x 28 x 28), float N x 1 x 28 x 28."""
+    """The wrong labels k and the three versions of ``digits`` (uint8 N x 28 x 28) as float tensors
+    N x 1 x 28 x 28 in [0, 1]; the noise is the counterexamples baseline's own (``replace_with_noise``)."""
     rng = np.random.default_rng(seed)
     k = (labels + 1 + rng.integers(0, 9, len(labels))) % 10
     grey, square = add_decoys(digits, k, "position", train=True, seed=seed + 1)  # the square at k's position
-    noise = np.where(square, rng.random(grey.shape, dtype=np.float32), grey)
+    grey, square = torch.from_numpy(grey), torch.from_numpy(square)
+    noise = replace_with_noise(grey, square, generator=torch.Generator().manual_seed(seed))
     return k, {"grey square at k": grey, "noise square at k": noise,
-               "no square": (digits[:, None] / 255.0).astype(np.float32)}
+               "no square": torch.from_numpy(digits[:, None] / 255.0).float()}
+
+
+def selected_models(runs: Path) -> dict:
+    """mode -> the fold directories under ``runs`` that hold a selected model; stops with one line if
+    there are none or they were not trained on the position rule."""
+    found = {mode: sorted(p.parent for p in (runs / mode).glob("fold*/model.pt")) for mode in MODES}
+    found = {mode: dirs for mode, dirs in found.items() if dirs}
+    if not found:
+        raise SystemExit(f"no runs under {runs}: expected {runs}/<{'|'.join(MODES)}>/fold<k>/model.pt, "
+                         "the directory of one rule in a compare --out")
+    return found
 
 
 def main():
@@ -50,30 +64,30 @@ def main():
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    _, _, digits, labels = load_mnist(None, "auto")
+    runs = selected_models(args.runs)
+    models = {mode: [load_model(d, "cpu") for d in dirs] for mode, dirs in runs.items()}
+    cfg = next(iter(models.values()))[0][1]
+    rules = {(c.dataset, c.rule) for ms in models.values() for _, c, _ in ms}
+    if rules != {("decoy_mnist", "position")}:
+        raise SystemExit(f"the runs under {args.runs} were trained on {sorted(rules)}; the probe needs "
+                         "Decoy MNIST's position rule")
+    _, _, digits, labels = load_mnist(cfg.data_dir, cfg.source)
     digits, labels = digits[: args.images], labels[: args.images].astype(np.int64)
     k, versions = probe_images(digits, labels)
     rows = []
     print("| mode | digits shown | folds | accuracy | answers k |")
     print("|---|---|---|---|---|")
-    for mode in MODES:
-        folds = sorted((args.runs / mode).glob("fold*/model.pt"))
-        if not folds:
-            continue
+    for mode, fold_models in models.items():
         scores = {name: [] for name in versions}
-        for path in folds:
-            model, _, _ = load_model(path.parent, "cpu")
+        for model, _, _ in fold_models:
             for name, x in versions.items():
-                pred = mean_probs(model, torch.from_numpy(x)).argmax(-1).numpy()
+                pred = mean_probs(model, x).argmax(-1).numpy()
                 scores[name].append(((pred == labels).mean(), (pred == k).mean()))
         for name, s in scores.items():
-            s = np.array(s)
-            row = {"mode": mode, "digits": name, "folds": len(s), "accuracy_mean": s[:, 0].mean(),
-                   "accuracy_std": s[:, 0].std(ddof=1), "answers_k_mean": s[:, 1].mean(),
-                   "answers_k_std": s[:, 1].std(ddof=1)}
-            rows.append(row)
-            print(f"| {mode} | {name} | {len(s)} | {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} "
-                  f"| {row['answers_k_mean']:.3f} ± {row['answers_k_std']:.3f} |")
+            (acc, acc_mean, acc_std), (ans, ans_mean, ans_std) = (mean_std([v[i] for v in s]) for i in (0, 1))
+            rows.append({"mode": mode, "digits": name, "folds": len(s), "accuracy_mean": acc_mean,
+                         "accuracy_std": acc_std, "answers_k_mean": ans_mean, "answers_k_std": ans_std})
+            print(f"| {mode} | {name} | {len(s)} | {acc} | {ans} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"images": args.images, "rows": rows}, indent=1, default=float))

@@ -123,16 +123,21 @@ def test_evidence_scale_reports_the_posterior_scales_of_each_layer(runs):
     assert row[header.index("head.5")] == "0.060 ± 0.014"
 
 
-def test_position_probe_moves_only_the_square_and_puts_it_at_the_wrong_class(tmp_path):
+def _position_probe():
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        from position_probe import probe_images
+        import position_probe
     finally:
         sys.path.pop(0)
+    return position_probe
+
+
+def test_position_probe_moves_only_the_square_and_puts_it_at_the_wrong_class():
     from pyro_ebnn.data.decoy import POSITIONS_2024, S
     rng = np.random.default_rng(0)
     digits, labels = rng.integers(0, 256, (50, 28, 28)).astype(np.uint8), rng.integers(0, 10, 50)
-    k, shown = probe_images(digits, labels)
+    k, shown = _position_probe().probe_images(digits, labels)
+    shown = {name: x.numpy() for name, x in shown.items()}
     assert (k != labels).all() and set(k) <= set(range(10))
     plain = digits[:, None] / 255.0
     assert np.allclose(shown["no square"], plain)
@@ -147,13 +152,42 @@ def test_position_probe_moves_only_the_square_and_puts_it_at_the_wrong_class(tmp
         assert not differs[~square].any() and differs[square].mean() > 0.9   # noise fills the square
 
 
-def test_position_probe_reports_every_mode_it_finds(runs, tmp_path):
-    (tmp_path / "rule").mkdir()
-    (tmp_path / "rule" / "feedback").symlink_to(runs[0].parent)
+@pytest.fixture
+def position_runs(tmp_path):
+    """Two folds of a tiny feedback run on Decoy MNIST's position rule, laid out as compare writes them."""
+    for fold in (0, 1):
+        cfg = load_config("configs/decoy_mnist_position.yaml", {
+            "max_train_images": 300, "max_test_images": 50, "eval_samples": 2, "batch_size": 32, "epochs": 1,
+            "fold": fold, "threads": 1})
+        train(cfg, tmp_path / "decoy_mnist_position" / "feedback" / f"fold{fold}", progress=False)
+    return tmp_path / "decoy_mnist_position"
+
+
+def test_position_probe_scores_every_selected_model_it_finds(position_runs, tmp_path):
+    from pyro_ebnn.bnn.predictive import mean_probs
+    from pyro_ebnn.data.mnist import load_mnist
+    from pyro_ebnn.experiment.rundir import load_model
     out = tmp_path / "probe.json"
-    text = _script("position_probe.py", "--runs", tmp_path / "rule", "--images", 40, "--json", out)
+    text = _script("position_probe.py", "--runs", position_runs, "--images", 40, "--json", out)
     rows = json.loads(out.read_text())["rows"]
     assert [(r["mode"], r["digits"], r["folds"]) for r in rows] == [
         ("feedback", "grey square at k", 2), ("feedback", "noise square at k", 2), ("feedback", "no square", 2)]
-    assert all(0 <= r["accuracy_mean"] <= 1 and 0 <= r["answers_k_mean"] <= 1 for r in rows)
     assert text.count("| feedback |") == 3
+    _, _, digits, labels = load_mnist()                        # the digits alone, scored here directly
+    x = torch.from_numpy(digits[:40, None] / 255.0).float()
+    direct = [(mean_probs(load_model(position_runs / "feedback" / f"fold{f}")[0], x).argmax(-1).numpy()
+               == labels[:40]).mean() for f in (0, 1)]
+    assert rows[2]["accuracy_mean"] == pytest.approx(np.mean(direct))
+    assert rows[2]["accuracy_std"] == pytest.approx(np.std(direct, ddof=1))
+
+
+def test_position_probe_refuses_runs_of_another_rule_or_none(runs, tmp_path):
+    (tmp_path / "rule").mkdir()
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "position_probe.py"), "--runs",
+                          str(tmp_path / "rule")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "no runs under" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "rule" / "feedback").symlink_to(runs[0].parent)   # runs of the npz fixture
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "position_probe.py"), "--runs",
+                          str(tmp_path / "rule")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "the probe needs Decoy MNIST's position rule" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
