@@ -1,7 +1,9 @@
 """Checkpoints reload in a fresh process, interrupted runs resume exactly, fine-tuning and
 aggregation work from the CLI, and MNIST loads through torchvision's on-disk layout."""
+import contextlib
 import json
 import struct
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -332,30 +334,37 @@ def _ended(pid: int) -> bool:
         return True
 
 
-def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_nothing(tmp_path, npz):
-    """Two commands on one --out would overwrite each other's checkpoints: the second (a train, an
-    in-place evaluate) stops with one line naming the process that writes there; the lock dies with
-    its process (never stale)."""
-    import signal
-    import time
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / MODEL).write_bytes(b"the first run's model")
-    hold = [sys.executable, "-c", "import time\nfrom pyro_ebnn.experiment.rundir import writing\n"
-            f"with writing({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"]
-    holder = subprocess.Popen(hold, stdout=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def _another_process_writing(*dirs):
+    """A separate process holding the run-directory lock of ``dirs`` until it is killed (SIGKILL on
+    leaving, so the lock must go with the process, not with a clean exit); yields its pid."""
+    held = "".join(f"writing({str(d)!r}), " for d in dirs).rstrip(", ")
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom pyro_ebnn.experiment.rundir import writing\n"
+                               f"with {held}:\n    print('held', flush=True)\n    time.sleep(120)\n"],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        args = ["train", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "epochs=1",
-                "--set", "eval_samples=2", "--set", "batch_size=8", "--no-resume", "--out", str(out)]
-        res = CliRunner().invoke(cli, args)
-        assert res.exit_code != 0 and "Traceback" not in res.output
-        assert f"another process (pid {holder.pid}) is writing {out}" in res.output
-        assert len(res.output.strip().splitlines()) == 1
-        assert (out / MODEL).read_bytes() == b"the first run's model"
+        yield holder.pid
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_nothing(tmp_path, npz):
+    """Two commands on one --out would overwrite each other's checkpoints: the second (a train, a
+    finetune, an in-place evaluate) stops with one line naming the process that writes there; the
+    lock dies with its process (never stale)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / MODEL).write_bytes(b"the first run's model")
+    args = ["train", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "epochs=1",
+            "--set", "eval_samples=2", "--set", "batch_size=8", "--no-resume", "--out", str(out)]
+    with _another_process_writing(out) as pid:
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code != 0 and "Traceback" not in res.output
+        assert f"another process (pid {pid}) is writing {out}" in res.output
+        assert len(res.output.strip().splitlines()) == 1
+        assert (out / MODEL).read_bytes() == b"the first run's model"
     res = CliRunner().invoke(cli, args)          # the killed holder's lock went with it
     assert res.exit_code == 0, res.output
     assert (out / "metrics.json").exists()
@@ -363,33 +372,25 @@ def test_a_second_process_on_a_run_directory_stops_with_one_line_and_touches_not
     ft = tmp_path / "ft"
     ft.mkdir()
     (ft / MODEL).write_bytes(b"the first fine-tuning's model")
-    hold_ft = [sys.executable, "-c", "import time\nfrom pyro_ebnn.experiment.rundir import writing\n"
-               f"with writing({str(ft)!r}), writing({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"]
-    holder = subprocess.Popen(hold_ft, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _another_process_writing(ft, out) as pid:
         res = CliRunner().invoke(cli, ["finetune", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}",
                                        "--set", "finetune_epochs=1", "--set", "eval_samples=2", "--run", str(out),
                                        "--out", str(ft)])
-        assert res.exit_code != 0 and f"another process (pid {holder.pid}) is writing {ft}" in res.output
+        assert res.exit_code != 0 and f"another process (pid {pid}) is writing {ft}" in res.output
         assert len(res.output.strip().splitlines()) == 1
         assert (ft / MODEL).read_bytes() == b"the first fine-tuning's model"
         before = (out / "metrics.json").read_bytes()
         res = CliRunner().invoke(cli, ["evaluate", "--run", str(out), "--no-attributions", "--no-figures"])
-        assert res.exit_code != 0 and f"another process (pid {holder.pid}) is writing {out}" in res.output
+        assert res.exit_code != 0 and f"another process (pid {pid}) is writing {out}" in res.output
         assert (out / "metrics.json").read_bytes() == before
-        with pytest.raises(RunBusyError, match=f"pid {holder.pid}"):   # compare's overlap step, in place too
+        with pytest.raises(RunBusyError, match=f"pid {pid}"):   # compare's overlap step, in place too
             add_overlap(out, ("saliency",), max_images=4, progress=False)
         assert (out / "metrics.json").read_bytes() == before
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
 
 
 def test_grid_workers_end_when_the_grid_process_is_killed(tmp_path):
     """A grid killed with SIGKILL cannot stop its workers; they notice and end instead of going on
     writing their run directories (which a restarted grid would then share with them)."""
-    import signal
     import time
     script = ("import os, time\nfrom pyro_ebnn.experiment.compare import worker_pool\n"
               "if __name__ == '__main__':\n    pool = worker_pool(1)\n"
