@@ -44,7 +44,10 @@ INTRO = f"""# Command line
 #: command -> (what it is for, example)
 COMMANDS = {
     "aggregate": ("Mean ± std tables (Markdown and CSV) over every `metrics.json` under a directory, one row "
-                  "per value of the `--by` keys; `--columns wide` adds calibration and the four overlaps.",
+                  "per value of the `--by` keys; `--columns wide` adds calibration and the four overlaps. "
+                  "`OUT_runs.csv` keeps each run's own numbers. `--with-summary` pools the table with the "
+                  "summary CSV of runs that are elsewhere (or gone): the pooled mean and sample std are "
+                  "exactly those of all the runs together.",
                   f"{PROG} aggregate runs/grid --by name,mode,rho_init --columns wide --out runs/grid/summary_wide"),
     "annotate": ("[001]'s step 3: shows a trained run's explanations of its training predictions to an annotator. "
                  "It draws a pool of `--pool` images from the run's training fold (seeded by `--seed`, the same pool "

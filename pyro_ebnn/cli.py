@@ -29,7 +29,7 @@ from .experiment.compare import parse_modes, parse_sweeps, parse_weights
 from .experiment.compare import run_grid as train_grid
 from .experiment.config import MODES, load_config, parse_sets
 from .experiment.protocol import use_threads
-from .experiment.tables import DEFAULT_COLUMNS, collect, summarize, write_tables
+from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
 from .explain import REFERENCES, parse_methods
 
 
@@ -236,8 +236,13 @@ def explain(run_dirs, out, n_images, methods, samples, reference, old_reference,
 @click.option("--columns", default=None, help="comma-separated metric keys, or 'wide'")
 @click.option("--by", default="name,mode", show_default=True,
               help="comma-separated keys that form the rows: metrics or config keys (e.g. name,mode,rho_init)")
-def aggregate(root, out, columns, by):
-    """Mean ± std over the runs (folds, seeds) found under ROOT, one row per value of --by."""
+@click.option("--with-summary", "earlier", multiple=True, type=click.Path(),
+              help="a summary .csv that aggregate wrote of other runs (same --by): its groups are pooled "
+                   "with the runs under ROOT, exactly as if those runs were here (repeatable)")
+def aggregate(root, out, columns, by, earlier):
+    """Mean ± std over the runs (folds, seeds) found under ROOT, one row per value of --by.
+
+    Writes OUT.md, OUT.csv and OUT_runs.csv (one row per run found under ROOT)."""
     found = collect(root)
     if not found:
         raise EBNNError(f"no metrics.json under {root}; train some runs first")
@@ -246,10 +251,11 @@ def aggregate(root, out, columns, by):
     if not keys:
         raise EBNNError("--by needs at least one key, e.g. --by name,mode")
     try:
-        rows = summarize(found, cols, by=keys)
+        before = [row for path in earlier for row in read_summary(path, keys)]
+        rows = summarize(found, cols, by=keys, earlier=before)
     except ValueError as e:
         raise EBNNError(str(e))
-    click.echo(write_tables(rows, out or Path(root) / "summary", cols, by=keys))
+    click.echo(write_tables(rows, out or Path(root) / "summary", cols, by=keys, runs=found))
 
 
 def _folds(text: str) -> list[int]:
@@ -263,7 +269,8 @@ def run_grid(config, modes: str, folds, out, sets=(), device=None, jobs: int = 1
     """Train every (mode, fold) of one config that is not finished yet, then aggregate."""
     train_grid([config], parse_modes(modes), folds, out, sets, device, overlap=(),
                echo=lambda s: click.echo(s, err=True), jobs=jobs)
-    return write_tables(summarize(collect(out)), Path(out) / "summary")
+    found = collect(out)
+    return write_tables(summarize(found), Path(out) / "summary", runs=found)
 
 
 @cli.command()

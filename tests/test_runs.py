@@ -100,6 +100,22 @@ def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
     rows = [l for l in res.output.splitlines() if l.startswith("| none") or l.startswith("| feedback")]
     assert sorted(rows[i].split(" | ")[:3] for i in range(len(rows))) == [
         ["| feedback", "0", "5.0"], ["| none", "0", "0.004"], ["| none", "1", "0.004"]]
+    per_run = (tmp_path / "runs" / "summary_runs.csv").read_text().splitlines()
+    assert per_run[0] == "name,mode,fold,seed,balanced_accuracy,f1_macro" and len(per_run) == 1 + 3
+    # the runs of fold 1 pooled with the summary of fold 0's run: the table of both
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs" / "none0"), "--columns", "balanced_accuracy,f1_macro",
+                         "--out", str(tmp_path / "f0")])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs" / "none1"), "--columns", "balanced_accuracy,f1_macro",
+                         "--with-summary", str(tmp_path / "f0.csv"), "--out", str(tmp_path / "pooled")])
+    assert res.exit_code == 0, res.output
+    both = [l for l in (tmp_path / "runs" / "summary.md").read_text().splitlines() if "| none |" in l]
+    assert [l for l in res.output.splitlines() if "| none |" in l] == both
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--with-summary", str(tmp_path / "nothing.csv")])
+    assert res.exit_code != 0 and "no summary table at" in res.output
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,fold",
+                         "--with-summary", str(tmp_path / "f0.csv")])
+    assert res.exit_code != 0 and "aggregate it with the same --by" in res.output
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,rho"])
     assert res.exit_code != 0 and "cannot group by 'rho'" in res.output and "rho_init" in res.output
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", " , "])
@@ -210,6 +226,28 @@ def test_patience_counts_gains_anywhere_since_the_last_check(tmp_path, npz, monk
     monkeypatch.setattr(T.Trainer, "_validate", scripted)
     m = train(_cfg(npz, epochs=8, val_every=2, val_every_steps=2, patience=1), tmp_path / "p", progress=False)
     assert m["epochs_run"] == 6 and m["best_epoch"] == 2.5
+
+
+def test_pooling_summaries_is_exact(tmp_path):
+    """Summaries of parts of the runs, pooled, give the table of all the runs: the same mean and
+    sample std to float precision, groups of one run and groups found on one side only included."""
+    from pyro_ebnn.experiment.tables import read_summary, summarize, write_tables
+    rng = np.random.default_rng(0)
+    runs = [{"name": "r", "mode": mode, "fold": i, "balanced_accuracy": float(rng.uniform()),
+             "ece": None if (mode, i) == ("none", 2) else float(rng.normal(0.1, 0.05))}
+            for mode, n in (("none", 5), ("feedback", 3), ("augment", 1), ("rrr", 2)) for i in range(n)]
+    first = [r for r in runs if r["fold"] < 2 and r["mode"] != "rrr"]
+    rest = [r for r in runs if r not in first]
+    cols = ("balanced_accuracy", "ece")
+    write_tables(summarize(first, cols), tmp_path / "first", cols)
+    pooled = summarize(rest, cols, earlier=read_summary(tmp_path / "first.csv"))
+    whole = summarize(runs, cols)
+    assert [(p["mode"], p["runs"]) for p in pooled] == [(w["mode"], w["runs"]) for w in whole]
+    for p, w in zip(pooled, whole):
+        for c in cols:
+            assert p[f"{c}_mean"] == pytest.approx(w[f"{c}_mean"], abs=1e-12)
+            assert p[f"{c}_std"] == pytest.approx(w[f"{c}_std"], abs=1e-12)
+            assert p[c] == w[c]
 
 
 def test_mean_std_over_folds_skips_missing_values():

@@ -5,7 +5,8 @@ sees against what the test set shows.
     python docs/figures/paper_budget.py                               # draw from the committed CSVs
 
 ``--runs`` writes experiments/results/paper_budget/validation_curves.csv (every epoch's validation
-balanced accuracy and loss of every finished run, read from its checkpoint.pt); the test scores come from
+balanced accuracy and loss of every finished run, read from its checkpoint.pt; the rows of runs not
+found there are kept, so runs trained in several places add up); the test scores come from
 experiments/results/paper_budget/summary.csv and summary_last.csv (`aggregate` of the selected models
 and of the networks after the last epoch). Output: docs/figures/paper_budget.png.
 """
@@ -31,7 +32,8 @@ MODES = [("none", "without feedback", "#9e9e9e"), ("feedback", "with feedback", 
 
 
 def export(runs: Path):
-    """One row per finished run (its metrics.json written) and epoch, from the checkpoints under ``runs``."""
+    """One row per finished run (its metrics.json written) and epoch, from the checkpoints under
+    ``runs``, beside the rows already in the CSV of runs not found under ``runs``."""
     rows = []
     for ckpt in sorted(Path(runs).glob("*/*/fold*/checkpoint.pt")):
         if not (ckpt.parent / "metrics.json").exists():
@@ -41,6 +43,11 @@ def export(runs: Path):
             if float(h["epoch"]).is_integer():  # end-of-epoch validations only
                 rows.append({"name": name, "mode": mode, "fold": fold[4:], "epoch": int(h["epoch"]),
                              "loss": h["loss"], "val_balanced_accuracy": h["val_balanced_accuracy"]})
+    found = {(r["name"], r["mode"], r["fold"]) for r in rows}
+    if CURVES.exists():
+        with open(CURVES, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if (r["name"], r["mode"], r["fold"]) not in found]
+        rows = sorted(kept + rows, key=lambda r: (r["name"], r["mode"], int(r["fold"]), int(r["epoch"])))
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(CURVES, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -61,24 +61,87 @@ def group_value(run: dict, key: str):
                      f"(config keys: {', '.join(sorted(KEYS))})")
 
 
-def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode")):
+def pooled_mean_std(parts):
+    """``("mean ± std", mean, std, n)`` of all the values behind several summaries, each given as
+    ``(n, mean, std)`` (its count, mean and sample std; std 0 for one value; parts with no mean
+    are skipped). Exact, not an approximation: the pooled sum of squares is each part's own,
+    ``(n - 1) std²``, plus its spread about the pooled mean, ``n (mean - pooled mean)²``.
+
+    >>> text, mean, std, n = pooled_mean_std([(2, 0.5, 0.1), (1, 0.8, 0.0)])
+    >>> text == mean_std([0.5 - 0.1 / 2 ** 0.5, 0.5 + 0.1 / 2 ** 0.5, 0.8])[0], n
+    (True, 3)
+    """
+    parts = [(int(n), float(m), float(s or 0.0)) for n, m, s in parts if m is not None and int(n) > 0]
+    n = sum(k for k, _, _ in parts)
+    if not n:
+        return "n/a", None, None, 0
+    mean = sum(k * m for k, m, _ in parts) / n
+    squares = sum((k - 1) * s ** 2 + k * (m - mean) ** 2 for k, m, s in parts)
+    std = math.sqrt(squares / (n - 1)) if n > 1 else 0.0
+    return f"{mean:.3f} ± {std:.3f}", mean, std, n
+
+
+def read_summary(path, by=("name", "mode")) -> list[dict]:
+    """The rows of a summary CSV that ``aggregate`` wrote (its ``--by`` keys, ``runs``, and each
+    column's ``_mean`` and ``_std``), to pool with further runs (``aggregate --with-summary``).
+    A row counts as ``runs`` values in every column it has a mean for, so pool only summaries
+    whose runs all have the columns pooled (as every run's test metrics and evaluated overlaps do)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no summary table at {path}; give the .csv that aggregate wrote")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [k for k in (*by, "runs") if rows and k not in rows[0]]
+    if not rows or missing:
+        raise ValueError(f"{path} is not a summary table of aggregate --by {','.join(by)} "
+                         f"(missing: {', '.join(missing) or 'every row'}); aggregate it with the same --by")
+    return rows
+
+
+def _number(text):
+    return float(text) if text not in (None, "", "None") else None
+
+
+def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode"), earlier=()):
+    """One row per value of ``by``: the mean ± std of every column over the runs, pooled with the
+    rows of ``earlier`` summaries (``read_summary``) of the same group, as if their runs were here."""
     columns = expand_columns(columns)
-    groups = defaultdict(list)
+    groups, keys = defaultdict(list), {}
     for r in runs:
-        groups[tuple(group_value(r, k) for k in by)].append(r)
+        key = tuple(group_value(r, k) for k in by)
+        groups[tuple(map(str, key))].append(r)
+        keys.setdefault(tuple(map(str, key)), key)
+    before = defaultdict(list)
+    for row in earlier:
+        key = tuple(str(row[k]) for k in by)
+        before[key].append(row)
+        keys.setdefault(key, key)
     rows = []
-    for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-        row = dict(zip(by, key))
-        row["runs"] = len(rs)
+    for skey in sorted(keys):
+        rs, old = groups.get(skey, []), before.get(skey, [])
+        row = dict(zip(by, keys[skey]))
+        row["runs"] = len(rs) + sum(int(o["runs"]) for o in old)
         for c in columns:
             text, mean, std = mean_std([r.get(c) for r in rs])
+            if old:
+                count = sum(1 for r in rs if r.get(c) is not None and not _is_nan(r.get(c)))
+                parts = [(count, mean, std)] + [(o["runs"], _number(o.get(f"{c}_mean")), _number(o.get(f"{c}_std")))
+                                                for o in old]
+                text, mean, std, _ = pooled_mean_std(parts)
             row[c] = text
             row[f"{c}_mean"], row[f"{c}_std"] = mean, std
         rows.append(row)
     return rows
 
 
-def write_tables(rows, out_prefix, columns=DEFAULT_COLUMNS, by=("name", "mode")):
+def _is_nan(v):
+    return isinstance(v, float) and math.isnan(v)
+
+
+def write_tables(rows, out_prefix, columns=DEFAULT_COLUMNS, by=("name", "mode"), runs=None):
+    """``OUT.md`` and ``OUT.csv`` of the summary rows and, given the ``runs`` behind them,
+    ``OUT_runs.csv``: one row per run (its group keys, fold, seed and columns), so that the numbers
+    of every run outlive the run directories."""
     columns = expand_columns(columns)
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -93,4 +156,12 @@ def write_tables(rows, out_prefix, columns=DEFAULT_COLUMNS, by=("name", "mode"))
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+    if runs is not None:
+        per_run = [{**{k: group_value(r, k) for k in by}, "fold": r.get("fold"), "seed": r.get("seed"),
+                    **{c: r.get(c) for c in columns}} for r in runs]
+        per_run.sort(key=lambda r: tuple(str(r[k]) for k in (*by, "fold", "seed")))
+        with open(out_prefix.with_name(out_prefix.name + "_runs.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[*by, "fold", "seed", *columns])
+            w.writeheader()
+            w.writerows(per_run)
     return text
