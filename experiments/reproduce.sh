@@ -43,6 +43,13 @@ python -m pyro_ebnn.run aggregate results/paper_budget --out experiments/results
 python -m pyro_ebnn.run aggregate results/paper_budget_last --out experiments/results/paper_budget/summary_last --columns $C
 python docs/figures/paper_budget.py --runs results/paper_budget
 python experiments/position_probe.py --runs results/paper_budget/decoy_mnist_position --json experiments/results/paper_budget/position_probe.json
+#    the position rule's setting chosen on counterfactual validation (swapped squares), 30 epochs
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback \
+    --sweep feedback:mask_pool=max,receptive --sweep feedback:standardize=false,true \
+    --set validation_decoys=swap --set epochs=30 --jobs 2 --overlap saliency --out results/select_swap
+python -m pyro_ebnn.run aggregate results/select_swap --by name,mask_pool,standardize \
+    --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap
+cp results/select_swap/compare.md experiments/results/paper_budget/select_swap_compare.md
 
 # ==== docs/results/finetune.md: [001] fine-tuning on the four-corner rule ==========================
 FT="--set validation_decoys=test --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set eval_samples=10 --set threads=1"
