@@ -50,6 +50,10 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --mod
 python -m pyro_ebnn.run aggregate results/select_swap --by name,mask_pool,standardize \
     --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap
 cp results/select_swap/compare.md experiments/results/paper_budget/select_swap_compare.md
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback --set mask_pool=receptive \
+    --set standardize=false --set validation_decoys=swap --set epochs=60 --jobs 3 --overlap saliency --out results/select_swap_60
+python -m pyro_ebnn.run aggregate results/select_swap_60 --by name,mask_pool,standardize,epochs \
+    --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap_60
 
 # ==== docs/results/finetune.md: [001] fine-tuning on the four-corner rule ==========================
 FT="--set validation_decoys=test --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set eval_samples=10 --set threads=1"
