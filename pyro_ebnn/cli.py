@@ -251,7 +251,7 @@ def aggregate(root, out, columns, by, earlier):
     if not keys:
         raise EBNNError("--by needs at least one key, e.g. --by name,mode")
     try:
-        before = [row for path in earlier for row in read_summary(path, keys)]
+        before = [row for path in earlier for row in read_summary(path, keys, cols)]
         rows = summarize(found, cols, by=keys, earlier=before)
     except ValueError as e:
         raise EBNNError(str(e))

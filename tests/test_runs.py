@@ -1,6 +1,7 @@
 """Checkpoints reload in a fresh process, interrupted runs resume exactly, fine-tuning and
 aggregation work from the CLI, and MNIST loads through torchvision's on-disk layout."""
 import contextlib
+from csv import DictReader
 import json
 import struct
 import signal
@@ -100,8 +101,13 @@ def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
     rows = [l for l in res.output.splitlines() if l.startswith("| none") or l.startswith("| feedback")]
     assert sorted(rows[i].split(" | ")[:3] for i in range(len(rows))) == [
         ["| feedback", "0", "5.0"], ["| none", "0", "0.004"], ["| none", "1", "0.004"]]
-    per_run = (tmp_path / "runs" / "summary_runs.csv").read_text().splitlines()
-    assert per_run[0] == "name,mode,fold,seed,balanced_accuracy,f1_macro" and len(per_run) == 1 + 3
+    assert (tmp_path / "by_runs.csv").read_text().splitlines()[0] == "mode,fold,finetune_budget,seed,balanced_accuracy"
+    with open(tmp_path / "runs" / "summary_runs.csv", newline="") as f:  # each run's own numbers
+        per_run = list(DictReader(f))
+    assert list(per_run[0]) == ["name", "mode", "fold", "seed", "balanced_accuracy", "f1_macro"]
+    own = {run: json.loads((tmp_path / "runs" / run / "metrics.json").read_text()) for run in ("none0", "none1", "ft")}
+    assert sorted((r["mode"], r["fold"], float(r["balanced_accuracy"])) for r in per_run) == sorted(
+        (m["mode"], str(m["fold"]), m["balanced_accuracy"]) for m in own.values())
     # the runs of fold 1 pooled with the summary of fold 0's run: the table of both
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs" / "none0"), "--columns", "balanced_accuracy,f1_macro",
                          "--out", str(tmp_path / "f0")])
@@ -116,6 +122,9 @@ def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,fold",
                          "--with-summary", str(tmp_path / "f0.csv")])
     assert res.exit_code != 0 and "aggregate it with the same --by" in res.output
+    res = r.invoke(cli, ["aggregate", str(tmp_path / "runs" / "none1"), "--columns", "balanced_accuracy,nll",
+                         "--with-summary", str(tmp_path / "f0.csv"), "--out", str(tmp_path / "lacks")])
+    assert res.exit_code != 0 and "has no column nll" in res.output and not (tmp_path / "lacks.csv").exists()
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", "mode,rho"])
     assert res.exit_code != 0 and "cannot group by 'rho'" in res.output and "rho_init" in res.output
     res = r.invoke(cli, ["aggregate", str(tmp_path / "runs"), "--by", " , "])

@@ -38,15 +38,24 @@ def collect(root) -> list[dict]:
     return runs
 
 
+def present(values) -> list:
+    """The values that are there: neither missing (None) nor NaN."""
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
 def mean_std(values):
     """``("mean ± std", mean, std)`` of the given numbers (sample std, 0 for one value), ignoring
     missing values and NaNs; ``("n/a", None, None)`` when none are left."""
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    values = present(values)
     if not values:
         return "n/a", None, None
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.3f} ± {std:.3f}", mean, std
+    return _text(mean, std), mean, std
+
+
+def _text(mean, std) -> str:
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 def group_value(run: dict, key: str):
@@ -78,14 +87,15 @@ def pooled_mean_std(parts):
     mean = sum(k * m for k, m, _ in parts) / n
     squares = sum((k - 1) * s ** 2 + k * (m - mean) ** 2 for k, m, s in parts)
     std = math.sqrt(squares / (n - 1)) if n > 1 else 0.0
-    return f"{mean:.3f} ± {std:.3f}", mean, std, n
+    return _text(mean, std), mean, std, n
 
 
-def read_summary(path, by=("name", "mode")) -> list[dict]:
+def read_summary(path, by=("name", "mode"), columns=()) -> list[dict]:
     """The rows of a summary CSV that ``aggregate`` wrote (its ``--by`` keys, ``runs``, and each
     column's ``_mean`` and ``_std``), to pool with further runs (``aggregate --with-summary``).
     A row counts as ``runs`` values in every column it has a mean for, so pool only summaries
-    whose runs all have the columns pooled (as every run's test metrics and evaluated overlaps do)."""
+    whose runs all have the columns pooled (as every run's test metrics and evaluated overlaps do).
+    A summary without one of ``columns`` is refused: pooled, it would count only the new runs."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no summary table at {path}; give the .csv that aggregate wrote")
@@ -95,6 +105,10 @@ def read_summary(path, by=("name", "mode")) -> list[dict]:
     if not rows or missing:
         raise ValueError(f"{path} is not a summary table of aggregate --by {','.join(by)} "
                          f"(missing: {', '.join(missing) or 'every row'}); aggregate it with the same --by")
+    lacking = [c for c in expand_columns(columns) if f"{c}_mean" not in rows[0]]
+    if lacking:
+        raise ValueError(f"{path} has no column {', '.join(lacking)}; leave it out of --columns or give a "
+                         f"summary that has it")
     return rows
 
 
@@ -124,18 +138,13 @@ def summarize(runs, columns=DEFAULT_COLUMNS, by=("name", "mode"), earlier=()):
         for c in columns:
             text, mean, std = mean_std([r.get(c) for r in rs])
             if old:
-                count = sum(1 for r in rs if r.get(c) is not None and not _is_nan(r.get(c)))
-                parts = [(count, mean, std)] + [(o["runs"], _number(o.get(f"{c}_mean")), _number(o.get(f"{c}_std")))
-                                                for o in old]
+                parts = [(len(present(r.get(c) for r in rs)), mean, std)]
+                parts += [(o["runs"], _number(o[f"{c}_mean"]), _number(o[f"{c}_std"])) for o in old]
                 text, mean, std, _ = pooled_mean_std(parts)
             row[c] = text
             row[f"{c}_mean"], row[f"{c}_std"] = mean, std
         rows.append(row)
     return rows
-
-
-def _is_nan(v):
-    return isinstance(v, float) and math.isnan(v)
 
 
 def write_tables(rows, out_prefix, columns=DEFAULT_COLUMNS, by=("name", "mode"), runs=None):
@@ -157,11 +166,12 @@ def write_tables(rows, out_prefix, columns=DEFAULT_COLUMNS, by=("name", "mode"),
         w.writeheader()
         w.writerows(rows)
     if runs is not None:
-        per_run = [{**{k: group_value(r, k) for k in by}, "fold": r.get("fold"), "seed": r.get("seed"),
-                    **{c: r.get(c) for c in columns}} for r in runs]
-        per_run.sort(key=lambda r: tuple(str(r[k]) for k in (*by, "fold", "seed")))
+        keys = list(dict.fromkeys((*by, "fold", "seed")))
+        per_run = [{**{k: group_value(r, k) if k in by else r.get(k) for k in keys},
+                    **{c: r.get(c) for c in columns if c not in keys}} for r in runs]
+        per_run.sort(key=lambda r: tuple(str(r[k]) for k in keys))
         with open(out_prefix.with_name(out_prefix.name + "_runs.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=[*by, "fold", "seed", *columns])
+            w = csv.DictWriter(f, fieldnames=[*keys, *(c for c in columns if c not in keys)])
             w.writeheader()
             w.writerows(per_run)
     return text
