@@ -1,4 +1,5 @@
 """The LRT moments must be the exact mean and variance of the pre-activation under q(w)."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -89,3 +90,27 @@ def test_lenet_never_sees_the_last_two_input_rows_and_columns():
     seen = x.grad.abs().sum((0, 1)) > 0
     assert not seen[26:].any() and not seen[:, 26:].any()
     assert seen[:26, :26].all()
+
+
+@pytest.mark.parametrize("shape,values", [((4, 6, 26, 26), "gaussian"), ((4, 6, 26, 26), "relu"),
+                                          ((3, 16, 11, 11), "relu"), ((2, 3, 4, 7, 9), "binary"),
+                                          ((5, 6, 8), "binary")])
+def test_the_2x2_max_pool_has_the_values_and_gradient_of_torchs(shape, values):
+    """Values and gradients equal to F.max_pool2d, also where a window holds its maximum twice (the
+    zeros after a ReLU, binary inputs: the gradient goes to the first), for odd sizes (the last row
+    and column are left out) and with leading sample dimensions."""
+    from pyro_ebnn.bnn import max_pool_2x2
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(shape, generator=g)
+    z = {"gaussian": z, "relu": z.relu(), "binary": (z > 0).float()}[values]
+    ours, ref = z.clone().requires_grad_(), z.clone().requires_grad_()
+    out = max_pool_2x2(ours)
+    lead = ref.flatten(0, ref.dim() - 4) if ref.dim() > 4 else ref
+    expected = F.max_pool2d(lead, 2).reshape(out.shape)
+    assert torch.equal(out, expected)
+    grad = torch.randn(out.shape, generator=g)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(ours.grad, ref.grad)
+    with torch.no_grad():
+        assert torch.equal(max_pool_2x2(z), expected)

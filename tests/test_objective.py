@@ -5,6 +5,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+import torch.nn.functional as F
 from torch import nn
 
 from pyro_ebnn.bnn import EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, downsize_mask
@@ -139,6 +140,17 @@ def test_pooled_mask_shapes_for_lenet_and_alexnet():
     assert torch.all(cells_min <= cells_max)
 
 
+@pytest.mark.parametrize("size", [(11, 11), (13, 13), (5, 7), (28, 28), (3, 3)])
+def test_the_downsized_mask_is_the_adaptive_max_pool(size):
+    """A cell is irrelevant if any of its pixels is ("max") or all of them are ("min"), over the bins of
+    torch's adaptive pooling, for sparse and dense masks."""
+    g = torch.Generator().manual_seed(0)
+    for density in (0.01, 0.3, 0.95):
+        e = torch.rand(16, 1, 28, 28, generator=g) < density
+        assert torch.equal(downsize_mask(e, size, "max"), F.adaptive_max_pool2d(e.float(), size) > 0.5)
+        assert torch.equal(downsize_mask(e, size, "min"), 1 - F.adaptive_max_pool2d(1 - e.float(), size) > 0.5)
+
+
 def test_gradient_filter_keeps_only_cells_that_reach_the_output():
     net = lenet()
     ev = FeedbackEvidence(1.0, gradient_filter=True)
@@ -188,6 +200,9 @@ def test_masked_normal_matches_pyros_masked_independent_normal(per_cell):
     g1 = torch.autograd.grad(ours.sum(), (loc, scale))
     g2 = torch.autograd.grad(ref.sum(), (loc, scale))
     assert all(torch.allclose(a, b) for a, b in zip(g1, g2))
+    # one image without batch dimensions, and a value other than zero
+    one = MaskedNormal(loc[0, 1], scale[0, 1], mask[1]).log_prob(value[1] + 0.5)
+    assert one.shape == () and torch.isclose(one, dist.Normal(loc[0, 1], scale[0, 1]).mask(mask[1]).to_event(3).log_prob(value[1] + 0.5))
 
 
 def test_receptive_field_pool_marks_every_cell_that_sees_the_decoy():

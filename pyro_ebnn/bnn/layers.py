@@ -178,7 +178,7 @@ def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch
             if isinstance(child, BayesianLayer):
                 sample_shape = torch.Size()
         return z
-    if _is_pool_2x2(module) and not (torch.is_grad_enabled() and z.requires_grad):
+    if _is_pool_2x2(module):
         return max_pool_2x2(z)
     # plain module: fold leading sample dims into the batch
     lead = z.dim() - _input_rank(module, z)
@@ -188,22 +188,69 @@ def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch
     return out.reshape(z.shape[: lead + 1] + out.shape[1:])
 
 
+def _windows(z: torch.Tensor) -> list[torch.Tensor]:
+    """The four strided views of the 2 x 2 windows of ``z``'s last two dimensions, in the order
+    F.max_pool2d scans a window: (0, 0), (0, 1), (1, 0), (1, 1); an odd last row or column is left out."""
+    h, w = z.shape[-2] // 2 * 2, z.shape[-1] // 2 * 2
+    return [z[..., i:h:2, j:w:2] for i in (0, 1) for j in (0, 1)]
+
+
+_CORNERS: dict = {}
+
+
+def _corners(height: int, width: int, device) -> torch.Tensor:
+    """The flat index (row * width + column) of the top-left pixel of every 2 x 2 window."""
+    key = (height, width, device)
+    if key not in _CORNERS:
+        rows = torch.arange(height // 2, device=device) * (2 * width)
+        cols = torch.arange(width // 2, device=device) * 2
+        _CORNERS[key] = rows[:, None] + cols[None, :]
+    return _CORNERS[key]
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    """``F.max_pool2d(z, 2)`` on an N x C x H x W tensor: the maximum of the four strided views, and
+    the index of each window's first maximum (the one ``F.max_pool2d`` keeps) from three comparisons,
+    for the backward pass of ``F.max_pool2d`` itself."""
+
+    @staticmethod
+    def forward(ctx, z):
+        v00, v01, v10, v11 = _windows(z)
+        top, bottom = torch.maximum(v00, v01), torch.maximum(v10, v11)
+        out = torch.maximum(top, bottom)
+        low = bottom > top  # the first maximum is in the bottom row only if the top row has none
+        right = v01 > v00  # ... and in the right column only if the left one has none: in the top row,
+        right.logical_xor_(low.logical_and((v11 > v10).logical_xor_(right)))  # or in the bottom row if low
+        width = z.shape[-1]
+        index = low.to(torch.int64).mul_(width).add_(right).add_(_corners(z.shape[-2], width, z.device))
+        ctx.save_for_backward(z, index)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, index = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad, z, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
+
+
 def max_pool_2x2(z: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(z, 2)`` over the last two dimensions as the maximum of the four strided views of
-    each 2 x 2 window: the same values, without gradient 5-8x faster than ``F.max_pool2d`` on the
-    CPU (LeNet's 640 x 6 x 26 x 26 activations: 1.2 against 15 ms at 1 thread); with a backward
-    pass ``F.max_pool2d`` is the faster (4.2 against 12.0 ms; a hand-written backward would gain
-    1.1 ms of a 27 ms training step, not kept), so :func:`run_lrt` uses this one only when no
-    gradient is taken.
+    each 2 x 2 window: the same values and, with a gradient, the same gradient (all of it to the
+    window's first maximum, by F.max_pool2d's own backward kernel). On the CPU it is the faster:
+    F.max_pool2d's forward is slow there (LeNet's 128 x 6 x 26 x 26 activations, 1 thread: 1.0
+    against 2.4 ms with the indices for the backward pass; 640 x 6 x 26 x 26 without: 1.2
+    against 15 ms). :func:`run_lrt` runs every 2 x 2 max pool through it; a gradient through it
+    on another device goes through F.max_pool2d.
 
-    >>> z = torch.randn(3, 4, 11, 11)
+    >>> z = torch.randn(3, 4, 11, 11, requires_grad=True)
     >>> torch.equal(max_pool_2x2(z), F.max_pool2d(z, 2))
     True
     """
-    h, w = z.shape[-2] // 2 * 2, z.shape[-1] // 2 * 2
-    top, bottom = z[..., 0:h:2, :w], z[..., 1:h:2, :w]
-    rows = torch.maximum(top, bottom)
-    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+    if not (torch.is_grad_enabled() and z.requires_grad):
+        v = _windows(z)
+        return torch.maximum(torch.maximum(v[0], v[1]), torch.maximum(v[2], v[3]))
+    flat = z.flatten(0, z.dim() - 4) if z.dim() > 4 else z  # leading sample dimensions into the batch
+    out = _MaxPool2x2.apply(flat) if z.device.type == "cpu" else F.max_pool2d(flat, 2)  # measured on the CPU only
+    return out.unflatten(0, z.shape[:-3]) if z.dim() > 4 else out
 
 
 def _is_pool_2x2(module: nn.Module) -> bool:

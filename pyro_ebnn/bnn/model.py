@@ -70,6 +70,7 @@ class FeedbackBNN:
         self.net, self.prior, self.likelihood, self.evidence, self.name = net, prior, likelihood, evidence, name
         self.penalty, self.analytic_kl = penalty, analytic_kl
         self.layers = bayesian_layers(net)
+        self._parameters = tuple(net.parameters())  # versions key the guide's hand-off to the model
         self._handoff = None
         self._priors = {}
         self._register_params = True
@@ -131,7 +132,7 @@ class FeedbackBNN:
         return mean, std, irrelevant
 
     def _key(self, x, mask):
-        return (id(x), id(mask), x._version, sum(p._version for p in self.net.parameters()))
+        return (id(x), id(mask), x._version, sum(p._version for p in self._parameters))
 
     # -- Pyro programs ---------------------------------------------------------------------------
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
@@ -192,6 +193,15 @@ class FeedbackBNN:
         """
         return self.net.classify(self.predictive_preactivation(x, num_samples))
 
+    def _kl_to_prior(self, lname, layer, pname, loc, scale) -> torch.Tensor:
+        """KL(q || P) of one parameter tensor: the prior's own closed form where it has one
+        (:meth:`NormalPrior.kl <.priors.NormalPrior.kl>`), else torch's ``kl_divergence`` of the
+        distributions."""
+        if hasattr(self.prior, "kl"):
+            return self.prior.kl(loc, scale)
+        q = pyro.distributions.Normal(loc, scale).to_event(loc.dim())
+        return kl_divergence(q, self._priors_of(lname, layer)[pname])
+
     @staticmethod
     def _data_plate(x, data_size):
         n = len(x) if data_size is None else int(data_size)
@@ -209,13 +219,15 @@ class FeedbackBNN:
         """
         total = 0.0
         for lname, layer in self.layers.items():
-            prior = self._priors_of(lname, layer)
-            for pname, q in layer.posterior().items():
+            weight_scale, bias_scale = layer.scales()
+            posterior = {"weight": (layer.weight_loc, weight_scale), "bias": (layer.bias_loc, bias_scale)}
+            for pname, (loc, scale) in posterior.items():
                 try:
-                    total = total + kl_divergence(q, prior[pname])
+                    total = total + self._kl_to_prior(lname, layer, pname, loc, scale)
                 except NotImplementedError:
+                    prior = self._priors_of(lname, layer)[pname]
                     raise NotImplementedError(
-                        f"the prior of {lname}.{pname} ({type(prior[pname].base_dist).__name__}) has no closed-form KL "
+                        f"the prior of {lname}.{pname} ({type(prior.base_dist).__name__}) has no closed-form KL "
                         "to the Gaussian posterior in torch: use FeedbackBNN(..., analytic_kl=False) with Trace_ELBO "
                         "(config: elbo: trace), or register one with torch.distributions.kl.register_kl") from None
         return total
