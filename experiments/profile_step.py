@@ -25,7 +25,7 @@ from pyro_ebnn.experiment.config import load_config
 
 GROUPS = {
     "convolution (fwd + bwd)": ("convolution", "conv2d"),
-    "max pool (fwd + bwd)": ("max_pool2d",),
+    "max pool (fwd + bwd)": ("max_pool2d", "MaxPool2x2", "aten::maximum", "aten::gt", "aten::logical_"),
     "noise draws (normal_)": ("aten::normal_",),
     "matmul (fwd + bwd)": ("aten::mm", "aten::addmm", "aten::bmm"),
     "optimizer (Adam)": ("Optimizer.step", "_foreach_", "adam"),

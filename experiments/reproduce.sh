@@ -50,10 +50,19 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --mod
 python -m pyro_ebnn.run aggregate results/select_swap --by name,mask_pool,standardize \
     --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap
 cp results/select_swap/compare.md experiments/results/paper_budget/select_swap_compare.md
-python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback --set mask_pool=receptive \
-    --set standardize=false --set validation_decoys=swap --set epochs=60 --jobs 3 --overlap saliency --out results/select_swap_60
-python -m pyro_ebnn.run aggregate results/select_swap_60 --by name,mask_pool,standardize,epochs \
-    --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap_60
+#    the chosen setting at 60 epochs and at the paper's 200 (and its networks after epoch 200)
+for e in 60 200; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback --set mask_pool=receptive \
+      --set standardize=false --set validation_decoys=swap --set epochs=$e --jobs 3 --overlap saliency --out results/select_swap_$e
+  python -m pyro_ebnn.run aggregate results/select_swap_$e --by name,mask_pool,standardize,epochs \
+      --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap_$e
+done
+for r in results/select_swap_200/*/*/fold*; do
+  python -m pyro_ebnn.run evaluate --run $r --out results/select_swap_200_last/${r#results/select_swap_200/} --checkpoint last \
+      --methods saliency --max-images 2000 --figure-images 6 --threads 1
+done
+python -m pyro_ebnn.run aggregate results/select_swap_200_last --by name,mask_pool,standardize,epochs --columns $C \
+    --out experiments/results/paper_budget/select_swap_200_last
 
 # ==== docs/results/finetune.md: [001] fine-tuning on the four-corner rule ==========================
 FT="--set validation_decoys=test --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set eval_samples=10 --set threads=1"
