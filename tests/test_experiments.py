@@ -49,13 +49,14 @@ def test_benchmark_step_compares_pyro_with_plain_torch(tmp_path):
     _script("benchmark_step.py", "--threads", 1, "--batch", 16, "--repeats", 2, "--rounds", 1, "--json", out)
     r = json.loads(out.read_text())
     assert set(r["ms_per_step"]) == {"torch", "pyro", "torch+feedback", "pyro+feedback", "pyro+feedback, weight sites",
-                                     "deterministic"}
+                                     "deterministic", "network without Pyro"}
     # one round: the median of the per-round ratios is the ratio of the times
     assert r["pyro_over_torch"] == pytest.approx(r["ms_per_step"]["pyro"] / r["ms_per_step"]["torch"])
     ms = r["ms_per_step"]
     assert r["over_deterministic"]["torch"] == pytest.approx(ms["torch"] / ms["deterministic"])
     assert len(r["rounds_ms"]["pyro"]) == 1
     assert r["weight_sites_over_analytic_kl"] == pytest.approx(ms["pyro+feedback, weight sites"] / ms["pyro+feedback"])
+    assert r["pyro_over_network_without_pyro"] == pytest.approx(ms["pyro"] / ms["network without Pyro"])
 
 
 def test_benchmark_predictive_reports_images_per_second_for_every_way():
