@@ -151,6 +151,13 @@ def test_the_downsized_mask_is_the_adaptive_max_pool(size):
         assert torch.equal(downsize_mask(e, size, "min"), 1 - F.adaptive_max_pool2d(1 - e.float(), size) > 0.5)
 
 
+def test_a_soft_mask_is_refused_with_the_fix():
+    soft = torch.full((1, 1, 28, 28), 0.3)
+    with pytest.raises(ValueError, match=r"must be binary .* threshold a soft mask first"):
+        downsize_mask(soft, (11, 11))
+    assert downsize_mask(soft > 0.5, (11, 11)).sum() == 0  # thresholded, it is accepted
+
+
 def test_gradient_filter_keeps_only_cells_that_reach_the_output():
     net = lenet()
     ev = FeedbackEvidence(1.0, gradient_filter=True)

@@ -87,6 +87,17 @@ def test_the_normal_priors_own_closed_form_is_torchs_kl():
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_a_prior_without_a_closed_form_kl_names_the_fix():
+    """A prior callable without a ``kl`` method goes through torch's kl_divergence; where torch has
+    none (Normal to Cauchy), the error names the prior and the two ways out."""
+    import pyro.distributions as dist
+
+    def cauchy(site, shape, device=None):
+        return dist.Cauchy(torch.zeros((), device=device), torch.ones((), device=device)).expand(shape).to_event(len(shape))
+    with pytest.raises(NotImplementedError, match=r"conv1\.weight \(Cauchy\) has no closed-form KL.*analytic_kl=False"):
+        FeedbackBNN(lenet(), prior=cauchy).kl()
+
+
 def test_a_prior_scale_must_be_positive():
     for prior in (NormalPrior, LaplacePrior):
         with pytest.raises(ValueError, match="prior scale must be > 0"):

@@ -195,6 +195,12 @@ def _windows(z: torch.Tensor) -> list[torch.Tensor]:
     return [z[..., i:h:2, j:w:2] for i in (0, 1) for j in (0, 1)]
 
 
+def _window_max(v00, v01, v10, v11):
+    """(maximum of the top row, of the bottom row, of the window) of the four views."""
+    top, bottom = torch.maximum(v00, v01), torch.maximum(v10, v11)
+    return top, bottom, torch.maximum(top, bottom)
+
+
 _CORNERS: dict = {}
 
 
@@ -216,8 +222,7 @@ class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z):
         v00, v01, v10, v11 = _windows(z)
-        top, bottom = torch.maximum(v00, v01), torch.maximum(v10, v11)
-        out = torch.maximum(top, bottom)
+        top, bottom, out = _window_max(v00, v01, v10, v11)
         low = bottom > top  # the first maximum is in the bottom row only if the top row has none
         right = v01 > v00  # ... and in the right column only if the left one has none: in the top row,
         right.logical_xor_(low.logical_and((v11 > v10).logical_xor_(right)))  # or in the bottom row if low
@@ -239,15 +244,16 @@ def max_pool_2x2(z: torch.Tensor) -> torch.Tensor:
     F.max_pool2d's forward is slow there (LeNet's 128 x 6 x 26 x 26 activations, 1 thread: 1.0
     against 2.4 ms with the indices for the backward pass; 640 x 6 x 26 x 26 without: 1.2
     against 15 ms). :func:`run_lrt` runs every 2 x 2 max pool through it; a gradient through it
-    on another device goes through F.max_pool2d.
+    on another device goes through F.max_pool2d. In a window that holds a NaN the output is NaN as
+    F.max_pool2d's, but the gradient may go to another entry of the window (training stops on a
+    NaN loss anyway).
 
     >>> z = torch.randn(3, 4, 11, 11, requires_grad=True)
     >>> torch.equal(max_pool_2x2(z), F.max_pool2d(z, 2))
     True
     """
     if not (torch.is_grad_enabled() and z.requires_grad):
-        v = _windows(z)
-        return torch.maximum(torch.maximum(v[0], v[1]), torch.maximum(v[2], v[3]))
+        return _window_max(*_windows(z))[2]
     flat = z.flatten(0, z.dim() - 4) if z.dim() > 4 else z  # leading sample dimensions into the batch
     out = _MaxPool2x2.apply(flat) if z.device.type == "cpu" else F.max_pool2d(flat, 2)  # measured on the CPU only
     return out.unflatten(0, z.shape[:-3]) if z.dim() > 4 else out

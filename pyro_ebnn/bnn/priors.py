@@ -33,13 +33,6 @@ class _FactorizedPrior:
         loc, scale = torch.tensor(float(self.loc), device=device), torch.tensor(float(self.scale), device=device)
         return self.family(loc, scale).expand(shape).to_event(len(shape))
 
-    def kl(self, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """KL(N(loc, scale^2) || this prior), summed over all entries (the weights' term of the
-        ELBO under ``analytic_kl``). Raises ``NotImplementedError`` where torch has no closed form."""
-        prior = self.family(torch.tensor(float(self.loc), device=loc.device),
-                            torch.tensor(float(self.scale), device=loc.device))
-        return kl_divergence(dist.Normal(loc, scale), prior).sum()
-
 
 class NormalPrior(_FactorizedPrior):
     """Factorized N(loc, scale^2) on every weight; [000]/[001] use N(0, 0.1^2).
