@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 
@@ -38,6 +39,15 @@ from pyro_ebnn.data import load_dataset
 from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.experiment.training import Trainer
+
+
+def cpu_name() -> str:
+    """The processor's model name (steps differ by machine: record which one ran them)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def main():
@@ -151,11 +161,11 @@ def main():
         "over_deterministic": {k: ratio(k, "deterministic") for k in med if k != "deterministic"},
         "rounds_ms": times,
         "setup": {"batch": args.batch, "threads": args.threads, "elbo": args.elbo, "rounds": args.rounds,
-                  "steps_per_round": per_round, "clock": args.clock, "torch": torch.__version__,
+                  "steps_per_round": per_round, "clock": args.clock, "cpu": cpu_name(), "torch": torch.__version__,
                   "pyro": pyro.__version__},
     }
     print(f"ms/step (median of {args.rounds} rounds x {per_round} steps, batch {args.batch}, {args.threads} threads, "
-          f"{args.elbo} ELBO, {args.clock} clock):")
+          f"{args.elbo} ELBO, {args.clock} clock, {cpu_name()}):")
     for k, v in med.items():
         print(f"  {k:28s} {v:7.2f}")
     print("ratios (median over rounds of the ratio within a round):")
