@@ -57,8 +57,8 @@ class FeedbackBNN:
     analytic_kl: ``True``: no weight sites; the model adds the closed-form KL as the factor
                  ``"weights.kl"`` (needs a prior with a KL to the Gaussian posterior in torch). The
                  loss equals ``TraceMeanField_ELBO`` on the weight sites without drawing or scoring
-                 a weight sample: 3.93 against 9.49 s per AlexNet step at 224 px (batch 4), 31.3
-                 against 34.3 ms per LeNet step with feedback (batch 128), 2 CPU threads
+                 a weight sample: 3.93 against 9.49 s per AlexNet step at 224 px (batch 4), 27.3
+                 against 31.5 ms per LeNet step with feedback (batch 128), 2 CPU threads
                  (experiments/benchmark_alexnet.py, benchmark_step.py). ``False``
                  (default): weight sites in model and guide, for ``Trace_ELBO``'s Monte Carlo KL and
                  for ``pyro.infer.Predictive`` draws of the weights.
