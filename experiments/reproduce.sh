@@ -63,6 +63,13 @@ for r in results/select_swap_200/*/*/fold*; do
 done
 python -m pyro_ebnn.run aggregate results/select_swap_200_last --by name,mask_pool,standardize,epochs --columns $C \
     --out experiments/results/paper_budget/select_swap_200_last
+#    the chosen setting on the color rule at 200 epochs
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback --set mask_pool=receptive \
+    --set standardize=false --set validation_decoys=swap --set epochs=200 --jobs 3 --overlap saliency \
+    --out results/select_swap_color_200
+python -m pyro_ebnn.run aggregate results/select_swap_color_200 --by name,mask_pool,standardize,epochs \
+    --columns $C,val_balanced_accuracy,best_epoch --out experiments/results/paper_budget/select_swap_color_200
+cp results/select_swap_color_200/compare.md experiments/results/paper_budget/select_swap_color_200_compare.md
 
 # ==== docs/results/finetune.md: [001] fine-tuning on the four-corner rule ==========================
 FT="--set validation_decoys=test --set mask_pool=receptive --set finetune_lr=1e-3 --set val_every_steps=20 --set eval_samples=10 --set threads=1"
