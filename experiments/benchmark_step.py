@@ -146,6 +146,7 @@ def main():
         for name in variants:
             times[name].append(spent[name] / per_round * 1e3)
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu = cpu_name()
 
     def ratio(a, b):
         """Median over rounds of the ratio within a round (the variants of a round share the machine's load)."""
@@ -161,11 +162,11 @@ def main():
         "over_deterministic": {k: ratio(k, "deterministic") for k in med if k != "deterministic"},
         "rounds_ms": times,
         "setup": {"batch": args.batch, "threads": args.threads, "elbo": args.elbo, "rounds": args.rounds,
-                  "steps_per_round": per_round, "clock": args.clock, "cpu": cpu_name(), "torch": torch.__version__,
+                  "steps_per_round": per_round, "clock": args.clock, "cpu": cpu, "torch": torch.__version__,
                   "pyro": pyro.__version__},
     }
     print(f"ms/step (median of {args.rounds} rounds x {per_round} steps, batch {args.batch}, {args.threads} threads, "
-          f"{args.elbo} ELBO, {args.clock} clock, {cpu_name()}):")
+          f"{args.elbo} ELBO, {args.clock} clock, {cpu}):")
     for k, v in med.items():
         print(f"  {k:28s} {v:7.2f}")
     print("ratios (median over rounds of the ratio within a round):")
