@@ -52,11 +52,40 @@ def test_swap_transplants_the_region_from_an_image_of_another_class():
         counterfactual(one_class, "swap", seed=0)
 
 
+def test_exchange_swaps_the_marked_region_with_an_unmasked_image_of_another_class():
+    # masks on class 0 only, as a shortcut on one class: exchange also puts the marked pixels on class 1
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 8, 8, generator=g)
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    m = torch.zeros(8, 1, 8, 8, dtype=torch.bool)
+    m[:4, :, 5:, 5:] = True
+    data = ImageSet(x, y, m, 2)
+    wrapper = CounterfactualImages(data, "exchange", seed=4)
+    cf = counterfactual(data, "exchange", seed=4)
+    swapped = counterfactual(data, "swap", seed=4)
+    assert torch.equal(cf.images[:4], swapped.images[:4])              # the masked images: as swap
+    assert torch.equal(cf.masks, data.masks) and torch.equal(cf.labels, data.labels)
+    receivers = set()
+    for i in range(4):
+        partner = int(wrapper.donors[i])
+        assert y[partner] == 1
+        if partner not in receivers:                                     # the first giver wins
+            receivers.add(partner)
+            assert torch.equal(cf.images[partner, :, 5:, 5:], x[i, :, 5:, 5:])
+            assert torch.equal(cf.images[partner, :, :5], x[partner, :, :5])
+    for k in set(range(4, 8)) - receivers:
+        assert torch.equal(cf.images[k], x[k])                           # not drawn: unchanged
+    assert receivers                                                     # something was received
+    # every image masked: exchange is swap (nobody has an unmasked partner)
+    full = ImageSet(x, y, torch.ones_like(m), 2)
+    assert torch.equal(counterfactual(full, "exchange", seed=4).images, counterfactual(full, "swap", seed=4).images)
+
+
 def test_streamed_sets_get_the_same_counterfactuals_as_in_memory_ones(tmp_path):
     cfg = load_config("configs/image_folder.yaml", {"data_dir": str(write_folder(tmp_path / "p")), "image_size": 8,
                                                      "pretrained": False, "architecture": "lenet"})
     streamed, _ = load_dataset(cfg)
-    for kind in ("noise", "swap"):
+    for kind in ("noise", "swap", "exchange"):
         wrapped = counterfactual(streamed, kind, seed=3)
         assert isinstance(wrapped, CounterfactualImages)
         assert torch.equal(in_memory(wrapped).images, counterfactual(in_memory(streamed), kind, seed=3).images)

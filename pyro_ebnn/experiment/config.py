@@ -26,7 +26,7 @@ MODES = ("none", "feedback", "augment") + PENALTY_MODES
 NETWORKS = ("bayesian", "deterministic")
 #: validation images: as they are (train), Decoy MNIST's test rule (test), or counterfactual
 #: (noise, swap: masked regions replaced; pyro_ebnn.data.counterfactual)
-VALIDATION_DECOYS = ("train", "test", "noise", "swap")
+VALIDATION_DECOYS = ("train", "test", "noise", "swap", "exchange")
 #: datasets whose files torchvision downloads (download: true)
 DOWNLOADABLE = ("oxford_pets", "sbd")
 

@@ -42,7 +42,7 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None)
         val_idx = np.setdiff1d(np.arange(len(trainval)), train_idx)
         train, val = trainval.subset(train_idx), trainval.subset(val_idx)
         altered = other_rule.subset(val_idx) if other_rule is not None else None
-    if cfg.validation_decoys in ("noise", "swap"):
+    if cfg.validation_decoys in ("noise", "swap", "exchange"):
         altered = counterfactual(val, cfg.validation_decoys, cfg.data_seed + COUNTERFACTUAL_SEED)
     if feedback is not None:
         train, used = training_feedback(feedback, cfg, trainval, train_idx, train)
