@@ -23,7 +23,7 @@ import torch
 from .annotate import ORACLES, POOL, SAMPLES, STRATEGIES
 from .annotate import annotate as annotate_run
 from .errors import EBNNError
-from .experiment import evaluation, runs
+from .experiment import evaluation, search
 from .experiment.compare import compare as compare_grid
 from .experiment.compare import parse_modes, parse_sweeps, parse_weights
 from .experiment.compare import run_grid as train_grid
@@ -101,7 +101,7 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
     """Train one model from scratch ([000] protocol)."""
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
     cfg = _config(config, mode, sets, seed, device, fold)
-    m = runs.train(cfg, out, resume=resume)
+    m = search.train_choosing_lam(cfg, out, resume=resume)
     if m:  # process 0 of a torchrun group reports; the others return nothing
         click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
 
@@ -123,7 +123,7 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, fee
         config = str(Path(run_dir) / "config.yaml")
     # the run's own mode: finetune checks the network and switches the mode to feedback
     cfg = _config(config, None, sets, seed, device, fold)
-    m = runs.finetune(run_dir, cfg, out, resume=resume)
+    m = search.finetune_choosing_lam(run_dir, cfg, out, resume=resume)
     if m:
         used = ("  feedback: " + ", ".join(f"{m[f'feedback_{d}']} {d}" for d in ("irrelevant", "accepted", "skipped"))
                 if "feedback_store" in m else "")

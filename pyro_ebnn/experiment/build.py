@@ -54,9 +54,14 @@ def initial_state(run) -> tuple[Path, dict]:
 
 
 def build_evidence(cfg, lam=None):
+    """The evidence of a feedback run; ``lam`` replaces the config's (needed when it says ``auto``)."""
     if cfg.mode != "feedback":
         return None
-    return FeedbackEvidence(lam=cfg.lam if lam is None else lam, pool=cfg.mask_pool,
+    lam = cfg.lam if lam is None else lam
+    if lam == "auto":
+        raise ConfigError("lam: auto is a search, not a weight: the train and finetune commands choose the number "
+                          "(pyro_ebnn.experiment.search); pass lam= to build a model directly")
+    return FeedbackEvidence(lam=lam, pool=cfg.mask_pool,
                             gradient_filter=cfg.gradient_filter)
 
 

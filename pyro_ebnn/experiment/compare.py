@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from .config import KEYS, MODES, NETWORKS, coerce, config_difference, load_config, parse_sets, saved_config, setting_of
 from .evaluation import add_overlap
 from .rundir import METRICS, read_metrics
-from .runs import train as train_run
+from .search import train_choosing_lam as train_run
 from .tables import collect, mean_std, summarize
 
 __all__ = ["parse_modes", "run_dir", "parse_weights", "parse_sweeps", "settings_of", "label", "run_grid",

@@ -17,7 +17,7 @@ from ..bnn import ARCHITECTURES, NORMALIZATIONS
 from ..data import DATASETS, DISK_DATASETS
 from ..errors import ConfigError
 
-__all__ = ["MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
+__all__ = ["AUTO", "MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
            "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
 
 #: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
@@ -27,6 +27,8 @@ NETWORKS = ("bayesian", "deterministic")
 #: validation images: as they are (train), Decoy MNIST's test rule (test), or counterfactual
 #: (noise, swap: masked regions replaced; pyro_ebnn.data.counterfactual)
 VALIDATION_DECOYS = ("train", "test", "noise", "swap", "exchange")
+#: the value of ``lam`` that asks for lambda to be chosen on validation (pyro_ebnn.experiment.search)
+AUTO = "auto"
 #: datasets whose files torchvision downloads (download: true)
 DOWNLOADABLE = ("oxford_pets", "sbd")
 
@@ -88,7 +90,10 @@ class Config:
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
     mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg
-    lam: float = 3e-4
+    # the weight of the explanation term per observed pre-activation ([000]'s lambda), or auto:
+    # chosen on the validation images by successive halving over a grid that is relative to the
+    # size of the evidence layer (pyro_ebnn.experiment.search; docs/method.md, "Choosing lambda")
+    lam: Union[float, str] = "auto"
     mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
@@ -171,8 +176,10 @@ class Config:
         if self.network == "deterministic" and self.mode == "feedback":
             bad("mode", "feedback is evidence in the Bayesian model; set network: bayesian, or pick a "
                         "baseline mode (none, augment, rrr, l1grad, cdep, eg) for the deterministic network")
-        if self.mode == "feedback" and not self.lam > 0:
-            bad("lam", f"feedback needs lam > 0 (got {self.lam}); use --mode none to train without feedback")
+        if self.lam != AUTO and not isinstance(self.lam, float):
+            bad("lam", f"must be a number or auto, got {self.lam!r}")
+        if self.mode == "feedback" and self.lam != AUTO and not self.lam > 0:
+            bad("lam", f"feedback needs lam > 0 or auto (got {self.lam}); use --mode none to train without feedback")
         if self.penalty_weight is not None and not self.penalty_weight > 0:
             bad("penalty_weight", f"must be > 0 or null (the default of the mode), got {self.penalty_weight}")
         for key in ("epochs", "batch_size", "num_particles", "num_folds", "val_every", "eval_samples",
@@ -302,6 +309,13 @@ def coerce(key: str, value):
     if value is None:
         return None
     typ = str(f.type)
+    if "Union[float, str]" in typ:  # a number, or auto
+        if isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: cannot read {value!r} as a number or {AUTO}")
     if "Union[bool, str]" in typ:  # true / false, or a path
         if isinstance(value, bool):
             return value

@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import ConfigError, RunBusyError
 from .build import build_model
-from .config import EXECUTION_KEYS, Config, config_difference, saved_config
+from .config import AUTO, EXECUTION_KEYS, Config, config_difference, saved_config
 
 __all__ = ["CONFIG", "CHECKPOINT", "MODEL", "METRICS", "atomic_write", "write_config", "save_model", "load_model",
            "write_metrics", "read_metrics", "prepare_run_dir", "writing"]
@@ -83,14 +83,18 @@ def write_config(out: Path, cfg: Config):
 
 
 def save_model(path: Path, model, cfg: Config, input_shape, num_classes, extra=None):
+    """The network, the config and the shapes; ``lam``, the feedback weight it trained with (a number
+    also when the config says ``lam: auto``)."""
+    evidence = getattr(model, "evidence", None)
     payload = {"net": model.net.state_dict(), "config": cfg.to_dict(), "input_shape": tuple(input_shape),
-               "num_classes": num_classes, **(extra or {})}
+               "num_classes": num_classes, "lam": evidence.lam if evidence is not None else None, **(extra or {})}
     atomic_write(path, lambda p: torch.save(payload, p))
 
 
 def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
     """Rebuild a saved model in a fresh process: (model, config, payload). ``cfg`` may change the mode
-    and λ (fine-tuning) but not the keys that shape the network."""
+    and λ (fine-tuning) but not the keys that shape the network; ``lam`` defaults to the λ the model
+    trained with where the config says ``lam: auto``."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL
@@ -103,6 +107,8 @@ def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
         if getattr(cfg, key) != saved[key]:
             raise ConfigError(f"the model in {path.parent} was trained with {key}: {saved[key]}, the config asks for "
                               f"{getattr(cfg, key)}; drop the override or use the run's own {CONFIG}")
+    if lam is None and cfg.lam == AUTO and cfg.mode == "feedback":
+        lam = payload.get("lam")
     model = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam, initialize=False)
     model.net.load_state_dict(payload["net"])
     model.net.to(device)
@@ -119,7 +125,7 @@ def read_metrics(out: Path) -> dict:
 
 def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
     """Make ``out`` ready for ``cfg``: the checkpoint to resume from (when ``resume`` and the run there
-    has the same config, ``epochs`` and :data:`EXECUTION_KEYS` aside), or ``None`` after clearing what
+    has the same config, ``epochs``, ``finetune_epochs`` and :data:`EXECUTION_KEYS` aside), or ``None`` after clearing what
     an earlier run left. A checkpoint of another config is refused in one line."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +135,7 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
         if "optimizer" not in state:
             raise ConfigError(f"{ckpt} holds no optimizer state (another version of pyro-ebnn wrote it) and cannot be resumed; "
                               "pass --no-resume to start over or choose another --out")
-        diff = config_difference(state["config"], cfg.to_dict(), ignore=EXECUTION_KEYS + ("epochs",))
+        diff = config_difference(state["config"], cfg.to_dict(), ignore=EXECUTION_KEYS + ("epochs", "finetune_epochs"))
         if diff:
             raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "
                               "choose another --out or pass --no-resume to start over")

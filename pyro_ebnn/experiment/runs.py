@@ -18,7 +18,7 @@ from ..data import Split, batches
 from ..errors import ConfigError
 from ..metrics import classification_metrics
 from .build import build_model, resolve_device
-from .config import Config
+from .config import AUTO, Config
 from .distributed import join
 from .evaluation import evaluate_sets
 from .protocol import images_of, prepare_split, set_seed, use_threads
@@ -46,16 +46,20 @@ def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer
     return trainer
 
 
-def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None) -> dict:
+def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: Optional[Split] = None,
+          lam: Optional[float] = None, evaluate: bool = True, extra: Optional[dict] = None) -> dict:
     """Train from scratch ([000] protocol) and evaluate; writes metrics.json, model.pt, checkpoint.pt.
     Under ``torchrun`` the processes train one model together and process 0 writes; the others
-    return an empty dict."""
+    return an empty dict. ``lam``: the feedback weight when the config says ``lam: auto`` (chosen by
+    :mod:`~pyro_ebnn.experiment.search`). ``evaluate=False`` stops after training and returns the
+    validation record only (``val_<select_metric>``, ``best_epoch``); ``extra`` goes into metrics.json."""
     out = Path(out)
     set_seed(cfg.seed)
+    lam = _feedback_weight(cfg, cfg.lam, lam)
     split = split or prepare_split(cfg)
     train_set = split.train
-    model = build_model(cfg, train_set.image_shape, train_set.num_classes)
-    extra = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
+    model = build_model(cfg, train_set.image_shape, train_set.num_classes, lam=lam)
+    standardization = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
 
     def trainer_of(group, device):
         model.net.to(device)
@@ -68,26 +72,32 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         t0 = time.time()
         trainer.fit(split, cfg.epochs, out, use_masks=cfg.mode in ("feedback",) + PENALTY_MODES, progress=progress,
                     augment=cfg.mode == "augment")
-        return _finish(out, cfg, split, device, trainer, time.time() - t0, progress, extra)
+        if not evaluate:
+            return _validation_record(cfg, trainer)
+        return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
+                       {**(standardization or {}), **_lam_record(cfg, lam), **(extra or {})})
 
 
-def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True) -> dict:
+def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True, lam: Optional[float] = None,
+             evaluate: bool = True, extra: Optional[dict] = None) -> dict:
     """[001] protocol: load a trained model and fine-tune it with feedback on an annotated budget
     of training images chosen uniformly at random. A budget of 0 is the matched control: the same
     fine-tuning (data, epochs, steps, selection) without any annotated image, run as mode ``none``.
     With ``cfg.finetune_feedback`` (a feedback store), the annotated images and their masks are an
-    annotator's instead (:mod:`~pyro_ebnn.experiment.feedback`); metrics.json counts their decisions."""
+    annotator's instead (:mod:`~pyro_ebnn.experiment.feedback`); metrics.json counts their decisions.
+    ``lam``, ``evaluate``, ``extra``: as for :func:`train` (``lam`` replaces ``finetune_lam: auto``)."""
     out = Path(out)
     set_seed(cfg.seed)
-    lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
+    requested = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
     if cfg.network != "bayesian":
         raise ConfigError("fine-tuning with feedback needs a Bayesian run (network: bayesian); "
                           f"{run_dir} holds a {cfg.network} network")
     split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback)
     with_feedback = split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0
+    cfg = dataclasses.replace(cfg, mode="feedback" if with_feedback else "none")
+    lam = _feedback_weight(cfg, requested, lam) if with_feedback else None
     if with_feedback and not lam > 0:
         raise ConfigError(f"fine-tuning with feedback needs finetune_lam > 0, got {lam}")
-    cfg = dataclasses.replace(cfg, mode="feedback" if with_feedback else "none")
     model, _, payload = load_model(run_dir, "cpu", cfg, lam=lam)
     if tuple(payload["input_shape"]) != tuple(split.train.image_shape):
         raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
@@ -112,10 +122,38 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
             trainer.checked_best = trainer.best_score
         t0 = time.time()
         trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
+        if not evaluate:
+            return _validation_record(cfg, trainer)
         return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                        {**standardization_of(model.net), "finetuned_from": str(run_dir),
                         "finetune_lam": lam if with_feedback else None,
-                        f"val_{cfg.select_metric}_before_finetune": before, **split.feedback})
+                        f"val_{cfg.select_metric}_before_finetune": before, **split.feedback, **(extra or {})})
+
+
+def _feedback_weight(cfg: Config, requested, lam: Optional[float]) -> Optional[float]:
+    """The lambda a feedback run trains with: ``lam`` when given, else the config's number; ``auto``
+    needs it given (:mod:`~pyro_ebnn.experiment.search` chooses it)."""
+    if cfg.mode != "feedback":
+        return None
+    if lam is not None:
+        return float(lam)
+    if requested == AUTO:
+        raise ConfigError("lam: auto is chosen on validation by the train and finetune commands "
+                          "(pyro_ebnn.experiment.search); set lam to a number to call this function directly")
+    return float(requested)
+
+
+def _lam_record(cfg: Config, lam: Optional[float]) -> dict:
+    """metrics.json's ``lam``: the weight the run trained with (a number also when the config says auto)."""
+    return {"lam": lam} if cfg.mode == "feedback" else {}
+
+
+def _validation_record(cfg: Config, trainer: Trainer) -> dict:
+    """What a run that is not evaluated returns: its best validation score and epoch."""
+    if not trainer.group.is_main:
+        return {}
+    return {f"val_{cfg.select_metric}": trainer.best_score, "best_epoch": trainer.best_epoch,
+            "epochs_run": trainer.epoch}
 
 
 def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None) -> dict:

@@ -1,0 +1,193 @@
+"""``lam: auto``: the weight of the feedback evidence chosen on the validation images.
+
+How strongly the evidence pulls depends on more than lambda: the term is lambda times a sum over
+every observed pre-activation of -log N(0; mu_U, sigma_U^2), so it grows with the marked area,
+with the image size (the cells of the last convolution) and with 1 / sigma_U^2 (the posterior's
+initial scale). Measured on LeNet at the start of training, the evidence with lambda = 1e-3 is 0.2%
+of the likelihood term on Decoy MNIST (28 px, rho_init -2) and 150 times the likelihood term on a
+64-px photograph task with rho_init -5; the lambda that helps most differs by a factor of 100
+between two such photograph tasks (docs/method.md, "Choosing lambda"). No single number carries
+over, so the default is to choose it.
+
+The search is successive halving (Jamieson & Talwalkar 2016) over :data:`GRID`, values of lambda
+per image relative to the size of the evidence layer: lambda = g / (C u v), so that g is the weight
+of an image whose mask covers the whole layer, whatever the image size. Four candidates train for
+about a sixth of the epochs, the better half continues to a third, and the best one goes on to
+the full run, which is the run itself (no retraining). A candidate's score is its best validation
+score so far (``select_metric``, the score that selects the model); ties go to the smaller lambda.
+On 20 epochs the search trains 35 epochs in all, 1.75 times a plain run.
+
+The validation images decide, so they must show the shortcut failing: ``validation_decoys:
+exchange`` (the folder configs' default) puts the marked pattern on the other classes' images.
+
+Each candidate is an ordinary run directory under ``OUT/lam_search/`` (resumable); the search's
+record is ``OUT/lam_search.json`` (the grid, every candidate's scores, the choice, the time) and
+goes into ``metrics.json`` as ``lam_search``; the candidates' directories are removed once the
+chosen one is copied to ``OUT``. Running the command again reuses the record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import ConfigError
+from .build import build_net
+from .config import AUTO, Config, config_difference
+from .protocol import prepare_split
+from .rundir import CHECKPOINT, MODEL, atomic_write
+from .runs import finetune, train
+
+__all__ = ["GRID", "RECORD", "evidence_entries", "rungs", "successive_halving", "train_choosing_lam",
+           "finetune_choosing_lam"]
+
+#: lambda per image, relative to the evidence layer's size: lambda = g / (channels x height x width)
+GRID = (0.003, 0.03, 0.3, 3.0)
+RECORD = "lam_search.json"
+SEARCH_DIR = "lam_search"
+
+
+def evidence_entries(cfg: Config, input_shape, num_classes: int) -> int:
+    """C x u x v: the number of pre-activations of the evidence layer for one image.
+
+    >>> evidence_entries(Config(), (1, 28, 28), 10)          # LeNet: 16 x 11 x 11
+    1936
+    """
+    net = build_net(dataclasses.replace(cfg, pretrained=False, init_from=None), input_shape, num_classes,
+                    initialize=False).eval()
+    with torch.no_grad():
+        mean, _ = net.evidence_moments(torch.zeros(1, *input_shape))
+    return mean[0].numel()
+
+
+def rungs(epochs: int) -> list[int]:
+    """The epochs at which successive halving compares its candidates: about a sixth and a third of
+    ``epochs``, then ``epochs``.
+
+    >>> rungs(20), rungs(3), rungs(1)
+    ([3, 7, 20], [1, 2, 3], [1])
+    """
+    first = max(1, round(epochs / 6))
+    second = max(first + 1, round(epochs / 3))
+    return sorted({min(first, epochs), min(second, epochs), epochs})
+
+
+def successive_halving(candidates: list, fit: Callable[[object, int], float], budgets: list[int],
+                       echo: Callable[[str], None] = lambda s: None) -> tuple[object, dict]:
+    """Fit every candidate to ``budgets[0]`` epochs, keep the better half (rounded up), fit those to
+    the next budget, and so on; the last budget fits one. ``fit(candidate, epochs)`` resumes a
+    candidate and returns its score (higher is better). Returns the best candidate and every score
+    ``{candidate: {epochs: score}}``.
+
+    >>> scores = {1: [0.5, 0.6, 0.9], 2: [0.7, 0.8, 0.85], 3: [0.4, 0.45, 0.5], 4: [0.6, 0.9, 0.95]}
+    >>> best, seen = successive_halving([1, 2, 3, 4], lambda c, e: scores[c][e - 1], [1, 2, 3])
+    >>> best, seen[4], seen[1]
+    (4, {1: 0.6, 2: 0.9, 3: 0.95}, {1: 0.5})
+    """
+    alive, seen = list(candidates), {c: {} for c in candidates}
+    for k, epochs in enumerate(budgets):
+        if k == len(budgets) - 1:
+            alive = alive[:1]
+        for c in alive:
+            seen[c][epochs] = fit(c, epochs)
+            echo(f"lam search: {c} at epoch {epochs}: validation {seen[c][epochs]:.4f}")
+        order = sorted(range(len(alive)), key=lambda i: (-seen[alive[i]][epochs], i))  # ties: the earlier one
+        alive = [alive[i] for i in order][: max(1, math.ceil(len(alive) / 2))]
+    return alive[0], seen
+
+
+def _echo(s: str):
+    print(s, file=sys.stderr)
+
+
+def _warn_if_ordinary_validation(cfg: Config):
+    if cfg.validation_decoys == "train":
+        _echo("warning: lam: auto chooses lambda on the validation images as they are (validation_decoys: train), "
+              "where the marked pattern predicts the label as in training; set validation_decoys: exchange")
+
+
+def _search(cfg: Config, out: Path, entries: int, epochs: int, fit, resume: bool, progress: bool) -> tuple[float, dict]:
+    """Choose lambda for ``cfg`` (``fit(lam, epochs, where) -> validation score``); returns it and the
+    record, leaving the chosen candidate's checkpoint and model in ``out`` to be resumed."""
+    out = Path(out)
+    record_file = out / RECORD
+    if resume and record_file.exists():
+        record = json.loads(record_file.read_text())
+        if not config_difference(record["config"], cfg.to_dict(), ignore=("epochs", "finetune_epochs",
+                                                                          "device", "threads", "workers")):
+            return float(record["lam"]), record
+    _warn_if_ordinary_validation(cfg)
+    grid = {g: g / entries for g in GRID}
+    where = {g: out / SEARCH_DIR / f"g{g:g}" for g in GRID}
+    t0 = time.time()
+    budgets = rungs(epochs)
+    echo = _echo if progress else (lambda s: None)
+    echo(f"lam: auto: {len(GRID)} values of lambda, {', '.join(f'{v:.3g}' for v in grid.values())} "
+         f"(per image: {', '.join(f'{g:g}' for g in GRID)} / {entries} pre-activations), compared at epochs "
+         f"{', '.join(map(str, budgets))} on the validation images")
+    best, seen = successive_halving(list(GRID), lambda g, e: fit(grid[g], e, where[g]), budgets,
+                                    echo=lambda s: echo(s.replace("lam search: ", "lam search: g=")))
+    winner = where[best]
+    for name in (CHECKPOINT, MODEL):
+        shutil.copyfile(winner / name, out / name)
+    record = {"lam": grid[best], "per_image": best, "entries": entries, "grid": list(GRID),
+              "epochs": budgets, "scores": {f"{g:g}": {str(e): s for e, s in seen[g].items()} for g in GRID},
+              "epochs_trained": sum(max(seen[g]) for g in GRID if seen[g]),
+              "seconds": time.time() - t0, "config": cfg.to_dict()}
+    atomic_write(record_file, lambda p: p.write_text(json.dumps(record, indent=2)))
+    shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
+    echo(f"lam: auto chose lambda = {grid[best]:.3g} (per image {best:g}) in {record['seconds']:.0f} s; "
+         f"training it on to epoch {epochs}")
+    return grid[best], record
+
+
+def train_choosing_lam(cfg: Config, out, resume: bool = True, progress: bool = True, split=None) -> dict:
+    """:func:`~pyro_ebnn.experiment.runs.train`, with lambda chosen on the validation images first
+    when the config says ``lam: auto`` and ``mode: feedback`` (module docstring)."""
+    if cfg.lam != AUTO or cfg.mode != "feedback":
+        return train(cfg, out, resume=resume, progress=progress, split=split)
+    out = Path(out)
+    split = split or prepare_split(cfg)
+    if split.val is None:
+        raise ConfigError("lam: auto chooses lambda on validation images and this data has none; set lam to a number")
+    if not resume:
+        (out / RECORD).unlink(missing_ok=True)
+        shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
+    entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes)
+
+    def fit(lam, epochs, where):
+        return train(dataclasses.replace(cfg, epochs=epochs), where, resume=True, progress=progress, split=split,
+                     lam=lam, evaluate=False)[f"val_{cfg.select_metric}"]
+    lam, record = _search(cfg, out, entries, cfg.epochs, fit, resume, progress)
+    record = {k: v for k, v in record.items() if k != "config"}
+    return train(cfg, out, resume=True, progress=progress, split=split, lam=lam, extra={"lam_search": record})
+
+
+def finetune_choosing_lam(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True) -> dict:
+    """:func:`~pyro_ebnn.experiment.runs.finetune`, with the fine-tuning lambda chosen on the
+    validation images first when it is ``auto`` (``finetune_lam``, or ``lam`` when that is null)."""
+    lam = cfg.finetune_lam if cfg.finetune_lam is not None else cfg.lam
+    if lam != AUTO:
+        return finetune(run_dir, cfg, out, resume=resume, progress=progress)
+    out = Path(out)
+    if not resume:
+        (out / RECORD).unlink(missing_ok=True)
+        shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
+    split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback)
+    if not (split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0):
+        return finetune(run_dir, cfg, out, resume=resume, progress=progress)  # no feedback: nothing to weigh
+    entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes)
+
+    def fit(value, epochs, where):
+        return finetune(run_dir, dataclasses.replace(cfg, finetune_epochs=epochs), where, resume=True,
+                        progress=progress, lam=value, evaluate=False)[f"val_{cfg.select_metric}"]
+    chosen, record = _search(cfg, out, entries, cfg.finetune_epochs, fit, resume, progress)
+    record = {k: v for k, v in record.items() if k != "config"}
+    return finetune(run_dir, cfg, out, resume=True, progress=progress, lam=chosen, extra={"lam_search": record})
