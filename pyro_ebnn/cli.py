@@ -29,6 +29,7 @@ from .experiment.compare import parse_modes, parse_sweeps, parse_weights
 from .experiment.compare import run_grid as train_grid
 from .experiment.config import MODES, load_config, parse_sets
 from .experiment.protocol import use_threads
+from .experiment.report import shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
 from .explain import REFERENCES, parse_methods
 
@@ -88,6 +89,15 @@ def _common(f):
     return f
 
 
+def _report(m, warnings: bool = False):
+    """The shortcut report of a run's metrics (and its warnings) on the terminal."""
+    text = shortcut_report(m)
+    if text:
+        click.echo(text)
+    for line in m.get("warnings", []) if warnings else ():
+        click.echo(f"warning: {line}", err=True)
+
+
 def _summary(m):
     keys = ["balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy"]
     return "  ".join(f"{k}={m[k]:.4f}" for k in keys if isinstance(m.get(k), float))
@@ -104,6 +114,7 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
     m = search.train_choosing_lam(cfg, out, resume=resume)
     if m:  # process 0 of a torchrun group reports; the others return nothing
         click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
+        _report(m)
 
 
 @cli.command()
@@ -128,6 +139,7 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, fee
         used = ("  feedback: " + ", ".join(f"{m[f'feedback_{d}']} {d}" for d in ("irrelevant", "accepted", "skipped"))
                 if "feedback_store" in m else "")
         click.echo(f"{cfg.name} fine-tuned: {_summary(m)}{used}  -> {out}/metrics.json")
+        _report(m)
 
 
 @cli.command()
@@ -205,6 +217,7 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
     extra = "  ".join(f"{k}={m[k]:.4f}" for k in ("ece", "nll", *(f"overlap_{x}" for x in methods.split(",")))
                       if isinstance(m.get(k), float))
     click.echo(f"{_summary(m)}  {extra}  ({m['eval_seconds']:.0f} s)  -> {out}/metrics.json")
+    _report(m, warnings=True)
 
 
 @cli.command()

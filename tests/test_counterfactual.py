@@ -98,9 +98,9 @@ def test_streamed_sets_get_the_same_counterfactuals_as_in_memory_ones(tmp_path):
 def test_prepare_split_validates_on_counterfactuals_and_keeps_the_ordinary_images(tmp_path):
     _write_npz(tmp_path / "d.npz")
     base = {"npz_path": str(tmp_path / "d.npz"), "mask_fraction": 1.0}
-    plain = prepare_split(load_config("configs/custom_npz.yaml", base))
+    plain = prepare_split(load_config("configs/custom_npz.yaml", {**base, "validation_decoys": "train"}))
     assert plain.extra_val == {}
-    for kind in ("noise", "swap"):
+    for kind in ("noise", "swap", "exchange"):
         split = prepare_split(load_config("configs/custom_npz.yaml", {**base, "validation_decoys": kind}))
         ordinary = split.extra_val["ordinary"]
         assert torch.equal(ordinary.images, plain.val.images) and torch.equal(split.val.labels, plain.val.labels)

@@ -83,7 +83,7 @@ def runs(tmp_path):
     dirs = []
     for fold in (0, 1):
         cfg = load_config("configs/custom_npz.yaml", {"npz_path": str(tmp_path / "d.npz"), "eval_samples": 2,
-                                                      "batch_size": 8, "epochs": 1, "fold": fold})
+                                                      "batch_size": 8, "epochs": 1, "fold": fold, "lam": 1e-4})
         train(cfg, tmp_path / "fb" / f"fold{fold}", progress=False)
         dirs.append(tmp_path / "fb" / f"fold{fold}")
     return dirs

@@ -102,7 +102,7 @@ def test_isic_in_the_cdep_layout_with_patch_masks_and_a_test_set_without_patches
 def test_isic_reports_the_test_set_with_and_without_patches_through_prepare_split(tmp_path):
     root = write_isic(tmp_path / "isic", benign=8, with_patch=4, malignant=4)
     split = prepare_split(_cfg("isic", root, image_size=40, test_fraction=0.5))
-    assert list(split.extra_tests) == ["test_no_patches"]
+    assert list(split.extra_tests) == ["test_no_patches", "marked_noise", "marked_swap"]  # and the shortcut report's
     assert len(split.train) + len(split.val) == 6
 
 

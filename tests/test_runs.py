@@ -31,7 +31,9 @@ def npz(tmp_path):
 
 
 def _cfg(npz, **kw):
-    return load_config("configs/custom_npz.yaml", {"npz_path": npz, "eval_samples": 2, "batch_size": 8, **kw})
+    # the shipped config's mechanics with a fixed lambda and the validation images as they are
+    return load_config("configs/custom_npz.yaml", {"npz_path": npz, "eval_samples": 2, "batch_size": 8, "lam": 1e-4,
+                                                   "validation_decoys": "train", **kw})
 
 
 def test_interrupted_run_resumes_exactly(tmp_path, npz):
@@ -76,7 +78,8 @@ print(repr(p.tolist()))
 
 def test_finetune_evaluate_and_aggregate_from_the_cli(tmp_path, npz):
     r = CliRunner()
-    base = ["--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "eval_samples=2"]
+    base = ["--config", "configs/custom_npz.yaml", "--set", f"npz_path={npz}", "--set", "eval_samples=2",
+            "--set", "lam=1e-4"]
     for fold in (0, 1):
         res = r.invoke(cli, ["train", *base, "--mode", "none", "--fold", str(fold), "--set", "epochs=1",
                              "--out", str(tmp_path / "runs" / f"none{fold}")])
@@ -348,7 +351,8 @@ def test_grid_trains_runs_in_parallel_processes_as_it_would_one_after_the_other(
     r = CliRunner()
     threads = max(1, (os.cpu_count() or 1) // 2)
     base = ["grid", "--config", "configs/custom_npz.yaml", "--modes", "none,feedback", "--folds", "0",
-            "--set", f"npz_path={npz}", "--set", "eval_samples=2", "--set", "epochs=1", "--set", "batch_size=8"]
+            "--set", f"npz_path={npz}", "--set", "eval_samples=2", "--set", "epochs=1", "--set", "batch_size=8",
+            "--set", "lam=1e-4"]
     res = r.invoke(cli, [*base, "--jobs", "2", "--out", str(tmp_path / "par")])
     assert res.exit_code == 0, res.output
     assert "2 runs, 2 at a time" in res.output

@@ -46,7 +46,7 @@ def test_every_layout_trains_from_the_command_line_through_its_config(tmp_path, 
     if config == "isic":
         assert "test_no_patches_balanced_accuracy" in m
     history = torch.load(out / "checkpoint.pt", weights_only=False)["history"]
-    if json.loads(json.dumps(m["config"]))["validation_decoys"] in ("noise", "swap"):
+    if json.loads(json.dumps(m["config"]))["validation_decoys"] in ("noise", "swap", "exchange"):
         assert any(k.startswith("val_ordinary_") for k in history[-1])  # both validation scores
 
 

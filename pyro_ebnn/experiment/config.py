@@ -90,10 +90,11 @@ class Config:
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
     mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg
-    # the weight of the explanation term per observed pre-activation ([000]'s lambda), or auto:
-    # chosen on the validation images by successive halving over a grid that is relative to the
-    # size of the evidence layer (pyro_ebnn.experiment.search; docs/method.md, "Choosing lambda")
-    lam: Union[float, str] = "auto"
+    # the weight of the explanation term per observed pre-activation ([000]'s lambda; the default is
+    # [000]'s for the position rule), or auto: chosen on the validation images by successive halving
+    # over a grid relative to the size of the evidence layer, what the configs for your own data use
+    # (pyro_ebnn.experiment.search; docs/method.md, "Choosing lambda")
+    lam: Union[float, str] = 3e-4
     mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images

@@ -14,12 +14,13 @@ from ..data import Split, batches
 from ..errors import ConfigError
 from ..explain import (REFERENCE_METHODS, REFERENCES, ExplainError, channel_mean, explain, masked_indices,
                        overlap_metrics, parse_methods)
-from ..metrics import classification_metrics, plugin_metrics, uncertainty_metrics
+from ..metrics import classification_metrics, group_accuracies, plugin_metrics, uncertainty_metrics
 from ..progress import progress_bar
 from .build import resolve_device
 from .config import DATA_KEYS, Config, config_difference, load_config, parse_sets
 from .figures import attribution_grid, attribution_title, evaluation_figures, validation_curve
 from .protocol import images_of, prepare_split, set_seed, use_threads
+from .report import run_warnings
 from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, load_model, read_metrics, write_metrics, writing
 
 __all__ = ["CHECKPOINTS", "evaluate_sets", "attribution_reference", "drop_stale_overlaps", "add_overlap",
@@ -57,6 +58,9 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
             plugin.append(mean_probs(model, x, device=device))
         probs, plugin = torch.cat(probs, dim=1), torch.cat(plugin)
         m = classification_metrics(data.labels.numpy(), probs.mean(0).numpy())
+        if name == "test":
+            m.update(group_accuracies(data.labels.numpy(), probs.mean(0).argmax(-1).numpy(), data.has_mask.numpy(),
+                                      data.class_names))
         m.update(uncertainty_metrics(data.labels, probs))
         m.update(plugin_metrics(data.labels, plugin))
         if name == "test":
@@ -168,7 +172,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     model, _, payload = load_model(run_dir, dev, cfg)
     # memory-mapped: only the tensors used are read (the history, and the network for "last")
     state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False) \
-        if (run_dir / CHECKPOINT).exists() and (figures or checkpoint == "last") else None
+        if (run_dir / CHECKPOINT).exists() else None
     if checkpoint == "last":
         model.net.load_state_dict(state["net"])
     with writing(out):  # creates out; nobody else writes there meanwhile (a training run, another evaluate)
@@ -199,6 +203,8 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
             if attributions:
                 drop_stale_overlaps(old, cfg.attribution_reference)
             metrics = {**old, **metrics}
+        if state is not None and state.get("history") and checkpoint == "selected":
+            metrics["warnings"] = run_warnings(metrics, state["history"], cfg.mode, cfg.select_metric)
         write_metrics(out, metrics)
         return metrics
 

@@ -12,7 +12,7 @@ from ..data import ImageSet, LabelledImages, Split, batches, counterfactual, fol
 from .config import Config
 from .feedback import training_feedback
 
-__all__ = ["COUNTERFACTUAL_SEED", "prepare_split", "training_indices", "images_of", "set_seed", "use_threads"]
+__all__ = ["COUNTERFACTUAL_SEED", "prepare_split", "marked_replaced", "training_indices", "images_of", "set_seed", "use_threads"]
 
 #: offset of the counterfactual validation seed from data_seed
 COUNTERFACTUAL_SEED = 7919
@@ -34,6 +34,7 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None)
     trainval, sets = load_dataset(cfg)
     train_idx = training_indices(cfg, trainval, sets)
     test = sets.pop("test")
+    sets.update(marked_replaced(test, cfg.data_seed + COUNTERFACTUAL_SEED + 1))
     own_val, other_rule = sets.pop("val", None), sets.pop("validation", None)
     if own_val is not None:
         train, val = trainval, own_val
@@ -51,6 +52,16 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None)
     if altered is None:
         return Split(train, val, test, sets, feedback=used)
     return Split(train, altered, test, sets, {"ordinary": val}, feedback=used)
+
+
+def marked_replaced(test: LabelledImages, seed: int) -> dict:
+    """The shortcut report's extra test sets: the test images with their marked regions replaced by
+    noise (``marked_noise``) and by another class's pixels (``marked_swap``), when any test image
+    has a mask (:mod:`pyro_ebnn.data.counterfactual`)."""
+    if not bool(test.has_mask.any()):
+        return {}
+    kinds = ("noise", "swap") if len(torch.unique(test.labels)) > 1 else ("noise",)
+    return {f"marked_{kind}": counterfactual(test, kind, seed) for kind in kinds}
 
 
 def training_indices(cfg: Config, trainval: LabelledImages, sets: dict) -> np.ndarray:

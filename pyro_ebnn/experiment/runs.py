@@ -22,10 +22,15 @@ from .config import AUTO, Config
 from .distributed import join
 from .evaluation import evaluate_sets
 from .protocol import images_of, prepare_split, set_seed, use_threads
+from .report import run_warnings
 from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics, writing
 from .training import Trainer
 
-__all__ = ["train", "finetune"]
+__all__ = ["train", "finetune", "LAST_NETWORK_KEYS"]
+
+#: what metrics.json keeps of the last epoch's network when another one was selected (``last_<key>``)
+LAST_NETWORK_KEYS = ("balanced_accuracy", "accuracy", "worst_group_accuracy", "worst_group", "ece", "nll",
+                     "confusion_matrix")
 
 
 def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer:
@@ -165,6 +170,10 @@ def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=Non
     t0 = time.time()
     metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
                "seed": cfg.seed, **evaluate_sets(best, split, cfg, device, progress)}
+    if trainer.best_epoch != trainer.epoch:  # the last network too, for the warnings' side-by-side numbers
+        last = evaluate_sets(trainer.model, dataclasses.replace(split, extra_tests={}), cfg, device, progress,
+                             attributions=False)
+        metrics.update({f"last_{k}": last[k] for k in LAST_NETWORK_KEYS if k in last})
     epochs = trainer.history
     metrics.update({
         "best_epoch": trainer.best_epoch, "epochs_run": trainer.epoch,
@@ -176,5 +185,8 @@ def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=Non
         "eval_seconds": time.time() - t0, "device": str(device), "threads": torch.get_num_threads(),
         "world_size": trainer.group.size, **(extra or {}), "config": cfg.to_dict(),
     })
+    metrics["warnings"] = run_warnings(metrics, trainer.history, cfg.mode, cfg.select_metric)
+    for line in metrics["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     write_metrics(out, metrics)
     return metrics

@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from .build import build_net
 from .config import AUTO, Config, config_difference
 from .protocol import prepare_split
-from .rundir import CHECKPOINT, MODEL, atomic_write
+from .rundir import CHECKPOINT, MODEL, atomic_write, writing
 from .runs import finetune, train
 
 __all__ = ["GRID", "RECORD", "evidence_entries", "rungs", "successive_halving", "train_choosing_lam",
@@ -123,7 +123,13 @@ def _search(cfg: Config, out: Path, entries: int, epochs: int, fit, resume: bool
         if not config_difference(record["config"], cfg.to_dict(), ignore=("epochs", "finetune_epochs",
                                                                           "device", "threads", "workers")):
             return float(record["lam"]), record
+    with writing(out):  # nobody else trains into OUT meanwhile; train claims it again afterwards
+        return _halve(cfg, out, entries, epochs, fit, progress)
+
+
+def _halve(cfg: Config, out: Path, entries: int, epochs: int, fit, progress: bool) -> tuple[float, dict]:
     _warn_if_ordinary_validation(cfg)
+    record_file = out / RECORD
     grid = {g: g / entries for g in GRID}
     where = {g: out / SEARCH_DIR / f"g{g:g}" for g in GRID}
     t0 = time.time()

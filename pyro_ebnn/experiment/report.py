@@ -1,0 +1,122 @@
+"""What a finished run tells its user in words: the shortcut report and the warnings.
+
+The shortcut report reads the test metrics per group (:mod:`pyro_ebnn.metrics.groups`: every class,
+with and without a marked region) and the accuracy when the marked regions are replaced (the
+``marked_noise`` and ``marked_swap`` test sets). The warnings name a run that did not learn what it
+should, in one line each, with the numbers of the selected and the last network side by side.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from ..metrics import groups_of
+
+__all__ = ["ONE_CLASS_SHARE", "predicted_share", "run_warnings", "shortcut_report", "fmt"]
+
+#: a network that gives one class to more than this share of the test images, where the labels'
+#: largest class is at most :data:`LABEL_SHARE_GAP` below it, "predicts one class for most images"
+ONE_CLASS_SHARE = 0.9
+LABEL_SHARE_GAP = 0.25
+
+
+def fmt(value: Optional[float]) -> str:
+    """Three decimals, or three significant digits for small values (never 0.000 for 0.0005).
+
+    >>> fmt(0.8123), fmt(0.00052), fmt(None), fmt(0.0)
+    ('0.812', '0.00052', 'n/a', '0.000')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.2g}"
+    return f"{value:.3f}"
+
+
+def predicted_share(confusion) -> tuple[float, float]:
+    """(share of the test images given the most predicted class, share of the largest true class),
+    from a confusion matrix (rows: true, columns: predicted).
+
+    >>> predicted_share([[5, 0], [4, 1]])
+    (0.9, 0.5)
+    """
+    c = np.asarray(confusion, dtype=float)
+    total = c.sum()
+    if total == 0:
+        return float("nan"), float("nan")
+    return float(c.sum(0).max() / total), float(c.sum(1).max() / total)
+
+
+def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "balanced_accuracy") -> list[str]:
+    """One line per sign that the run did not learn what it should (empty when none):
+
+    * the model was selected at the first epoch and validation then declined;
+    * the selected or the last network gives one class to most test images;
+    * a feedback run's last validation score is below its first epoch's.
+    """
+    key = f"val_{select_metric}"
+    scores = [h[key] for h in history if key in h]
+    side = _selected_and_last(metrics)
+    out = []
+    if len(scores) >= 2 and metrics.get("best_epoch") == 1 and scores[-1] < scores[0] - 0.02:
+        out.append(f"the model was selected at epoch 1 and validation then fell from {fmt(scores[0])} to "
+                   f"{fmt(scores[-1])}: the later epochs learned something the validation images punish{side}")
+    for which, prefix in (("selected", ""), ("last", "last_")):
+        confusion = metrics.get(f"{prefix}confusion_matrix")
+        if confusion is None:
+            continue
+        share, label_share = predicted_share(confusion)
+        if share > ONE_CLASS_SHARE and label_share < share - LABEL_SHARE_GAP:
+            out.append(f"the {which} network gives one class to {share:.0%} of the test images (the largest class is "
+                       f"{label_share:.0%} of them): it hardly tells the classes apart{side}")
+    if mode == "feedback" and len(scores) >= 2 and scores[-1] < scores[0] - 0.02:
+        out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
+                   f"the evidence may outweigh the labels; try lam: auto or a smaller lam{side}")
+    return out
+
+
+def _selected_and_last(metrics: dict) -> str:
+    """"; selected network (epoch k): ... / last network (epoch n): ..." when both were evaluated."""
+    if "last_balanced_accuracy" not in metrics:
+        return ""
+    def numbers(prefix):
+        parts = [f"balanced accuracy {fmt(metrics.get(prefix + 'balanced_accuracy'))}"]
+        if prefix + "worst_group_accuracy" in metrics:
+            parts.append(f"worst group {fmt(metrics[prefix + 'worst_group_accuracy'])}")
+        return ", ".join(parts)
+    return (f" (test: selected network, epoch {metrics.get('best_epoch')}: {numbers('')}; last network, epoch "
+            f"{metrics.get('epochs_run')}: {numbers('last_')})")
+
+
+def shortcut_report(metrics: dict) -> str:
+    """The test accuracy of every group (class x marked or not), the worst group, and the balanced
+    accuracy with the marked regions replaced; "" when the metrics hold no groups.
+
+    >>> print(shortcut_report({"accuracy_cat_marked": 0.9, "images_cat_marked": 10, "accuracy_cat_unmarked": 0.6,
+    ...     "images_cat_unmarked": 10, "worst_group_accuracy": 0.6, "worst_group": "cat, unmarked",
+    ...     "balanced_accuracy": 0.75, "marked_noise_balanced_accuracy": 0.7}))
+    shortcut report (test accuracy per class, with and without a marked region):
+      class   marked        unmarked
+      cat     0.900 (10)    0.600 (10)
+      worst group: cat, unmarked 0.600
+      marked regions replaced by noise: balanced accuracy 0.700 (-0.050)
+    """
+    groups = groups_of(metrics)
+    if not groups:
+        return ""
+    classes = list(dict.fromkeys(g[0] for g in groups))
+    cell = {(c, s): f"{fmt(a)} ({n})" for c, s, a, n in groups}
+    width = max(5, *(len(c) for c in classes))
+    lines = ["shortcut report (test accuracy per class, with and without a marked region):",
+             f"  {'class':<{width}}   {'marked':<12}  unmarked"]
+    for c in classes:
+        lines.append(f"  {c:<{width}}   {cell.get((c, 'marked'), '-'):<12}  {cell.get((c, 'unmarked'), '-')}".rstrip())
+    lines.append(f"  worst group: {metrics['worst_group']} {fmt(metrics['worst_group_accuracy'])}")
+    base = metrics.get("balanced_accuracy")
+    for kind, words in (("noise", "noise"), ("swap", "another class's pixels")):
+        value = metrics.get(f"marked_{kind}_balanced_accuracy")
+        if value is not None and base is not None:
+            lines.append(f"  marked regions replaced by {words}: balanced accuracy {fmt(value)} ({value - base:+.3f})")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""The shortcut report (accuracy per class x marked group, the marked regions replaced) and the
+warnings of a run that did not learn what it should."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pyro_ebnn.cli import cli
+from pyro_ebnn.experiment.report import run_warnings, shortcut_report
+from pyro_ebnn.metrics import group_accuracies
+
+from image_fixtures import write_folder
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYRO_EBNN_CACHE", str(tmp_path / "cache"))
+
+
+def test_group_accuracies_against_counts_by_hand():
+    rng = np.random.default_rng(0)
+    y, p, marked = rng.integers(0, 3, 200), rng.integers(0, 3, 200), rng.random(200) < 0.3
+    g = group_accuracies(y, p, marked, ["a", "b", "c"])
+    for k, name in enumerate("abc"):
+        for state, where in (("marked", marked), ("unmarked", ~marked)):
+            sel = (y == k) & where
+            assert g[f"images_{name}_{state}"] == sel.sum()
+            assert g[f"accuracy_{name}_{state}"] == pytest.approx((p[sel] == k).mean())
+    accuracies = {k: v for k, v in g.items() if k.startswith("accuracy_")}
+    assert g["worst_group_accuracy"] == min(accuracies.values())
+    assert g["worst_group"].replace(", ", "_") == min(accuracies, key=accuracies.get)[len("accuracy_"):]
+    # a group without images is left out, not counted as 0
+    assert "accuracy_a_marked" not in group_accuracies([0, 1], [0, 1], [False, True], ["a", "b"])
+
+
+def test_the_warnings_name_each_failure_with_the_selected_and_last_numbers():
+    history = [{"epoch": e, "val_balanced_accuracy": v} for e, v in enumerate([0.82, 0.7, 0.6], start=1)]
+    one_class = {"best_epoch": 1, "epochs_run": 3, "confusion_matrix": [[50, 0], [45, 5]],
+                 "balanced_accuracy": 0.55, "last_balanced_accuracy": 0.52, "last_confusion_matrix": [[50, 0], [49, 1]]}
+    lines = run_warnings(one_class, history, "feedback")
+    assert len(lines) == 4 and all("selected network, epoch 1: balanced accuracy 0.550; last network, epoch 3: "
+                                   "balanced accuracy 0.520" in line for line in lines)
+    assert lines[0].startswith("the model was selected at epoch 1 and validation then fell from 0.820 to 0.600")
+    assert "the selected network gives one class to 95%" in lines[1] and "the last network" in lines[2]
+    assert "below its first epoch's 0.820" in lines[3]
+    healthy = [{"val_balanced_accuracy": v} for v in (0.6, 0.8, 0.9)]
+    assert run_warnings({"best_epoch": 3, "confusion_matrix": [[40, 10], [10, 40]]}, healthy, "feedback") == []
+    # a data set whose test images are mostly one class is not a network that predicts one class
+    assert run_warnings({"best_epoch": 3, "confusion_matrix": [[95, 0], [3, 2]]}, healthy, "none") == []
+
+
+def test_train_writes_and_prints_the_shortcut_report(tmp_path):
+    root = write_folder(tmp_path / "data", per_class=(12, 6), masked=range(3))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--config", "configs/image_folder_small.yaml", "--out", str(out),
+                                   "--set", f"data_dir={root}", "--set", "epochs=2", "--set", "lam=1e-5",
+                                   "--set", "image_size=16", "--set", "batch_size=4", "--set", "eval_samples=2",
+                                   "--set", "workers=0"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    for name in ("cat", "dog"):
+        assert m[f"images_{name}_marked"] == 3 and m[f"images_{name}_unmarked"] == 3
+    assert m["worst_group_accuracy"] == min(m[f"accuracy_{c}_{s}"] for c in ("cat", "dog") for s in ("marked", "unmarked"))
+    assert {"marked_noise_balanced_accuracy", "marked_swap_balanced_accuracy"} <= set(m)
+    assert isinstance(m["warnings"], list)
+    assert shortcut_report(m) in res.output and "worst group: " in res.output

@@ -1,0 +1,73 @@
+"""lam: auto: successive halving over the grid, run as a user runs it (the train command on an image
+folder), resumed from its record, and refused where it cannot work."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pyro_ebnn.cli import cli
+from pyro_ebnn.errors import ConfigError
+from pyro_ebnn.experiment.config import Config, load_config
+from pyro_ebnn.experiment.runs import train
+from pyro_ebnn.experiment.search import GRID, RECORD, SEARCH_DIR, evidence_entries, rungs, successive_halving
+
+from image_fixtures import write_folder
+
+TINY = ["--set", "image_size=16", "--set", "batch_size=4", "--set", "eval_samples=2", "--set", "workers=0"]
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYRO_EBNN_CACHE", str(tmp_path / "cache"))
+
+
+def test_successive_halving_keeps_the_better_half_at_every_budget_and_fits_each_survivor_further():
+    fitted = []
+
+    def fit(c, epochs):
+        fitted.append((c, epochs))
+        return {"a": 0.5, "b": 0.7, "c": 0.6, "d": 0.7}[c] + 0.01 * epochs * (c == "c")
+
+    best, seen = successive_halving(["a", "b", "c", "d"], fit, [1, 5, 9])
+    # epoch 1: b and d tie at 0.7 ahead of c (0.61) and a; at epoch 5 they tie again and b, listed first, wins
+    assert fitted == [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("b", 5), ("d", 5), ("b", 9)]
+    assert best == "b" and seen["a"] == {1: 0.5} and seen["b"] == {1: 0.7, 5: 0.7, 9: 0.7}
+
+
+def test_rungs_and_the_evidence_layer_size():
+    assert rungs(20) == [3, 7, 20] and rungs(60) == [10, 20, 60] and rungs(2) == [1, 2]
+    assert evidence_entries(Config(), (3, 64, 64), 2) == 16 * 29 * 29
+
+
+def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
+    root = write_folder(tmp_path / "data", per_class=(12, 4), masked=range(8))
+    out = tmp_path / "run"
+    args = ["train", "--config", "configs/image_folder_small.yaml", "--out", str(out), "--set", f"data_dir={root}",
+            "--set", "epochs=3", *TINY]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    search = m["lam_search"]
+    entries = evidence_entries(load_config("configs/image_folder_small.yaml", {"image_size": 16}), (3, 16, 16), 2)
+    assert search["entries"] == entries and search["epochs"] == [1, 2, 3]
+    assert set(search["scores"]) == {f"{g:g}" for g in GRID}
+    assert sorted(len(s) for s in search["scores"].values()) == [1, 1, 2, 3]     # 4 at epoch 1, 2 at 2, 1 at 3
+    assert m["lam"] == pytest.approx(search["per_image"] / entries) and search["per_image"] in GRID
+    assert m["config"]["lam"] == "auto" and m["epochs_run"] == 3                 # the choice trained to the end
+    assert torch.load(out / "model.pt", weights_only=False)["lam"] == pytest.approx(m["lam"])
+    assert not (out / SEARCH_DIR).exists() and json.loads((out / RECORD).read_text())["lam"] == m["lam"]
+    # the same command again: the record is reused, nothing is searched again
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "lam search" not in again.output
+    assert json.loads((out / "metrics.json").read_text())["lam"] == m["lam"]
+
+
+def test_lam_auto_is_refused_where_a_number_is_needed(tmp_path):
+    cfg = load_config(None, {"max_train_images": 60, "max_test_images": 20, "epochs": 1, "lam": "auto"})
+    with pytest.raises(ConfigError, match="lam: auto is chosen on validation by the train and finetune commands"):
+        train(cfg, tmp_path / "run")
+    for bad in ("often", "-1"):
+        with pytest.raises(ConfigError, match="lam"):
+            load_config(None, {"lam": bad})
+    assert load_config(None, {"lam": "AUTO"}).lam == "auto" and load_config(None, {"lam": "3e-4"}).lam == 3e-4
