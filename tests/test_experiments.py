@@ -194,3 +194,21 @@ def test_position_probe_refuses_runs_of_another_rule_or_none(runs, tmp_path):
                           str(tmp_path / "rule")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "the probe needs Decoy MNIST's position rule" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_evidence_balance_weighs_the_three_terms_of_the_loss(tmp_path):
+    _write_npz(tmp_path / "d.npz")
+    out = tmp_path / "balance.json"
+    _script("evidence_balance.py", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={tmp_path / 'd.npz'}",
+            "--set", "lam=1e-3", "--set", "batch_size=8", "--epochs", 1, "--images", 16, "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["val"] is None and rows[1]["val"] is not None
+    for r in rows:
+        assert r["kl"] > 0 and r["data"] > 0 and r["cells"] > 0
+        assert r["evidence/data"] == pytest.approx(r["evidence"] / r["data"])
+    # lambda scales the evidence term alone: ten times lambda, ten times the term (same draw)
+    again = tmp_path / "ten.json"
+    _script("evidence_balance.py", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={tmp_path / 'd.npz'}",
+            "--set", "lam=1e-2", "--set", "batch_size=8", "--epochs", 0, "--images", 16, "--json", again)
+    ten = json.loads(again.read_text())["rows"][0]
+    assert ten["evidence"] == pytest.approx(10 * rows[0]["evidence"], rel=1e-5) and ten["data"] == pytest.approx(rows[0]["data"])
