@@ -133,7 +133,7 @@ KEYS = {
     "max_train_images": "subsample the training images",
     "max_test_images": "subsample the test images",
     "data_seed": "seed of the data (decoys, folds, subsamples)",
-    "validation_decoys": "the validation images: as they are (`train`), with the test rule's decoys (`test`, Decoy MNIST), or with their masked regions replaced by noise (`noise`) or by another class's pixels (`swap`)",
+    "validation_decoys": "the validation images: as they are (`train`), with the test rule's decoys (`test`, Decoy MNIST), with their masked regions replaced by noise (`noise`) or by another class's pixels (`swap`), or exchanged with an unmarked image of another class (`exchange`, the folder and npz configs')",
     "architecture": "`lenet`, `alexnet`, `cdep_cnn`",
     "batch_norm": "AlexNet with batch norm after each convolution ([001])",
     "pretrained": "`true`: ImageNet AlexNet means from torchvision (torch hub cache); a path: a state-dict file; `false`",
@@ -146,7 +146,7 @@ KEYS = {
     "prior_scale": "scale of the prior on every weight",
     "class_weights": "per-class weights of the log-likelihood",
     "mode": "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg`",
-    "lam": "λ, the weight of the evidence",
+    "lam": "λ, the weight of the evidence per observed pre-activation, or `auto`: chosen on validation by successive halving ([method.md](method.md#choosing-λ))",
     "mask_pool": "`max`, `min`, `receptive` ([method.md](method.md#evidence-options))",
     "gradient_filter": "[001] Eq. 12",
     "mask_fraction": "fraction of the training images whose mask is kept",
@@ -175,7 +175,7 @@ KEYS = {
     "finetune_budget": "annotated training images when fine-tuning (fraction < 1, count ≥ 1; 0: the control)",
     "finetune_epochs": "fine-tuning epochs",
     "finetune_lr": "fine-tuning learning rate (null: `lr`)",
-    "finetune_lam": "λ when fine-tuning (null: `lam`)",
+    "finetune_lam": "λ when fine-tuning (null: `lam`; `auto` searches as `lam: auto` does)",
     "finetune_feedback": "a feedback store: fine-tune on its answers instead of `finetune_budget` (`finetune --feedback`)",
 }
 
