@@ -36,18 +36,19 @@ def test_group_accuracies_against_counts_by_hand():
 
 def test_the_warnings_name_each_failure_with_the_selected_and_last_numbers():
     history = [{"epoch": e, "val_balanced_accuracy": v} for e, v in enumerate([0.82, 0.7, 0.6], start=1)]
-    one_class = {"best_epoch": 1, "epochs_run": 3, "confusion_matrix": [[50, 0], [45, 5]],
-                 "balanced_accuracy": 0.55, "last_balanced_accuracy": 0.52, "last_confusion_matrix": [[50, 0], [49, 1]]}
+    one_class = {"best_epoch": 1, "epochs_run": 3, "plugin_confusion_matrix": [[50, 0], [45, 5]],
+                 "plugin_balanced_accuracy": 0.55, "last_balanced_accuracy": 0.52,
+                 "last_confusion_matrix": [[50, 0], [49, 1]]}
     lines = run_warnings(one_class, history, "feedback")
-    assert len(lines) == 4 and all("selected network, epoch 1: balanced accuracy 0.550; last network, epoch 3: "
+    assert len(lines) == 4 and all("posterior-mean networks: selected, epoch 1: balanced accuracy 0.550; last, epoch 3: "
                                    "balanced accuracy 0.520" in line for line in lines)
     assert lines[0].startswith("the model was selected at epoch 1 and validation then fell from 0.820 to 0.600")
     assert "the selected network gives one class to 95%" in lines[1] and "the last network" in lines[2]
     assert "below its first epoch's 0.820" in lines[3]
     healthy = [{"val_balanced_accuracy": v} for v in (0.6, 0.8, 0.9)]
-    assert run_warnings({"best_epoch": 3, "confusion_matrix": [[40, 10], [10, 40]]}, healthy, "feedback") == []
+    assert run_warnings({"best_epoch": 3, "plugin_confusion_matrix": [[40, 10], [10, 40]]}, healthy, "feedback") == []
     # a data set whose test images are mostly one class is not a network that predicts one class
-    assert run_warnings({"best_epoch": 3, "confusion_matrix": [[95, 0], [3, 2]]}, healthy, "none") == []
+    assert run_warnings({"best_epoch": 3, "plugin_confusion_matrix": [[95, 0], [3, 2]]}, healthy, "none") == []
 
 
 def test_train_writes_and_prints_the_shortcut_report(tmp_path):
@@ -62,6 +63,6 @@ def test_train_writes_and_prints_the_shortcut_report(tmp_path):
     for name in ("cat", "dog"):
         assert m[f"images_{name}_marked"] == 3 and m[f"images_{name}_unmarked"] == 3
     assert m["worst_group_accuracy"] == min(m[f"accuracy_{c}_{s}"] for c in ("cat", "dog") for s in ("marked", "unmarked"))
-    assert {"marked_noise_balanced_accuracy", "marked_swap_balanced_accuracy"} <= set(m)
+    assert {"marked_noise_balanced_accuracy", "marked_swap_balanced_accuracy", "plugin_balanced_accuracy"} <= set(m)
     assert isinstance(m["warnings"], list)
     assert shortcut_report(m) in res.output and "worst group: " in res.output

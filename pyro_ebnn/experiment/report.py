@@ -63,7 +63,7 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
     if len(scores) >= 2 and metrics.get("best_epoch") == 1 and scores[-1] < scores[0] - 0.02:
         out.append(f"the model was selected at epoch 1 and validation then fell from {fmt(scores[0])} to "
                    f"{fmt(scores[-1])}: the later epochs learned something the validation images punish{side}")
-    for which, prefix in (("selected", ""), ("last", "last_")):
+    for which, prefix in (("selected", "plugin_"), ("last", "last_")):
         confusion = metrics.get(f"{prefix}confusion_matrix")
         if confusion is None:
             continue
@@ -79,29 +79,31 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
 
 def _selected_and_last(metrics: dict) -> str:
     """"; selected network (epoch k): ... / last network (epoch n): ..." when both were evaluated."""
-    if "last_balanced_accuracy" not in metrics:
+    if "last_balanced_accuracy" not in metrics or "plugin_balanced_accuracy" not in metrics:
         return ""
     def numbers(prefix):
         parts = [f"balanced accuracy {fmt(metrics.get(prefix + 'balanced_accuracy'))}"]
         if prefix + "worst_group_accuracy" in metrics:
             parts.append(f"worst group {fmt(metrics[prefix + 'worst_group_accuracy'])}")
         return ", ".join(parts)
-    return (f" (test: selected network, epoch {metrics.get('best_epoch')}: {numbers('')}; last network, epoch "
-            f"{metrics.get('epochs_run')}: {numbers('last_')})")
+    return (f" (test, posterior-mean networks: selected, epoch {metrics.get('best_epoch')}: {numbers('plugin_')}; "
+            f"last, epoch {metrics.get('epochs_run')}: {numbers('last_')})")
 
 
 def shortcut_report(metrics: dict) -> str:
     """The test accuracy of every group (class x marked or not), the worst group, and the balanced
-    accuracy with the marked regions replaced; "" when the metrics hold no groups.
+    accuracy of the posterior-mean network with the marked regions replaced; "" when the metrics
+    hold no groups.
 
     >>> print(shortcut_report({"accuracy_cat_marked": 0.9, "images_cat_marked": 10, "accuracy_cat_unmarked": 0.6,
     ...     "images_cat_unmarked": 10, "worst_group_accuracy": 0.6, "worst_group": "cat, unmarked",
-    ...     "balanced_accuracy": 0.75, "marked_noise_balanced_accuracy": 0.7}))
+    ...     "plugin_balanced_accuracy": 0.75, "marked_noise_balanced_accuracy": 0.7}))
     shortcut report (test accuracy per class, with and without a marked region):
       class   marked        unmarked
       cat     0.900 (10)    0.600 (10)
       worst group: cat, unmarked 0.600
-      marked regions replaced by noise: balanced accuracy 0.700 (-0.050)
+      posterior-mean network: balanced accuracy 0.750 as the images are; with the marked regions replaced by
+        noise: 0.700 (-0.050)
     """
     groups = groups_of(metrics)
     if not groups:
@@ -114,9 +116,11 @@ def shortcut_report(metrics: dict) -> str:
     for c in classes:
         lines.append(f"  {c:<{width}}   {cell.get((c, 'marked'), '-'):<12}  {cell.get((c, 'unmarked'), '-')}".rstrip())
     lines.append(f"  worst group: {metrics['worst_group']} {fmt(metrics['worst_group_accuracy'])}")
-    base = metrics.get("balanced_accuracy")
-    for kind, words in (("noise", "noise"), ("swap", "another class's pixels")):
-        value = metrics.get(f"marked_{kind}_balanced_accuracy")
-        if value is not None and base is not None:
-            lines.append(f"  marked regions replaced by {words}: balanced accuracy {fmt(value)} ({value - base:+.3f})")
+    base = metrics.get("plugin_balanced_accuracy")
+    replaced = [(words, metrics.get(f"marked_{kind}_balanced_accuracy"))
+                for kind, words in (("noise", "noise"), ("swap", "another class's pixels"))]
+    if base is not None and any(v is not None for _, v in replaced):
+        lines.append(f"  posterior-mean network: balanced accuracy {fmt(base)} as the images are; with the marked "
+                     "regions replaced by")
+        lines += [f"    {words}: {fmt(v)} ({v - base:+.3f})" for words, v in replaced if v is not None]
     return "\n".join(lines)

@@ -20,17 +20,13 @@ from ..metrics import classification_metrics
 from .build import build_model, resolve_device
 from .config import AUTO, Config
 from .distributed import join
-from .evaluation import evaluate_sets
+from .evaluation import evaluate_sets, posterior_mean_scores
 from .protocol import images_of, prepare_split, set_seed, use_threads
 from .report import run_warnings
 from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics, writing
 from .training import Trainer
 
-__all__ = ["train", "finetune", "LAST_NETWORK_KEYS"]
-
-#: what metrics.json keeps of the last epoch's network when another one was selected (``last_<key>``)
-LAST_NETWORK_KEYS = ("balanced_accuracy", "accuracy", "worst_group_accuracy", "worst_group", "ece", "nll",
-                     "confusion_matrix")
+__all__ = ["train", "finetune"]
 
 
 def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer:
@@ -61,7 +57,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     out = Path(out)
     set_seed(cfg.seed)
     lam = _feedback_weight(cfg, cfg.lam, lam)
-    split = split or prepare_split(cfg)
+    split = split or prepare_split(cfg, progress=progress)
     train_set = split.train
     model = build_model(cfg, train_set.image_shape, train_set.num_classes, lam=lam)
     standardization = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
@@ -97,7 +93,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     if cfg.network != "bayesian":
         raise ConfigError("fine-tuning with feedback needs a Bayesian run (network: bayesian); "
                           f"{run_dir} holds a {cfg.network} network")
-    split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback)
+    split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback, progress=progress)
     with_feedback = split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0
     cfg = dataclasses.replace(cfg, mode="feedback" if with_feedback else "none")
     lam = _feedback_weight(cfg, requested, lam) if with_feedback else None
@@ -171,9 +167,8 @@ def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=Non
     metrics = {"name": cfg.name, "rule": cfg.rule, "network": cfg.network, "mode": cfg.mode, "fold": cfg.fold,
                "seed": cfg.seed, **evaluate_sets(best, split, cfg, device, progress)}
     if trainer.best_epoch != trainer.epoch:  # the last network too, for the warnings' side-by-side numbers
-        last = evaluate_sets(trainer.model, dataclasses.replace(split, extra_tests={}), cfg, device, progress,
-                             attributions=False)
-        metrics.update({f"last_{k}": last[k] for k in LAST_NETWORK_KEYS if k in last})
+        plugin = torch.cat([mean_probs(trainer.model, x, device=device) for x, _, _ in batches(split.test, 1000)])
+        metrics.update(posterior_mean_scores(split.test, plugin, prefix="last_"))
     epochs = trainer.history
     metrics.update({
         "best_epoch": trainer.best_epoch, "epochs_run": trainer.epoch,
