@@ -231,6 +231,20 @@ def test_receptive_field_pool_marks_every_cell_that_sees_the_decoy():
     assert torch.equal(changed, cells)
 
 
+def test_receptive_and_max_pools_coincide_for_a_square_in_a_corner_and_differ_inside():
+    """LeNet's fields start where their adaptive-pool bins start (no padding), so the receptive pool
+    adds cells only where fields reach into the region from outside it: none for a corner square."""
+    for size, side in ((28, 4), (64, 10)):
+        net = lenet(2, in_channels=1, image_size=size)
+        cells = {}
+        for where, (top, left) in {"corner": (size - side, 0), "inside": ((size - side) // 2,) * 2}.items():
+            mask = torch.zeros(1, 1, size, size)
+            mask[..., top:top + side, left:left + side] = 1
+            cells[where] = (downsize_mask(mask, tuple(net.evidence_shape[-2:])), net.receptive_field_cells(mask))
+        assert torch.equal(*cells["corner"])
+        assert cells["inside"][1].sum() > 2 * cells["inside"][0].sum()
+
+
 def test_torch_optimizer_scope_changes_the_param_store_only():
     """for_torch_optimizer (what Trainer.step uses) shares sigma = softplus(rho) between q(w) and the
     LRT and skips pyro.module: the same loss and gradients from the same draws, no param sites."""
