@@ -32,12 +32,14 @@ from .experiment.protocol import use_threads
 from .experiment.report import shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
 from .explain import REFERENCES, parse_methods
+from .progress import close_bars
 
 
 def _fail(e: Exception):
     message = str(e).strip()
     if "Original Traceback" in message:  # raised in a DataLoader worker: the original line is the last one
         message = message.splitlines()[-1].split(": ", 1)[-1]
+    close_bars()  # the error on a line of its own, not after a bar's partial line
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
 
@@ -49,6 +51,7 @@ class _Group(click.Group):
         except EBNNError as e:
             _fail(e)
         except KeyboardInterrupt:
+            close_bars()
             click.echo("interrupted; the last finished epoch is in OUT/checkpoint.pt (run again to resume)", err=True)
             sys.exit(130)
 

@@ -5,7 +5,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "close_bars"]
 
 
 def progress_bar(iterable=None, **kwargs) -> tqdm:
@@ -15,3 +15,13 @@ def progress_bar(iterable=None, **kwargs) -> tqdm:
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 0.1 if kwargs["file"].isatty() else 30.0)
     return tqdm(iterable, **kwargs)
+
+
+def close_bars():
+    """Close every open progress bar, the inner ones first and the outermost left showing where it
+    stopped, so that what is printed next (an error) starts on a line of its own."""
+    bars = sorted(getattr(tqdm, "_instances", ()), key=lambda bar: -abs(getattr(bar, "pos", 0)))
+    for k, bar in enumerate(bars):
+        if k == len(bars) - 1:
+            bar.leave = True   # its line ends with a newline, on a terminal and in a log file alike
+        bar.close()

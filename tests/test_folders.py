@@ -1,17 +1,24 @@
 """Image folders (dataset: folder): the layout, streamed (image, label, mask) triples, and one line
 for each kind of bad input."""
 import pickle
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from pyro_ebnn.cli import _fail
 from pyro_ebnn.data import DiskImages, LabelledImages, batches, in_memory, load_dataset
+from pyro_ebnn.data.streamed import check_decodes
 from pyro_ebnn.errors import ConfigError, DataError
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.experiment.protocol import prepare_split
+from pyro_ebnn.progress import progress_bar
 
 from image_fixtures import COLOURS, mask_image, photo, write_folder
 
@@ -143,6 +150,86 @@ def test_a_truncated_image_is_named_when_it_is_decoded(tmp_path):
         trainval[7]
     with pytest.raises(DataError, match=r"dog_3\.jpg"):
         list(batches(trainval, 4, workers=1))
+
+
+# -- every image decoded before training: a bad file stops the run before anything is written -------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _truncated_png(path):
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[:2000])         # the header survives, the pixels do not
+
+
+def _grey_mask(path):
+    m = np.zeros((12, 16), np.uint8)
+    m[:, :4], m[:, 4:8] = 255, 128
+    Image.fromarray(m).save(path)
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("test/dog/dog_2.png", r"cannot decode the image \(OSError: image file is truncated"),
+    ("test_masks/cat/cat_1.png", r"a mask must hold 0 .* found 3 values \(0, 128, 255\); threshold it"),
+])
+def test_a_bad_test_file_stops_train_before_any_epoch_and_writes_no_run_directory(tmp_path, bad, message):
+    root = write_folder(tmp_path / "p", per_class=(4, 3))          # test image 2 of each class has no mask
+    (_truncated_png if bad.endswith("dog_2.png") else _grey_mask)(root / bad)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "pyro_ebnn.run", "train", "--config", "configs/image_folder_small.yaml",
+                           "--set", f"data_dir={root}", "--set", "epochs=1", "--set", "image_size=16", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and not out.exists()
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {root / bad}: ")   # on a line of its own
+    assert re.search(message, errors[0]) and "epoch" not in done.stderr
+
+
+def test_the_check_decodes_train_val_and_test_once_and_names_the_first_bad_file(tmp_path):
+    root = write_folder(tmp_path / "p", per_class=(4, 3), val=True)
+    trainval, sets = load_dataset(_cfg(root))
+    assert check_decodes([trainval, trainval.subset([0, 1]), *sets.values()], workers=0, progress=False) == 8 + 6 + 6
+    _grey_mask(root / "val_masks" / "dog" / "dog_0.png")
+    _truncated_png(root / "test" / "cat" / "cat_2.png")
+    trainval, sets = load_dataset(_cfg(root))                       # headers are fine: built
+    with pytest.raises(DataError, match=r"val_masks/dog/dog_0\.png: a mask must hold 0") as e:
+        check_decodes([trainval, *sets.values()], workers=1, progress=False)
+    assert "\n" not in str(e.value)
+
+
+def test_a_class_with_one_training_image_is_refused_without_a_val_folder(tmp_path):
+    root = write_folder(tmp_path / "p", classes=("cat", "dog", "owl"))
+    for k in (1, 2, 3):
+        (root / "train" / "owl" / f"owl_{k}.png").unlink()
+    (root / "train_masks" / "owl" / "owl_1.png").unlink()
+    with pytest.raises(DataError, match=r"train/owl: class 'owl' has one training image, and without a val/ folder "
+                                        r".* add images of it to train/owl/ or add a val/ folder") as e:
+        load_dataset(_cfg(root))
+    assert "\n" not in str(e.value)
+    write_folder(root, classes=("cat", "dog", "owl"), masked=(), val=True)
+    for k in (1, 2, 3):
+        (root / "train" / "owl" / f"owl_{k}.png").unlink()
+    load_dataset(_cfg(root))                                      # a val/ folder: no folds, one image may do
+
+
+def test_a_class_missing_from_test_is_named_in_a_warning(tmp_path, capsys):
+    root = write_folder(tmp_path / "p", classes=("cat", "dog", "owl"))
+    shutil.rmtree(root / "test" / "owl")
+    shutil.rmtree(root / "test_masks" / "owl")
+    trainval, sets = load_dataset(_cfg(root))
+    assert trainval.class_names == ["cat", "dog", "owl"] and len(sets["test"]) == 4
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [f"warning: class 'owl' is in train/ but not in test/, so the test images say nothing about it; "
+                        f"add images of it to {root / 'test' / 'owl'}/"]
+
+
+def test_an_error_starts_on_its_own_line_after_an_open_progress_bar(capsys):
+    bar = progress_bar(total=10, desc="epoch 1")
+    bar.update(3)
+    with pytest.raises(SystemExit):
+        _fail(DataError("x.png: cannot decode"))
+    err = capsys.readouterr().err
+    assert err.endswith("\nerror: x.png: cannot decode\n") and "3/10" in err
 
 
 def test_config_errors_for_the_new_keys(tmp_path):

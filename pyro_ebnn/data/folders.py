@@ -10,12 +10,15 @@ Layout (``dataset: folder``, ``data_dir: DIR``), that of torchvision's ``ImageFo
     DIR/val_masks/<class>/<name>.png               a missing mask file = no opinion
 
 Class names are the sorted folder names of ``train/``. What is cheap is checked when the set is
-built (folders, file lists, every image's and mask's header: readable, same size); decoding
-happens as images are needed, with the same kind of one-line error naming the file.
+built (folders, file lists, every image's and mask's header: readable, same size; classes:
+:func:`check_classes`); decoding happens as images are needed, with the same kind of one-line
+error naming the file, and for every image at once before a run trains
+(:func:`~pyro_ebnn.data.streamed.check_decodes`).
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -27,7 +30,7 @@ from ..errors import DataError
 from .streamed import DECODE_ERRORS, DiskImages, read_header
 
 __all__ = ["IMAGE_EXTENSIONS", "SPLITS", "FileReader", "open_image", "binary_mask", "folder_layout",
-           "scan_split", "load_image_folder"]
+           "scan_split", "load_image_folder", "check_classes"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "val", "test")
@@ -166,5 +169,27 @@ def load_image_folder(root, size: int, channels: int = 3):
         reader.check_headers()
         out[split] = DiskImages(reader, labels, [m is not None for m in masks], names, size, channels,
                                 f"{root.name}:{split}")
+    check_classes(root, out)
     trainval = out.pop("train")
     return trainval, out
+
+
+def check_classes(root, splits: dict):
+    """Refuse a class with a single training image when the validation images are a fold of
+    ``train/`` (no ``val/``); warn, one line on standard error, of a class of ``train/`` that
+    ``val/`` or ``test/`` lacks."""
+    root, train = Path(root), splits["train"]
+    counts = np.bincount(train.labels.numpy(), minlength=train.num_classes)
+    if "val" not in splits:
+        single = [c for c, n in zip(train.class_names, counts) if n == 1]
+        if single:
+            raise DataError(f"{root / 'train' / single[0]}: class {single[0]!r} has one training image, and without a "
+                            "val/ folder the validation images are a fold of train/, so one image cannot be both in "
+                            f"training and validation; add images of it to train/{single[0]}/ or add a val/ folder")
+    for split in ("val", "test"):
+        if split in splits:
+            present = set(splits[split].labels.tolist())
+            for k, c in enumerate(train.class_names):
+                if k not in present:
+                    print(f"warning: class {c!r} is in train/ but not in {split}/, so the {split} images say nothing "
+                          f"about it; add images of it to {root / split / c}/", file=sys.stderr)

