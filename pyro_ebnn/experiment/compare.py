@@ -23,17 +23,20 @@ import itertools
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
+import torch
 import yaml
 
 from ..baselines import PENALTY_MODES, default_weight
 from ..errors import ConfigError
+from .build import resolve_device
 from .config import KEYS, MODES, NETWORKS, coerce, config_difference, load_config, parse_sets, saved_config, setting_of
 from .evaluation import add_overlap
 from .rundir import METRICS, read_metrics
@@ -41,9 +44,10 @@ from .search import train_choosing_lam as train_run
 from .tables import collect, mean_std, summarize
 
 __all__ = ["parse_modes", "run_dir", "parse_weights", "parse_sweeps", "settings_of", "label", "run_grid",
-           "train_in_parallel", "worker_pool",
+           "train_in_parallel", "worker_pool", "GPU_MIB_PER_RUN", "gpu_free_mib", "auto_jobs",
            "is_finished", "effective_weight", "select_settings", "tables", "write", "compare"]
-TABLE_METRICS = (("balanced_accuracy", "balanced accuracy"), ("f1_macro", "macro F1"), ("roc_auc", "ROC AUC"))
+TABLE_METRICS = (("balanced_accuracy", "balanced accuracy"), ("worst_group_accuracy", "worst-group accuracy"),
+                 ("f1_macro", "macro F1"), ("roc_auc", "ROC AUC"))
 OVERLAP_METRICS = ("overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
 COST_METRICS = (("seconds_per_epoch", "seconds per epoch"),)
 
@@ -134,12 +138,14 @@ def label(mode: str, network: str) -> str:
 
 def run_grid(configs: Sequence[str], modes, folds: Sequence[int], out, sets=(), device=None,
              overlap: Sequence[str] = ("saliency",), overlap_images: Optional[int] = 2000,
-             train: bool = True, echo=print, sweeps: Optional[dict] = None, jobs: int = 1):
+             train: bool = True, echo=print, sweeps: Optional[dict] = None, jobs: Union[int, str] = 1,
+             cpu_jobs: int = 1):
     """Train every (config, mode, fold) that is not finished (``train=False``: only collect), then
     add the attribution overlap of ``overlap`` methods on the first ``overlap_images`` masked test
     images to every run that lacks it. ``sweeps`` ({mode: {key: values}}, :func:`parse_sweeps`):
     train a swept mode once per setting. ``jobs`` > 1: train that many runs at once, each in its own
-    process (:func:`train_in_parallel`)."""
+    process (:func:`train_in_parallel`); ``"auto"``: :func:`auto_jobs` on a CUDA device,
+    ``cpu_jobs`` on the CPU."""
     pending, runs = [], []
     for config in configs:
         for fold in folds:
@@ -154,6 +160,8 @@ def run_grid(configs: Sequence[str], modes, folds: Sequence[int], out, sets=(), 
                     runs.append((where, cfg))
                     if train and not is_finished(where, cfg):
                         pending.append((cfg, where, f"{cfg.name} [{tag}] fold {fold}"))
+    if jobs == "auto":
+        jobs = auto_jobs(pending, cpu_jobs, echo)
     for name, m in train_in_parallel(pending, jobs, echo):
         echo(f"{name}: balanced_accuracy={m['balanced_accuracy']:.4f}")
     if overlap:
@@ -180,7 +188,7 @@ def train_in_parallel(pending, jobs: int, echo=print):
         for cfg, where, name in pending:
             cfg = cfg if cfg.threads else dataclasses.replace(cfg, threads=threads)
             running[pool.submit(train_run, cfg, where, progress=False)] = name
-        echo(f"training {len(pending)} runs, {jobs} at a time, {threads} thread(s) each")
+        echo(f"training {len(pending)} runs, {jobs} at a time, {threads} CPU thread(s) each")
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -189,6 +197,68 @@ def train_in_parallel(pending, jobs: int, echo=print):
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise future.exception()
                 yield name, future.result()
+
+
+#: what one run takes of a GPU's memory at most, by architecture, in MiB: its CUDA context, the
+#: training and test images on the device, the network, Adam's state and the captured step. An
+#: upper estimate for the default batch sizes; the measured figures are on docs/results/cost.md.
+GPU_MIB_PER_RUN = {"lenet": 2048, "cdep_cnn": 2048, "alexnet": 16384}
+
+
+def auto_jobs(pending, cpu_jobs: int = 1, echo=print) -> int:
+    """How many of the ``pending`` runs ((cfg, out, name) triples) to train at once for ``--jobs
+    auto``. On a CUDA device: min(the runs, CPU cores // 2, the device's free memory // the
+    memory of a run), at least 1: a LeNet step on a GPU is launch and Python overhead, a CPU core's
+    work, so several processes keep the device busy where one leaves it idle between kernels, and
+    each process needs a core of its own (and one spare for the data and the parent) and its share
+    of the memory (:data:`GPU_MIB_PER_RUN`). The free memory is read without initializing CUDA in
+    this process (:func:`gpu_free_mib`): the workers are spawned, and a context here would hold
+    memory that the runs need. On the CPU: ``cpu_jobs`` (``main``: as many runs as cores, at most
+    the runs: two at a time on 2 cores finish in 0.6 of the time of one after the other on two
+    threads, docs/results/default-job.md; ``grid`` and ``compare``: 1).
+
+    Measured on one H200 (16 cores, 139 GiB), ``main`` (6 LeNet runs x 8 epochs): 174 s one run
+    at a time with eager steps, 71 s with six at a time with eager steps; with ``--jobs auto`` and
+    graph steps: (to be measured: experiments/gpu_check.sh, docs/results/cost.md "On a GPU")."""
+    if not pending:
+        return 1
+    devices = {resolve_device(cfg.device) for cfg, _, _ in pending}
+    if not any(d.type == "cuda" for d in devices):
+        return cpu_jobs
+    device = next(d for d in devices if d.type == "cuda")
+    cores = os.cpu_count() or 1
+    per_run = max(GPU_MIB_PER_RUN.get(cfg.architecture, max(GPU_MIB_PER_RUN.values())) for cfg, _, _ in pending)
+    free = gpu_free_mib(device)
+    by_memory = len(pending) if free is None else free // per_run
+    jobs = max(1, min(len(pending), cores // 2, by_memory))
+    memory = "free memory unknown" if free is None else f"{free / 1024:.0f} GiB free / {per_run / 1024:g} GiB per run"
+    echo(f"--jobs auto: {jobs} run(s) at a time on {device} ({len(pending)} runs, {cores} CPU cores / 2, {memory})")
+    return jobs
+
+
+def gpu_free_mib(device) -> Optional[int]:
+    """Free memory of the CUDA ``device`` in MiB, read without initializing CUDA in this process:
+    from ``nvidia-smi`` (the device as ``CUDA_VISIBLE_DEVICES`` names it; the least free memory
+    of all GPUs when it is not set and there are several), else from a spawned Python process;
+    None when neither answers."""
+    index = torch.device(device).index or 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    query = ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"]
+    if visible:
+        query += ["-i", visible[min(index, len(visible) - 1)]]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=30)
+        values = [int(float(v)) for v in out.stdout.split()] if out.returncode == 0 else []
+        if values:
+            return min(values)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        pass
+    code = f"import torch; print(torch.cuda.mem_get_info({index})[0] // 2 ** 20)"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        return int(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 def worker_pool(jobs: int) -> ProcessPoolExecutor:
@@ -376,7 +446,8 @@ def write(runs, out_prefix, modes=None) -> str:
 
 def compare(configs, modes: str, folds, out, sets=(), device=None, overlap=("saliency",),
             overlap_images: Optional[int] = 2000, train: bool = True, table_prefix=None, echo=None,
-            penalty_weights: Optional[Sequence[float]] = None, sweeps: Optional[dict] = None, jobs: int = 1) -> str:
+            penalty_weights: Optional[Sequence[float]] = None, sweeps: Optional[dict] = None,
+            jobs: Union[int, str] = 1) -> str:
     """Train (``train=True``) or only collect the grid of ``configs`` x ``modes`` x ``folds`` under
     ``out`` and write ``compare.md`` / ``compare.csv``. ``penalty_weights`` is short for sweeping
     ``penalty_weight`` of every penalty mode in ``modes``; ``sweeps`` ({mode: {key: values}}) sweeps any config key of any mode."""

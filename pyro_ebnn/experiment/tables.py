@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import KEYS, saved_config
 
-DEFAULT_COLUMNS = ("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")
+DEFAULT_COLUMNS = ("balanced_accuracy", "worst_group_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")
 #: the wider set: calibration (every run has it) and attribution overlap (runs evaluated with
 #: ``evaluate`` or trained with ``eval_attributions: true``; "n/a" elsewhere)
 WIDE_COLUMNS = DEFAULT_COLUMNS + ("nll", "brier", "ece", "plugin_ece", "mutual_information", "decoy_swap_ece",
