@@ -19,13 +19,15 @@ KINDS = {
 
 class FakeTask:
     """The task interface of the annotation page over synthetic images. ``delay`` seconds are
-    spent in every heat map, like a model's explanation; ``calls`` counts the calls per method."""
+    spent in every heat map, like a model's explanation; ``calls`` counts the calls per method.
+    The images in ``no_proposals`` have no candidate region."""
 
-    def __init__(self, kind="grey", indices=(7, 2, 11), delay=0.0, unlabelled=(11,)):
+    def __init__(self, kind="grey", indices=(7, 2, 11), delay=0.0, unlabelled=(11,), no_proposals=()):
         self.size, self.channels, self.decoy, self.n_segments, self.class_names = KINDS[kind]
         self.indices = list(indices)
         self.delay = delay
         self.unlabelled = set(unlabelled)
+        self.no_proposals = set(no_proposals)
         self.calls = Counter()
 
     def decoy_box(self, index):
@@ -78,7 +80,7 @@ class FakeTask:
                         channel_axis=-1, start_label=0)
         heat = self._heat(index)
         mean_heat = {s: heat[segments == s].mean() for s in np.unique(segments)}
-        return segments, sorted(mean_heat, key=mean_heat.get, reverse=True)[:3]
+        return segments, [] if index in self.no_proposals else sorted(mean_heat, key=mean_heat.get, reverse=True)[:3]
 
 
 def fake_store(path, task: FakeTask, annotator="alice") -> FeedbackStore:

@@ -1,7 +1,9 @@
 """The annotation page's JSON API: what it serves, what it records, the bad requests it refuses
-without touching the store, and the token rule."""
+without touching the store, the headers of every response, the token rule and the token kept
+beside the store."""
 import base64
 import io
+import os
 import socket
 
 import numpy as np
@@ -9,8 +11,9 @@ import pytest
 from matplotlib.image import imread
 
 from annotate_fixtures import FakeTask, fake_store
-from pyro_ebnn.annotate.server import (MAX_BODY_BYTES, TOKEN_HEADER, AnnotateError, MaskEncodingError, create_app,
-                                       decode_mask, encode_mask, page_url, serve)
+from pyro_ebnn.annotate.server import (MAX_BODY_BYTES, SECURITY_HEADERS, TOKEN_HEADER, AnnotateError,
+                                       MaskEncodingError, create_app, decode_mask, encode_mask, page_url, serve)
+from pyro_ebnn.annotate.session import page_state_path, page_token, start_command
 
 
 @pytest.fixture
@@ -152,6 +155,12 @@ _GOOD_MASK = encode_mask(np.eye(28, dtype=bool))
      400, "not valid base64"),
     ("/api/items/7/answer", {"data": b'{"decision": "irrelevant", "mask": "' + b"A" * MAX_BODY_BYTES + b'"}',
                              "content_type": "application/json"}, 413, "larger than"),
+    ("/api/items/7/answer", {"data": b'{"mask": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                             "content_type": "application/json"}, 400, "nested too deeply"),
+    ("/api/items/7/answer", {"input_stream": io.BytesIO(b'{"decision": "accepted", "mask": "' + b"A" * MAX_BODY_BYTES
+                                                        + b'"}'),
+                             "content_type": "application/json", "headers": {"Transfer-Encoding": "chunked"},
+                             "environ_overrides": {"wsgi.input_terminated": True}}, 413, "larger than"),
 ])
 def test_bad_answers_get_a_clear_4xx_and_change_nothing(client, store, path, kwargs, status, message):
     response = client.post(path, **kwargs)
@@ -184,6 +193,59 @@ def test_with_a_token_every_request_must_carry_it(task, store, path):
     assert client.get(path, headers={TOKEN_HEADER: "guess"}).status_code == 403
     assert client.get(path, query_string={"token": "s3cret/+"}).status_code == 200
     assert client.get(path, headers={TOKEN_HEADER: "s3cret/+"}).status_code == 200
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/api/items"), ("GET", "/api/items/7/image.png"),
+                                          ("GET", "/static/annotate.js"), ("GET", "/api/items/99"),
+                                          ("POST", "/api/items/7/answer"), ("GET", "/favicon.ico")])
+def test_every_response_carries_the_security_headers(task, store, method, path):
+    client = create_app(task, store, token="s3cret").test_client()
+    for headers in ({}, {TOKEN_HEADER: "s3cret"}):                # refused and served alike
+        response = client.open(path, method=method, headers=headers, json={"decision": "nothing"})
+        assert {key: response.headers.get(key) for key in SECURITY_HEADERS} == SECURITY_HEADERS
+    assert "default-src 'self'" in SECURITY_HEADERS["Content-Security-Policy"]
+    assert client.get("/favicon.ico").status_code == 204            # asked for without the token: no error
+
+
+def test_the_page_has_no_inline_script_or_style(task, store):
+    html = create_app(task, store).test_client().get("/").get_data(as_text=True)
+    assert html.count("<script") == 1 and '<script src="/static/annotate.js' in html
+    assert "<style" not in html and " style=" not in html and " on" + "click=" not in html
+
+
+def test_the_token_is_kept_beside_the_store(tmp_path):
+    path = tmp_path / "feedback.sqlite"
+    token = page_token(path)
+    assert len(token) >= 20 and page_token(path) == token           # the same after a restart
+    saved = page_state_path(path)
+    assert saved == tmp_path / "feedback.sqlite.page.json" and os.stat(saved).st_mode & 0o077 == 0
+    assert page_token(path, "given") == "given" and page_token(path) == token   # a given token wins, unsaved
+    assert page_token(tmp_path / "other.sqlite") != token
+    saved.write_text("{not json")
+    with pytest.raises(AnnotateError, match="delete the file") as err:
+        page_token(path)
+    assert "\n" not in str(err.value)
+
+
+def test_the_items_name_the_command_that_starts_the_page_again(task, store):
+    command = start_command("runs/a b", "fb.sqlite", 50, "bald", seed=1, port=9000)
+    assert command == "python -m pyro_ebnn.run annotate --run 'runs/a b' --store fb.sqlite --budget 50 --select bald " \
+                      "--seed 1 --port 9000"
+    body = create_app(task, store, start_command=command).test_client().get("/api/items").get_json()
+    assert body["start_command"] == command
+
+
+def test_serving_beyond_loopback_says_the_page_is_plain_http(task, store, monkeypatch, capsys):
+    from werkzeug.serving import BaseWSGIServer
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", interrupted)
+    serve(task, store, host="0.0.0.0", port=0, token="s3cret")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "plain HTTP, unencrypted: the token and the answers travel in clear" in lines[1]
+    serve(task, store, host="127.0.0.1", port=0)
+    assert "plain HTTP" not in capsys.readouterr().out
 
 
 def test_with_a_token_answers_without_it_are_refused(task, store):

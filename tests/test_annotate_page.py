@@ -1,10 +1,13 @@
 """The annotation page in a real browser (Chromium through Playwright): marking regions, painting,
-undo, saving, reloading, accepting, skipping, the finished screen and the time to the next image.
+undo and redo, zoom and pan, saving, reloading, accepting, skipping, the finished screen and the
+time to the next image; the address (#item=N) and the list of images; no proposal to mark; unsaved
+marks kept across a reload and a server restart; the page at 1024 x 768.
 
 The session fixture ``browser`` installs Debian's Chromium with apt when it is missing and the
 tests run as root; screenshots go to test-artifacts/ (or $TEST_ARTIFACTS)."""
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -13,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from annotate_fixtures import FakeTask, fake_store
 from pyro_ebnn.annotate.server import create_app
+from pyro_ebnn.annotate.session import page_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -49,30 +53,48 @@ def browser():
         chromium.close()
 
 
+class _OneRequestPerConnection(WSGIRequestHandler):
+    """HTTP/1.0: no connection outlives its request, so a stopped server is gone for the browser
+    as when its process ends."""
+    protocol_version = "HTTP/1.0"
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
 @contextmanager
-def _serving(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def _serving(app, port=0, handler=None):
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.shutdown()
+        server.server_close()
         thread.join()
 
 
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
-def _page(browser, base):
-    """A page that records requests leaving the app and script errors."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def _page(browser, base, size=(1280, 900)):
+    """A page that records requests leaving the app, script errors and Content-Security-Policy
+    violations."""
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.outside, page.errors = [], []
     page.on("request", lambda r: None if r.url.startswith(base) else page.outside.append(r.url))
     page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("console", lambda m: page.errors.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         yield page
     finally:
         assert page.outside == [], "the page fetched from outside the app"
-        assert page.errors == [], "the page's script failed"
+        assert page.errors == [], "the page's script failed or broke its Content-Security-Policy"
         page.close()
 
 
@@ -118,7 +140,7 @@ def _shown(page, index):
 
 
 def _marked(page):
-    page.wait_for_function("document.body.dataset.marked !== undefined")
+    page.wait_for_function("() => document.body.dataset.marked !== undefined")  # a function: the CSP forbids eval
     page.evaluate("() => new Promise(requestAnimationFrame)")
     return int(page.evaluate("document.body.dataset.marked"))
 
@@ -196,7 +218,7 @@ def test_marking_saving_reloading_and_finishing_in_a_browser(browser, tmp_path, 
         page.keyboard.press("n")
         next_ms = _shown(page, 2)
 
-        page.locator("#fine").click()
+        page.locator("#accept").click()
         _shown(page, 11)
         assert page.locator("#label").inner_text() == "True label: unknown"
         page.keyboard.press("s")
@@ -216,7 +238,7 @@ def test_marking_saving_reloading_and_finishing_in_a_browser(browser, tmp_path, 
     assert next_ms < 300 and save_and_next_ms < 300, "the next image was not prefetched"
 
 
-def test_accepting_all_candidates_on_a_colour_image_without_token(browser, tmp_path):
+def test_marking_all_proposals_on_a_colour_image_without_token(browser, tmp_path):
     task = FakeTask("rgb", indices=(5, 6))
     store = fake_store(tmp_path / "feedback.sqlite", task)
     segments, candidates = task.regions(5)
@@ -225,9 +247,146 @@ def test_accepting_all_candidates_on_a_colour_image_without_token(browser, tmp_p
         _shown(page, 5)
         assert page.locator("#canvas").evaluate("c => [c.width, c.height]") == [448, 448]
         canvas = _Canvas(page, zoom=7)
-        canvas.click(*_inside(segments, candidates[0]))   # mark one, then all candidates
-        page.locator("#accept-candidates").click()
+        canvas.click(*_inside(segments, candidates[0]))   # mark one, then all proposals
+        page.locator("#mark-proposals").click()
         assert _marked(page) == np.isin(segments, candidates).sum()
         page.keyboard.press("Enter")
         _shown(page, 6)
     assert np.array_equal(store.answer(5).mask, np.isin(segments, candidates))
+
+
+def _message(page, text):
+    page.wait_for_function("t => document.getElementById('message').textContent.includes(t)", arg=text,
+                           timeout=10_000)
+    return page.locator("#message").inner_text()
+
+
+def _view(page, start):
+    """The canvas's view (scale, x and y offsets) once it starts with ``start``."""
+    page.wait_for_function("s => (document.getElementById('canvas').dataset.view || '').startsWith(s)", arg=start,
+                           timeout=10_000)
+    return list(map(float, page.locator("#canvas").get_attribute("data-view").split(",")))
+
+
+def test_without_proposals_mark_all_is_off_with_a_note(browser, tmp_path):
+    task = FakeTask("grey", indices=(7, 2), no_proposals=(2,))
+    store = fake_store(tmp_path / "feedback.sqlite", task)
+    with _serving(create_app(task, store)) as base, _page(browser, base) as page:
+        page.goto(f"{base}/#item=2")
+        _shown(page, 2)
+        button, note = page.locator("#mark-proposals"), page.locator("#proposals-note")
+        assert button.is_disabled() and note.is_visible()
+        assert note.inner_text().startswith("No proposal on this image")
+        page.keyboard.press("a")                          # the key says why nothing happens
+        assert "No proposal on this image" in page.locator("#message").inner_text() and _marked(page) == 0
+        page.keyboard.press("p")
+        _shown(page, 7)
+        assert button.is_enabled() and not note.is_visible()
+
+
+def test_address_history_jump_list_redo_and_zoom_at_1024_by_768(browser, tmp_path):
+    task = FakeTask("grey", indices=(7, 2, 11))
+    store = fake_store(tmp_path / "feedback.sqlite", task)
+    segments, candidates = task.regions(7)
+    with _serving(create_app(task, store)) as base, _page(browser, base, size=(1024, 768)) as page:
+        page.goto(f"{base}/#item=11")
+        _shown(page, 11)
+        save = page.locator("#save").bounding_box()      # Save without scrolling
+        assert 0 <= save["y"] and save["y"] + save["height"] <= 768 and save["x"] + save["width"] <= 1024
+
+        page.keyboard.press("p")                          # the address follows, back and forward too
+        _shown(page, 2)
+        assert page.evaluate("location.hash") == "#item=2"
+        page.go_back()
+        _shown(page, 11)
+        page.go_forward()
+        _shown(page, 2)
+        page.reload()
+        _shown(page, 2)
+        page.evaluate("location.hash = '#item=7'")        # an address typed while open
+        _shown(page, 7)
+
+        canvas = _Canvas(page, zoom=16)                   # undo and redo
+        region = segments == candidates[0]
+        canvas.click(*_inside(segments, candidates[0]))
+        assert _marked(page) == region.sum()
+        page.keyboard.press("z")
+        assert _marked(page) == 0 and page.locator("#redo").is_enabled()
+        page.keyboard.press("y")
+        assert _marked(page) == region.sum()
+        page.keyboard.press("Control+z")
+        page.locator("#redo").click()
+        assert _marked(page) == region.sum() and page.locator("#redo").is_disabled()
+
+        page.locator("#zoom-in").click()                  # zoomed: a click lands on the pixel shown there
+        page.locator("#zoom-in").click()
+        scale, left, top = _view(page, "2.25,")
+        assert left > 0 and top > 0 and page.locator("#zoom-level").inner_text() == "225%"
+        second = segments == segments[14, 14]             # the region at the centre
+        inside = [(x, y) for y, x in zip(*np.nonzero(second))
+                  if 0 < (x + 0.5) * 16 * scale - left < 448 and 0 < (y + 0.5) * 16 * scale - top < 448]
+        x, y = inside[len(inside) // 2]
+        page.mouse.click(canvas.box["x"] + (x + 0.5) * 16 * scale - left,
+                         canvas.box["y"] + (y + 0.5) * 16 * scale - top)
+        assert _marked(page) == (region | second).sum()
+        page.mouse.move(canvas.box["x"] + 200, canvas.box["y"] + 200)   # pan with the right button
+        page.mouse.down(button="right")
+        page.mouse.move(canvas.box["x"] + 150, canvas.box["y"] + 230, steps=4)
+        page.mouse.up(button="right")
+        assert _view(page, f"2.25,{left + 50:.2f},") == [scale, left + 50, top - 30]
+        assert _marked(page) == (region | second).sum()
+        page.keyboard.press("0")
+        _view(page, "1.00,0.00,0.00")
+
+        options = page.locator("#jump option")            # the list: every image with its state
+        assert options.all_inner_texts() == ["1. image #7: not answered, unsaved marks", "2. image #2: not answered",
+                                             "3. image #11: not answered"]
+        page.locator("#jump").select_option("11")
+        _shown(page, 11)
+        page.keyboard.press("f")
+        _shown(page, 7)                                   # the next image without an answer
+        assert options.nth(2).inner_text() == "3. image #11: explanation accepted"
+        assert page.evaluate("location.hash") == "#item=7" and _marked(page) == (region | second).sum()
+    assert store.answer(11).decision == "accepted" and store.answer(7) is None
+
+
+def test_unsaved_marks_survive_a_reload_and_a_server_restart(browser, tmp_path):
+    task = FakeTask("grey", indices=(7, 2, 11))
+    path = tmp_path / "feedback.sqlite"
+    token = page_token(path)                              # saved beside the store, the same after a restart
+    start = f"python -m pyro_ebnn.run annotate --run runs/x --store {path} --budget 3 --select random"
+    stores = []
+
+    def app():
+        stores.append(fake_store(path, task))
+        return create_app(task, stores[-1], token=page_token(path), start_command=start)
+
+    segments, candidates = task.regions(2)
+    marked = segments == candidates[0]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/?token={token}#item=2"
+    dialogs = []
+    with _page(browser, base) as page:
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
+        with _serving(app(), port, _OneRequestPerConnection):
+            page.goto(url)
+            _shown(page, 2)
+            _Canvas(page, zoom=16).click(*_inside(segments, candidates[0]))
+            assert _marked(page) == marked.sum()
+            page.reload()                                 # the browser asks first; the marks come back
+            _shown(page, 2)
+            assert dialogs == ["beforeunload"] and _marked(page) == marked.sum()
+            assert "restored from this browser" in page.locator("#message").inner_text()
+        page.keyboard.press("Enter")                      # the server is gone: a clear line, marks kept
+        assert f"the server is not running: start it again with {start}" in _message(page, "not running")
+        assert _marked(page) == marked.sum() and stores[-1].answer(2) is None
+        with _serving(app(), port, _OneRequestPerConnection):
+            page.keyboard.press("Enter")                  # started again on the same store: saved
+            _shown(page, 11)
+            assert np.array_equal(stores[-1].answer(2).mask, marked)
+            page.goto(url)                                # the same address still opens the page
+            _shown(page, 2)
+            assert _marked(page) == marked.sum() and page.locator("#message").inner_text() == ""
+    for store in stores:
+        store.close()

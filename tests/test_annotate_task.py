@@ -2,6 +2,7 @@
 from the command line writing the expected masks, resuming a store, fine-tuning on a store's
 decisions, and the one-line refusals."""
 import json
+import re
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from pyro_ebnn.annotate import AnnotationTask, create_app, oracle_answer
 from pyro_ebnn.annotate.selection import predictive_entropy
+from pyro_ebnn.annotate.session import page_token
 from pyro_ebnn.cli import cli
 from pyro_ebnn.data import ImageSet, load_dataset, load_image_folder, with_masks
 from pyro_ebnn.data.store import FeedbackStore
@@ -148,6 +150,33 @@ def test_running_again_selects_images_not_answered_yet(run, data, tmp_path):
         assert len(store.answers()) == 14 and len(store.history()) == 14     # 14 images, none asked twice
     res = _annotate(run, tmp_path / "s.sqlite", "--budget", str(POOL - 13), "--oracle", "truth")
     assert res.exit_code == 2 and "--budget 27 is not between 1 and the 26 pool images left" in res.output
+
+
+def test_a_restarted_page_keeps_its_token_and_images_until_they_are_answered(run, data, tmp_path, monkeypatch):
+    cfg, trainval, _ = data
+    served = []
+    monkeypatch.setattr("pyro_ebnn.annotate.session.serve",
+                        lambda task, store, **kwargs: served.append((list(task.indices), kwargs)))
+    store = tmp_path / "s.sqlite"
+    outputs = []
+    for _ in range(2):
+        res = _annotate(run, store, "--budget", "4", "--select", "entropy", "--annotator", "ann")
+        assert res.exit_code == 0, res.output
+        outputs.append(res.output)
+    (first, started), (again, restarted) = served
+    assert first == again and started["token"] == restarted["token"] == page_token(store)
+    assert re.search(r"loading the run .* … \d+\.\d s\n", outputs[0])
+    assert "ranking 40 pool images by entropy" in outputs[0]
+    assert "explaining the first image" in outputs[0] and "ranking" not in outputs[1]
+    assert "resumed the unfinished selection of 4 pool images by entropy (4 without an answer" in outputs[1]
+    assert f"--store {store} --budget 4 --select entropy --pool 40 --samples 3 --annotator ann" \
+        in started["start_command"]
+    with open_store(store, cfg, trainval, "ann") as answers:
+        for index in first:
+            answers.record(index, "skipped")
+    res = _annotate(run, store, "--budget", "4", "--select", "entropy", "--annotator", "ann")
+    assert res.exit_code == 0 and "selected 4 of 40 pool images" in res.output
+    assert not set(served[-1][0]) & set(first)                        # all answered: new images
 
 
 def test_finetune_on_a_store_uses_its_decisions_and_counts_them(run, data, tmp_path):

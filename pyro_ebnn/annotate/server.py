@@ -25,9 +25,17 @@ JSON API (every request carries the token, when there is one, as ``?token=`` or 
     POST /api/items/<index>/answer       {"decision": "irrelevant" | "accepted" | "skipped",
                                           "mask": <mask> (with "irrelevant" only)}
 
+The decisions are the store's words: ``irrelevant`` (the marked regions should not matter),
+``accepted`` (the explanation is accepted as it is) and ``skipped``. The page's button that marks
+every proposed region (the candidate regions) at once only marks them; it records nothing until the
+annotator saves them as irrelevant.
+
 A mask travels as ``{"shape": [H, W], "bits": base64(numpy.packbits(mask.ravel()))}`` (row-major,
 most significant bit first, zero padding), or as a nested list of 0/1 rows for scripts.
-Errors are ``{"error": "<one line>"}`` with a 4xx status, and write nothing.
+Errors are ``{"error": "<one line>"}`` with a 4xx status, and write nothing: a body over
+``MAX_BODY_BYTES`` (also when sent in chunks) is 413, and a body that is not an answer's JSON
+(nested too deeply, for one) is 400. Every response carries a Content-Security-Policy that allows the app's own origin
+only, ``X-Frame-Options: DENY`` and ``X-Content-Type-Options: nosniff``.
 """
 from __future__ import annotations
 
@@ -45,16 +53,22 @@ import numpy as np
 from flask import Flask, jsonify, render_template, request
 from matplotlib import colormaps
 from matplotlib.image import imsave
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import EBNNError
 
 __all__ = ["AnnotateError", "MaskEncodingError", "create_app", "serve", "page_url", "is_loopback", "encode_mask",
-           "decode_mask", "TOKEN_HEADER", "MAX_BODY_BYTES"]
+           "decode_mask", "TOKEN_HEADER", "MAX_BODY_BYTES", "SECURITY_HEADERS"]
 
 TOKEN_HEADER = "X-Annotate-Token"
 MAX_BODY_BYTES = 1 << 20
+#: the headers of every response: nothing from another origin, no framing, no type sniffing
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
 TOP_CLASSES = 5
 CACHED_ITEMS = 512
 
@@ -225,10 +239,12 @@ def _check_task(items: _Items, store):
                             f"{store.image_shape[0]} x {store.image_shape[1]}; open the dataset's own store")
 
 
-def create_app(task, store, token: str | None = None, next_command: str | None = None) -> Flask:
+def create_app(task, store, token: str | None = None, next_command: str | None = None,
+               start_command: str | None = None) -> Flask:
     """The annotation app: the page and its JSON API over ``task``, answers recorded in ``store``
     (a :class:`pyro_ebnn.data.store.FeedbackStore`) as its annotator. With a ``token``, every
-    request must carry it. ``next_command`` is shown on the finished screen."""
+    request must carry it. ``next_command`` is shown on the finished screen, ``start_command``
+    (the command that serves this page again) when the page cannot reach its server."""
     if token is not None and not token:
         raise AnnotateError("the token is empty; pass None for no token, or a secret such as secrets.token_urlsafe(16)")
     items = _Items(task)
@@ -251,6 +267,8 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
 
     @app.before_request
     def require_token():
+        if request.path == "/favicon.ico":  # asked for by the browser without the token: no icon, no error
+            return app.response_class(status=204)
         if token is None:
             return None
         given = request.args.get("token") or request.headers.get(TOKEN_HEADER)
@@ -272,9 +290,10 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
         return _error(500, str(error))
 
     @app.after_request
-    def no_caching_of_json(response):
+    def headers(response):
         if response.mimetype == "application/json":
             response.headers["Cache-Control"] = "no-store"
+        response.headers.update(SECURITY_HEADERS)
         return response
 
     @app.get("/")
@@ -286,7 +305,7 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
         state = progress()
         return jsonify(items=[{"index": i, "decision": d} for i, d in zip(items.indices, state.pop("decisions"))],
                        progress=state, class_names=items.class_names, annotator=store.annotator,
-                       store=str(store.path), next_command=next_command)
+                       store=str(store.path), next_command=next_command, start_command=start_command)
 
     @app.get("/api/items/<int:index>")
     def item(index: int):
@@ -309,10 +328,16 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
             return unknown
         if not request.is_json:
             return _error(415, "send the answer as JSON with the header Content-Type: application/json")
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is None and len(request.get_data()) >= limit:
+            raise RequestEntityTooLarge()  # a chunked body: werkzeug stops reading it at the limit
         try:
             body = request.get_json()
         except BadRequest:
             return _error(400, 'the body is not valid JSON; send {"decision": ..., "mask": ...}')
+        except RecursionError:
+            return _error(400, 'the JSON is nested too deeply; an answer is {"decision": ..., "mask": ...}, '
+                               "three levels at most")
         if not isinstance(body, dict):
             return _error(400, 'the body must be a JSON object: {"decision": ..., "mask": ...}')
         extra = sorted(set(body) - {"decision", "mask"})
@@ -353,17 +378,21 @@ def page_url(host: str, port: int, token: str | None = None) -> str:
 
 
 def serve(task, store, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          next_command: str | None = None):
+          next_command: str | None = None, start_command: str | None = None):
     """Serve the annotation page until interrupted (Ctrl+C), printing its address. Any host other
-    than loopback needs a token. ``port=0`` picks a free port."""
+    than loopback needs a token, and is told in one line that the page is plain HTTP.
+    ``port=0`` picks a free port. ``start_command`` is passed to :func:`create_app`."""
     if not is_loopback(host) and not token:
         raise AnnotateError(f"serving on {host} exposes the page to the network; pass a token, e.g. "
                             "token=secrets.token_urlsafe(16), or serve on 127.0.0.1")
-    app = create_app(task, store, token=token, next_command=next_command)
+    app = create_app(task, store, token=token, next_command=next_command, start_command=start_command)
     with _listen(host, port) as listening:
         server = make_server(host, port, app, threaded=True, fd=listening.fileno(), request_handler=_QuietHandler)
         print(f"Annotation page: {page_url(host, server.port, token)}  (answers are saved as they are "
               f"given, in {store.path}; Ctrl+C stops)", flush=True)
+        if not is_loopback(host):
+            print(f"Note: the page on {host} is plain HTTP, unencrypted: the token and the answers travel in clear; "
+                  "on a network you do not trust, serve on 127.0.0.1 and reach it through ssh -L", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -1,6 +1,9 @@
 // The annotation page: shows one image at a time with the model's prediction and explanation,
-// lets the annotator mark irrelevant regions (candidate regions, brush, eraser) and saves each
+// lets the annotator mark irrelevant regions (proposed regions, brush, eraser) and saves each
 // answer through the JSON API. Masks are Uint8Arrays of height * width, row-major, 1 = irrelevant.
+// Marks not saved yet are kept in localStorage (per store, annotator and image) until they are
+// saved or cleared, so that a reload, a closed tab or a restarted server loses none of them; the
+// shown image is in the address (#item=N), so back, forward and reload land on it.
 "use strict";
 
 (() => {
@@ -8,6 +11,8 @@
   const AUTH = TOKEN ? { "X-Annotate-Token": TOKEN } : {};
   const DISPLAY_SIZE = 448;  // the longer side of the image on screen, in CSS pixels
   const MAX_UNDO = 100;
+  const MAX_VIEW_ZOOM = 8;   // magnification on top of the fitted image
+  const ZOOM_STEP = 1.5;     // per button press or key; the wheel zooms by 1.25 per notch
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -23,29 +28,68 @@
     item: null,         // {data, image, heat, outlines, pixels}
     mask: null,
     undo: [],
+    redo: [],
     tool: "region",
     brushSize: 3,
     stroke: null,       // {last: [x, y], value} while the brush or eraser is down
     pointer: null,      // [x, y] in image pixels, for the brush outline
-    zoom: 1,
+    zoom: 1,           // canvas pixels per image pixel when the whole image is shown
+    view: { scale: 1, x: 0, y: 0 },  // magnification and the canvas offset of the shown part
+    pan: null,         // {from: [x, y], x, y} while the view is dragged
+    spaceHeld: false,
     busy: false,
     navigation: 0,
+    annotator: "",
+    startCommand: null,
+    offline: false,    // the last request found no server
   };
   const loaded = new Map();  // index -> Promise of an item
-  const drafts = new Map();  // index -> {mask, undo}: marks not saved yet
+  const drafts = new Map();  // index -> {mask, undo, redo}: marks not saved yet, in this tab
 
   // -- server ------------------------------------------------------------------------------------
 
-  class ApiError extends Error {}
+  class ApiError extends Error {
+    constructor(message, status) { super(message); this.status = status; }
+  }
+
+  function serverGone() {
+    const command = state.startCommand || "the annotate command that started it";
+    return new ApiError(`the server is not running: start it again with ${command} (this page keeps your `
+      + "unsaved marks and carries on once it answers)", 0);
+  }
 
   async function api(path, options = {}) {
-    const response = await fetch(path, { ...options, headers: { ...AUTH, ...(options.headers || {}) } });
+    let response;
+    try {
+      response = await fetch(path, { ...options, headers: { ...AUTH, ...(options.headers || {}) } });
+    } catch (_) {
+      state.offline = true;
+      throw serverGone();
+    }
+    if (state.offline) {
+      state.offline = false;
+      refreshItems();
+    }
     if (!response.ok) {
       let message = `${response.status} ${response.statusText}`;
       try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
-      throw new ApiError(message);
+      throw new ApiError(message, response.status);
     }
     return response;
+  }
+
+  // The list of images again, after the server was gone (it may have restarted with other images).
+  async function refreshItems() {
+    try {
+      const overview = await (await api("/api/items")).json();
+      Object.assign(state, { items: overview.items, progress: overview.progress });
+      loaded.clear();
+      showProgress();
+      showJumpList();
+      if (state.item && !state.items.some((it) => it.index === state.item.data.index)) {
+        message(`Image ${state.item.data.index} is not among the images the server shows now; pick one from the list.`);
+      }
+    } catch (_) { /* shown by the request that failed */ }
   }
 
   async function bitmap(path) {
@@ -106,6 +150,7 @@
   function pushUndo() {
     state.undo.push(state.mask.slice());
     if (state.undo.length > MAX_UNDO) state.undo.shift();
+    state.redo = [];
   }
 
   function toggleRegion([x, y]) {
@@ -118,7 +163,11 @@
     changed();
   }
 
-  function acceptCandidates() {
+  const NO_PROPOSAL = "No proposal on this image: no region of the explanation is strong enough to propose. "
+    + "Mark regions by hand (R, B), or accept the explanation.";
+
+  function markProposals() {
+    if (!state.item.data.candidates.length) return message(NO_PROPOSAL);
     pushUndo();
     state.item.data.candidates.forEach((segment) => segmentPixels(segment).forEach((i) => { state.mask[i] = 1; }));
     changed();
@@ -145,7 +194,15 @@
 
   function undo() {
     if (!state.undo.length) return message("Nothing to undo.");
+    state.redo.push(state.mask);
     state.mask = state.undo.pop();
+    changed();
+  }
+
+  function redo() {
+    if (!state.redo.length) return message("Nothing to redo.");
+    state.undo.push(state.mask);
+    state.mask = state.redo.pop();
     changed();
   }
 
@@ -158,8 +215,41 @@
 
   function changed() {
     message("");
+    keepDraft();
     scheduleRender();
   }
+
+  // -- unsaved marks, kept in the browser ----------------------------------------------------------
+
+  const draftKey = (index) => `pyro-ebnn-annotate:${state.store}:${state.annotator}:${index}`;
+
+  function storage(action) {
+    try { return action(window.localStorage); } catch (_) { return null; }  // disabled or full: this tab only
+  }
+
+  // Writes the current image's marks to localStorage when they differ from its saved answer.
+  function keepDraft() {
+    if (!state.item) return;
+    const { index, height, width } = state.item.data;
+    const key = draftKey(index);
+    if (unsaved()) storage((s) => s.setItem(key, JSON.stringify(encodeMask(state.mask, height, width))));
+    else storage((s) => s.removeItem(key));
+    showJumpEntry(index);
+  }
+
+  function keptDraft(data) {
+    const kept = storage((s) => JSON.parse(s.getItem(draftKey(data.index))));
+    if (!kept || !Array.isArray(kept.shape) || kept.shape[0] !== data.height || kept.shape[1] !== data.width) return null;
+    const mask = decodeMask(kept);
+    return sameMask(mask, savedMask(data)) ? null : mask;
+  }
+
+  function forgetDraft(index) {
+    drafts.delete(index);
+    storage((s) => s.removeItem(draftKey(index)));
+  }
+
+  const hasDraft = (index) => drafts.has(index) || storage((s) => s.getItem(draftKey(index))) !== null;
 
   // -- drawing -----------------------------------------------------------------------------------
 
@@ -208,27 +298,37 @@
   }
   const STRIPES = stripes();
 
+  // The marked pixels, zoomed like the image, filled with stripes of a constant size on screen.
   function drawMask(width, height, w, h) {
     const small = maskPixels.getContext("2d");
     const pixels = small.createImageData(width, height);
     state.mask.forEach((v, i) => { if (v) pixels.data[4 * i + 3] = 255; });
     small.putImageData(pixels, 0, 0);
     const layer = maskLayer.getContext("2d");
+    const { scale, x, y } = state.view;
+    layer.setTransform(1, 0, 0, 1, 0, 0);
     layer.globalCompositeOperation = "source-over";
     layer.imageSmoothingEnabled = false;
     layer.clearRect(0, 0, w, h);
+    layer.setTransform(scale, 0, 0, scale, -x, -y);
     layer.drawImage(maskPixels, 0, 0, w, h);
+    layer.setTransform(1, 0, 0, 1, 0, 0);
     layer.globalCompositeOperation = "source-in";
     layer.fillStyle = STRIPES;
     layer.fillRect(0, 0, w, h);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.drawImage(maskLayer, 0, 0);
+    ctx.setTransform(scale, 0, 0, scale, -x, -y);
   }
 
   function render() {
     const { data, image, heat } = state.item;
     const w = data.width * state.zoom, h = data.height * state.zoom;
+    const { scale, x, y } = state.view;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.clearRect(0, 0, w, h);
+    ctx.setTransform(scale, 0, 0, scale, -x, -y);  // the zoomed and panned view of the fitted image
     ctx.drawImage(image, 0, 0, w, h);
     if ($("show-heatmap").checked) {
       ctx.globalAlpha = $("heat-opacity").value / 100;
@@ -237,20 +337,22 @@
     }
     drawMask(data.width, data.height, w, h);
     if ($("show-outlines").checked) {
-      ctx.lineWidth = 1;
+      ctx.lineWidth = 1 / scale;
       ctx.strokeStyle = "rgba(255, 255, 255, 0.35)";
       ctx.stroke(state.item.outlines.weak);
-      ctx.lineWidth = 2;
+      ctx.lineWidth = 2 / scale;
       ctx.strokeStyle = "#ffd33d";
       ctx.stroke(state.item.outlines.strong);
     }
-    if (state.pointer && state.tool !== "region") {
+    if (state.pointer && state.tool !== "region" && !state.pan) {
       ctx.beginPath();
       ctx.arc(state.pointer[0] * state.zoom, state.pointer[1] * state.zoom, state.brushSize / 2 * state.zoom, 0, 2 * Math.PI);
-      ctx.lineWidth = 1.5;
+      ctx.lineWidth = 1.5 / scale;
       ctx.strokeStyle = state.tool === "brush" ? "#2ea043" : "#ffffff";
       ctx.stroke();
     }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    canvas.dataset.view = [scale, x, y].map((v) => v.toFixed(2)).join(",");
     showAnswerStatus();
   }
 
@@ -289,29 +391,61 @@
     $("legend").textContent = (data.heatmap.signed
       ? "Explanation: red = evidence for the prediction, blue = evidence against; "
       : "Explanation: brighter = more important to the prediction; ")
-      + "yellow outlines = candidate regions; green stripes = marked irrelevant.";
+      + "yellow outlines = proposals (regions the explanation points at); green stripes = marked irrelevant.";
     $("previous").disabled = data.previous === null;
     $("next").disabled = data.next === null;
+    const noProposal = data.candidates.length === 0;
+    $("mark-proposals").disabled = noProposal;
+    $("proposals-note").hidden = !noProposal;
+    $("proposals-note").textContent = noProposal ? NO_PROPOSAL : "";
   }
 
   function showAnswerStatus() {
     const answer = state.item.data.answer;
     const saved = !answer ? "Not answered yet."
       : answer.decision === "irrelevant" ? "Saved: regions marked irrelevant."
-      : answer.decision === "accepted" ? "Saved: the explanation is fine."
+      : answer.decision === "accepted" ? "Saved: the explanation is accepted."
       : "Saved: skipped.";
     const count = markedCount();
-    const changes = unsaved() ? " Unsaved changes to the marks." : "";
+    const changes = unsaved() ? " Unsaved changes to the marks (kept in this browser until you save or clear them)." : "";
     $("saved-status").textContent = `${saved} ${count} pixel${count === 1 ? "" : "s"} marked.${changes}`;
     $("saved-status").classList.toggle("unsaved", Boolean(changes));
+    $("undo").disabled = !state.undo.length;
+    $("redo").disabled = !state.redo.length;
     document.body.dataset.marked = String(count);
   }
 
   function showProgress() {
     const { answered, total, counts } = state.progress;
     $("progress-text").textContent = `${answered} of ${total} answered (${counts.irrelevant} with irrelevant regions, `
-      + `${counts.accepted} fine, ${counts.skipped} skipped)`;
+      + `${counts.accepted} accepted, ${counts.skipped} skipped)`;
     $("progress-fill").style.width = `${(100 * answered) / total}%`;
+  }
+
+  // The list to jump to any image, with its state: not answered, the saved decision, unsaved marks.
+  const DECISION_LABELS = { irrelevant: "irrelevant regions saved", accepted: "explanation accepted", skipped: "skipped" };
+
+  function jumpLabel(it, position) {
+    const decision = it.decision === null ? "not answered" : DECISION_LABELS[it.decision];
+    return `${position + 1}. image #${it.index}: ${decision}${hasDraft(it.index) ? ", unsaved marks" : ""}`;
+  }
+
+  function showJumpList() {
+    const list = $("jump");
+    list.replaceChildren(...state.items.map((it, k) => {
+      const option = new Option(jumpLabel(it, k), String(it.index));
+      option.dataset.decision = it.decision || "none";
+      return option;
+    }));
+    if (state.item) list.value = String(state.item.data.index);
+  }
+
+  function showJumpEntry(index) {
+    const k = state.items.findIndex((it) => it.index === index);
+    const option = $("jump").options[k];
+    if (!option) return;
+    option.textContent = jumpLabel(state.items[k], k);
+    option.dataset.decision = state.items[k].decision || "none";
   }
 
   function showFinished() {
@@ -321,7 +455,7 @@
     $("finished").hidden = false;
     const { total, counts } = state.progress;
     $("finished-summary").textContent = `All ${total} images have an answer: ${counts.irrelevant} with regions marked `
-      + `irrelevant, ${counts.accepted} with a fine explanation, ${counts.skipped} skipped. They are saved in ${state.store}.`;
+      + `irrelevant, ${counts.accepted} with the explanation accepted, ${counts.skipped} skipped. They are saved in ${state.store}.`;
     const step = $("next-step");
     step.replaceChildren();
     if (state.nextCommand) {
@@ -338,33 +472,49 @@
   function stashDraft() {
     if (!state.item) return;
     const index = state.item.data.index;
-    if (unsaved()) drafts.set(index, { mask: state.mask, undo: state.undo });
+    if (unsaved()) drafts.set(index, { mask: state.mask, undo: state.undo, redo: state.redo });
     else drafts.delete(index);
   }
 
-  async function go(index, started = performance.now()) {
+  const hashIndex = () => {
+    const found = location.hash.match(/^#item=(\d+)$/);
+    return found ? Number(found[1]) : null;
+  };
+
+  // Shows image `index`; `push` adds it to the browser's history (back returns to the image before).
+  async function go(index, { started = performance.now(), push = true } = {}) {
     const navigation = ++state.navigation;
     stashDraft();
     let item;
     try {
       item = await load(index);
     } catch (error) {
-      return message(`Cannot load image ${index}: ${error.message}`);
+      if (error.status === 404) refreshItems();
+      return message(error.status === 0 ? `Cannot show image ${index}: ${error.message}`
+        : `Cannot load image ${index}: ${error.message}`);
     }
     if (navigation !== state.navigation) return;  // a later click won
     const { data } = item;
     const draft = drafts.get(index);
-    Object.assign(state, { item, mask: draft ? draft.mask : savedMask(data), undo: draft ? draft.undo : [],
-      zoom: zoomFor(data.width, data.height), stroke: null });
+    const kept = draft ? null : keptDraft(data);
+    Object.assign(state, { item, mask: draft ? draft.mask : kept || savedMask(data), undo: draft ? draft.undo : [],
+      redo: draft ? draft.redo : [], zoom: zoomFor(data.width, data.height), stroke: null, pan: null,
+      view: { scale: 1, x: 0, y: 0 } });
     canvas.width = maskLayer.width = data.width * state.zoom;
     canvas.height = maskLayer.height = data.height * state.zoom;
     maskPixels.width = data.width;
     maskPixels.height = data.height;
     $("finished").hidden = true;
     $("work").hidden = false;
-    history.replaceState(null, "", `${location.pathname}${location.search}#item=${index}`);
-    message("");
+    if (hashIndex() !== index) {
+      const url = `${location.pathname}${location.search}#item=${index}`;
+      if (push) history.pushState(null, "", url);
+      else history.replaceState(null, "", url);
+    }
+    message(kept ? "Your unsaved marks on this image were restored from this browser: save them, or clear them." : "");
     showPrediction(data);
+    $("jump").value = String(index);
+    $("zoom-level").textContent = "100%";
     render();
     canvas.dataset.showMs = (performance.now() - started).toFixed(1);
     document.body.dataset.index = String(index);
@@ -387,7 +537,7 @@
     const { index, height, width } = state.item.data;
     const body = { decision };
     if (decision === "irrelevant") {
-      if (!markedCount()) return message("Mark at least one region first, or press \u201cExplanation is fine\u201d.");
+      if (!markedCount()) return message("Mark at least one region first, or accept the explanation (F).");
       body.mask = encodeMask(state.mask, height, width);
     }
     state.busy = true;
@@ -397,12 +547,14 @@
       const result = await response.json();
       state.item.data.answer = result.answer;
       if (decision !== "irrelevant") state.mask = savedMask(state.item.data);
-      drafts.delete(index);
-      state.items.find((it) => it.index === index).decision = decision;
+      forgetDraft(index);
+      const listed = state.items.find((it) => it.index === index);
+      if (listed) listed.decision = decision;
+      showJumpEntry(index);
       state.progress = result.progress;
       showProgress();
       if (result.next_unanswered === null) showFinished();
-      else await go(result.next_unanswered, started);
+      else await go(result.next_unanswered, { started });
     } catch (error) {
       message(`Not saved: ${error.message}`);
     } finally {
@@ -418,10 +570,31 @@
 
   // -- input -------------------------------------------------------------------------------------
 
-  function toImage(event) {
+  function toCanvas(event) {
     const rect = canvas.getBoundingClientRect();
-    const { width, height } = state.item.data;
-    return [(event.clientX - rect.left) / rect.width * width, (event.clientY - rect.top) / rect.height * height];
+    return [(event.clientX - rect.left) / rect.width * canvas.width, (event.clientY - rect.top) / rect.height * canvas.height];
+  }
+
+  function toImage(event) {
+    const [cx, cy] = toCanvas(event);
+    const { scale, x, y } = state.view;
+    return [(cx + x) / scale / state.zoom, (cy + y) / scale / state.zoom];
+  }
+
+  // The view stays inside the image: offsets between 0 and the zoomed size minus the canvas.
+  function clampView({ scale, x, y }) {
+    const maxX = canvas.width * (scale - 1), maxY = canvas.height * (scale - 1);
+    return { scale, x: Math.min(maxX, Math.max(0, x)), y: Math.min(maxY, Math.max(0, y)) };
+  }
+
+  // Zoom to `scale` (1 = the whole image) keeping the canvas point (cx, cy) where it is.
+  function zoomTo(scale, cx = canvas.width / 2, cy = canvas.height / 2) {
+    if (!state.item) return;
+    const old = state.view;
+    const next = Math.min(MAX_VIEW_ZOOM, Math.max(1, scale));
+    state.view = clampView({ scale: next, x: (cx + old.x) * next / old.scale - cx, y: (cy + old.y) * next / old.scale - cy });
+    $("zoom-level").textContent = `${Math.round(next * 100)}%`;
+    scheduleRender();
   }
 
   function setTool(tool) {
@@ -445,7 +618,15 @@
   }
 
   canvas.addEventListener("pointerdown", (event) => {
-    if (!state.item || event.button !== 0) return;
+    if (!state.item) return;
+    if (event.button === 1 || event.button === 2 || (event.button === 0 && state.spaceHeld)) {
+      event.preventDefault();  // pan: the middle or right button, or Space and the left button
+      canvas.setPointerCapture(event.pointerId);
+      state.pan = { from: toCanvas(event), x: state.view.x, y: state.view.y };
+      canvas.classList.add("panning");
+      return;
+    }
+    if (event.button !== 0) return;
     const point = toImage(event);
     if (state.tool === "region") return toggleRegion(point);
     canvas.setPointerCapture(event.pointerId);
@@ -456,6 +637,12 @@
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!state.item) return;
+    if (state.pan) {
+      const [cx, cy] = toCanvas(event);
+      const { from, x, y } = state.pan;
+      state.view = clampView({ scale: state.view.scale, x: x - (cx - from[0]), y: y - (cy - from[1]) });
+      return scheduleRender();
+    }
     state.pointer = toImage(event);
     if (state.stroke) {
       paint(state.stroke.last, state.pointer, state.stroke.value);
@@ -463,23 +650,61 @@
     }
     scheduleRender();
   });
-  const endStroke = () => { state.stroke = null; };
+  const endStroke = () => {
+    if (state.stroke) keepDraft();
+    state.stroke = null;
+    state.pan = null;
+    canvas.classList.toggle("panning", state.spaceHeld);
+  };
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
   canvas.addEventListener("pointerleave", () => { state.pointer = null; if (state.item) scheduleRender(); });
+  canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+  canvas.addEventListener("wheel", (event) => {
+    if (!state.item) return;
+    event.preventDefault();
+    zoomTo(state.view.scale * (event.deltaY < 0 ? 1.25 : 0.8), ...toCanvas(event));
+  }, { passive: false });
 
   document.querySelectorAll("input[name=tool]").forEach((radio) => radio.addEventListener("change", () => setTool(radio.value)));
   $("brush-size").addEventListener("input", (event) => setBrushSize(Number(event.target.value)));
   ["show-heatmap", "heat-opacity", "show-outlines"].forEach((id) => $(id).addEventListener("input", scheduleRender));
   $("save").addEventListener("click", () => submit("irrelevant"));
-  $("accept-candidates").addEventListener("click", acceptCandidates);
-  $("fine").addEventListener("click", () => submit("accepted"));
+  $("mark-proposals").addEventListener("click", markProposals);
+  $("accept").addEventListener("click", () => submit("accepted"));
   $("skip").addEventListener("click", () => submit("skipped"));
   $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
   $("clear").addEventListener("click", clearMarks);
+  $("zoom-in").addEventListener("click", () => zoomTo(state.view.scale * ZOOM_STEP));
+  $("zoom-out").addEventListener("click", () => zoomTo(state.view.scale / ZOOM_STEP));
+  $("zoom-fit").addEventListener("click", () => zoomTo(1));
   $("previous").addEventListener("click", () => step(-1));
   $("next").addEventListener("click", () => step(1));
+  $("jump").addEventListener("change", (event) => {
+    go(Number(event.target.value));
+    event.target.blur();  // the shortcuts work again
+  });
   $("review").addEventListener("click", () => go(state.items[0].index));
+
+  // Back, forward, or an address typed with another #item=N: show that image.
+  function followAddress() {
+    const requested = hashIndex();
+    if (requested === null || (state.item && state.item.data.index === requested) || !state.items.length) return;
+    if (state.items.some((it) => it.index === requested)) go(requested, { push: false });
+    else message(`There is no image ${requested} on this page; choose one from the list.`);
+  }
+  window.addEventListener("popstate", followAddress);
+  window.addEventListener("hashchange", followAddress);
+
+  // Unsaved marks survive in localStorage anyway; the browser still asks before the tab closes.
+  window.addEventListener("beforeunload", (event) => {
+    stashDraft();
+    if (drafts.size) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
 
   // A button clicked with the mouse gives the focus back, so that Enter keeps meaning "save".
   document.querySelectorAll("button").forEach((button) => button.addEventListener("click", (event) => {
@@ -489,14 +714,32 @@
   const SHORTCUTS = {
     r: () => setTool("region"), b: () => setTool("brush"), e: () => setTool("eraser"),
     "[": () => setBrushSize(state.brushSize - 1), "]": () => setBrushSize(state.brushSize + 1),
-    a: acceptCandidates, Enter: () => submit("irrelevant"), f: () => submit("accepted"), s: () => submit("skipped"),
-    z: undo, c: clearMarks, h: () => toggle("show-heatmap"), o: () => toggle("show-outlines"),
+    a: markProposals, Enter: () => submit("irrelevant"), f: () => submit("accepted"), s: () => submit("skipped"),
+    z: undo, y: redo, c: clearMarks, h: () => toggle("show-heatmap"), o: () => toggle("show-outlines"),
+    "+": () => zoomTo(state.view.scale * ZOOM_STEP), "=": () => zoomTo(state.view.scale * ZOOM_STEP),
+    "-": () => zoomTo(state.view.scale / ZOOM_STEP), 0: () => zoomTo(1),
     n: () => step(1), ArrowRight: () => step(1), p: () => step(-1), ArrowLeft: () => step(-1),
   };
 
+  document.addEventListener("keyup", (event) => {
+    if (event.key !== " ") return;
+    state.spaceHeld = false;
+    if (!state.pan) canvas.classList.remove("panning");
+  });
+
   document.addEventListener("keydown", (event) => {
-    if (!state.item || event.altKey || event.target.matches("textarea, input[type=text]")) return;
+    if (!state.item || event.altKey || event.target.matches("textarea, input[type=text], select")) return;
     if (event.target.matches("button") && (event.key === "Enter" || event.key === " ")) return;
+    if (event.key === " ") {  // held: the left button pans
+      event.preventDefault();
+      state.spaceHeld = true;
+      return canvas.classList.add("panning");
+    }
+    if ((event.ctrlKey || event.metaKey) && (event.key.toLowerCase() === "y"
+        || (event.key.toLowerCase() === "z" && event.shiftKey))) {
+      event.preventDefault();
+      return redo();
+    }
     if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
       event.preventDefault();
       return undo();
@@ -515,13 +758,14 @@
     try {
       const overview = await (await api("/api/items")).json();
       Object.assign(state, { items: overview.items, progress: overview.progress, nextCommand: overview.next_command,
-        store: overview.store });
+        store: overview.store, annotator: overview.annotator, startCommand: overview.start_command });
       $("who").textContent = `Annotator: ${overview.annotator}`;
       showProgress();
-      const requested = Number((location.hash.match(/^#item=(\d+)$/) || [])[1]);
-      if (state.items.some((it) => it.index === requested)) return go(requested);
+      showJumpList();
+      const requested = hashIndex();
+      if (state.items.some((it) => it.index === requested)) return go(requested, { push: false });
       const first = state.items.find((it) => it.decision === null);
-      if (first) return go(first.index);
+      if (first) return go(first.index, { push: false });
       showFinished();
     } catch (error) {
       $("work").hidden = true;
