@@ -166,7 +166,8 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, fee
 @click.option("--host", default="127.0.0.1", show_default=True, help="address the page listens on")
 @click.option("--port", default=8765, show_default=True, type=int, help="port of the page (0: any free port)")
 @click.option("--token", default=None,
-              help="secret every request must carry; required off 127.0.0.1  [default on 127.0.0.1: a fresh one]")
+              help="secret every request must carry; required off 127.0.0.1  [default on 127.0.0.1: the one kept "
+                   "beside the store in STORE.page.json, made on first use]")
 def annotate(run_dir, store, budget, strategy, pool, samples, seed, annotator, oracle, host, port, token):
     """Show a trained run's explanations of its training predictions to an annotator, who marks
     irrelevant regions, accepts or skips ([001] Fig. 1, step 3); answers go into the store."""
