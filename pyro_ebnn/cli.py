@@ -29,7 +29,7 @@ from .experiment.compare import parse_modes, parse_sweeps, parse_weights
 from .experiment.compare import run_grid as train_grid
 from .experiment.config import MODES, load_config, parse_sets
 from .experiment.protocol import use_threads
-from .experiment.report import shortcut_report
+from .experiment.report import number, shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
 from .explain import REFERENCES, parse_methods
 from .progress import close_bars
@@ -88,7 +88,10 @@ def _common(f):
     f = click.option("--seed", type=int, default=None)(f)
     f = click.option("--device", default=None, help="auto | cpu | cuda")(f)
     f = click.option("--fold", type=int, default=None)(f)
-    f = click.option("--data-dir", "data_dir", default=None, help="torchvision MNIST root (DIR/MNIST/raw)")(f)
+    f = click.option("--data-dir", "data_dir", default=None,
+                     help="the data's folder (config key data_dir): the image folder of dataset: folder, the files of "
+                          "a real-world set (oxford_pets, sbd, isic, dogs_vs_cats) or the torchvision MNIST root "
+                          "(DIR/MNIST/raw)")(f)
     return f
 
 
@@ -101,9 +104,9 @@ def _report(m, warnings: bool = False):
         click.echo(f"warning: {line}", err=True)
 
 
-def _summary(m):
-    keys = ["balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy"]
-    return "  ".join(f"{k}={m[k]:.4f}" for k in keys if isinstance(m.get(k), float))
+def _summary(m, keys=("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")):
+    """``key=value`` of the metrics ``keys`` that ``m`` has, small values not shown as 0.0000."""
+    return "  ".join(f"{k}={number(m[k], 4)}" for k in keys if isinstance(m.get(k), float))
 
 
 @cli.command()
@@ -114,6 +117,10 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
     """Train one model from scratch ([000] protocol)."""
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
     cfg = _config(config, mode, sets, seed, device, fold)
+    if config is None and os.environ.get("RANK", "0") == "0":  # one line, also in a torchrun group
+        rule = f", rule {cfg.rule}" if cfg.dataset == "decoy_mnist" else ""
+        click.echo(f"no --config: training {cfg.dataset}{rule}, mode {cfg.mode}; --config configs/<file>.yaml chooses "
+                   "other data", err=True)
     m = search.train_choosing_lam(cfg, out, resume=resume)
     if m:  # process 0 of a torchrun group reports; the others return nothing
         click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
@@ -209,6 +216,9 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
              figures, figure_images, checkpoint, old_checkpoint, threads):
     """Evaluate a trained run on its test sets: classification, calibration/uncertainty (NLL, Brier,
     ECE, predictive entropy, mutual information), attribution overlap, figures."""
+    if out is None:
+        also = " and writes the figures there" if figures else ""
+        click.echo(f"no --out: this updates {Path(run_dir) / 'metrics.json'}{also}; --out DIR writes elsewhere", err=True)
     out = out or run_dir
     reference = reference or old_reference
     if reference:
@@ -218,8 +228,7 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
     m = evaluation.evaluate_run(run_dir, out, sets=sets, device=device, attributions=attributions, methods=methods,
                                 samples=samples, max_images=max_images, figures=figures,
                                 figure_images=figure_images, checkpoint=old_checkpoint or checkpoint)
-    extra = "  ".join(f"{k}={m[k]:.4f}" for k in ("ece", "nll", *(f"overlap_{x}" for x in methods.split(",")))
-                      if isinstance(m.get(k), float))
+    extra = _summary(m, ("ece", "nll", *(f"overlap_{x}" for x in methods.split(","))))
     click.echo(f"{_summary(m)}  {extra}  ({m['eval_seconds']:.0f} s)  -> {out}/metrics.json")
     _report(m, warnings=True)
 

@@ -13,9 +13,11 @@ from pyro_ebnn import lenet
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.bnn import posterior_network
 from pyro_ebnn.experiment.config import DATA_KEYS, config_difference
-from pyro_ebnn.explain import (METHODS, ExplainError, attribute, default_occlusion_window, explain, gradcam_layer_map,
-                               masked_indices, overlap, overlap_per_image)
+from pyro_ebnn.explain import (METHODS, ExplainError, attribute, default_occlusion_window, explain, figure_indices,
+                               gradcam_layer_map, masked_indices, overlap, overlap_metrics, overlap_per_image)
 from pyro_ebnn.cli import cli
+from pyro_ebnn.data import ImageSet
+from pyro_ebnn.experiment import figures
 
 from test_inputs import _write_npz
 
@@ -167,7 +169,100 @@ def test_all_methods_run_and_errors_are_clear(net, batch):
     assert config_difference(a.to_dict(), b.to_dict(), only=DATA_KEYS) == ["rule"]
 
 
+# -- figures ----------------------------------------------------------------------------------------
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures that the figure functions would write, drawn but not saved."""
+    kept = []
+
+    def keep(fig, stem):
+        fig.canvas.draw()
+        kept.append(fig)
+        return []
+    monkeypatch.setattr(figures, "_save", keep)
+    return kept
+
+
+def test_figure_rows_come_from_every_class_and_the_overlap_from_the_first_masked_images():
+    # sorted by class, as an image folder is: the first masked images are all of class 0
+    labels = torch.tensor([0] * 12 + [1] * 6)
+    masks = torch.zeros(18, 1, 28, 28, dtype=torch.bool)
+    masks[::2, :, :4, :4] = True                        # 6 masked images of class 0, 3 of class 1
+    rows = figure_indices(labels, masks, 4, seed=1)
+    assert labels[masked_indices(masks, 4)].tolist() == [0, 0, 0, 0]
+    assert labels[rows].tolist() == [0, 0, 1, 1] and all(masks[i].any() for i in rows)
+    assert rows.tolist() == figure_indices(labels, masks, 4, seed=1).tolist()      # seeded
+    assert labels[figure_indices(labels, masks, 8)].tolist() == [0] * 5 + [1] * 3   # class 1 has 3
+    assert len(figure_indices(labels, torch.zeros(18, dtype=torch.bool), 4)) == 0
+    # overlap_metrics: the overlap over the first 4 masked images, the rows of every class
+    torch.manual_seed(0)
+    net = lenet(num_classes=2)
+    data = ImageSet(torch.rand(18, 1, 28, 28), labels, masks, 2, "t", ["everyday", "scientific"])
+    keep = {}
+    out = overlap_metrics(net, data, ["saliency"], max_images=4, progress=False, keep=keep, keep_images=4, seed=1)
+    assert out["n_overlap_images"] == 4 and keep["indices"].tolist() == rows.tolist()
+    assert keep["labels"].tolist() == [0, 0, 1, 1] and keep["class_names"] == ["everyday", "scientific"]
+    alone = explain(net, data.images[rows], labels[rows], ["saliency"], progress=False)["saliency"]
+    assert torch.allclose(keep["attributions"]["saliency"], alone, atol=1e-6)
+    assert torch.equal(keep["images"], data.images[rows]) and torch.equal(keep["masks"], masks[rows])
+
+
+def test_attribution_grid_names_the_classes_and_the_predictions(drawn):
+    images, masks = torch.rand(2, 3, 8, 8), torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    masks[:, :, :2, :2] = True
+    probs = torch.tensor([[0.9, 0.1], [0.7, 0.3]])      # the second image is taken for everyday: wrong
+    figures.attribution_grid(images, masks, torch.tensor([0, 1]), [("run", torch.rand(2, 3, 8, 8), probs)],
+                             "saliency", "unused", class_names=["everyday", "scientific"])
+    axes = drawn[0].axes
+    assert [axes[0].get_ylabel(), axes[2].get_ylabel()] == ["everyday", "scientific"]
+    right, wrong = axes[1].xaxis.label, axes[3].xaxis.label
+    assert right.get_text().startswith("pred everyday (0.900)\nin mask ") and "scientific" not in wrong.get_text()
+    assert wrong.get_color() == figures.WRONG_COLOUR != right.get_color()
+    figures.attribution_grid(images, masks, torch.tensor([3, 1]), [("run", torch.rand(2, 3, 8, 8), None)],
+                             "saliency", "unused")          # no names: the class numbers
+    assert drawn[1].axes[0].get_ylabel() == "class 3" and drawn[1].axes[1].get_xlabel().startswith("in mask ")
+
+
+def test_reliability_and_mutual_information_axes_read_plainly(drawn):
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(2, 4000, 2, generator=g), -1)
+    labels = torch.randint(0, 2, (4000,), generator=g)
+    figures.reliability_diagram(figures.reliability(labels, probs), 0.0005, "unused")
+    top, counts = drawn[0].axes
+    for axis in (top.yaxis, counts.xaxis):             # the x axis shared, labelled below
+        assert [t.get_text() for t in axis.get_ticklabels()] == ["0", "0.25", "0.5", "0.75", "1"]
+    numbers = {t.get_text() for t in counts.get_yticklabels()}
+    assert counts.get_yscale() == "log" and "1" in numbers and numbers <= {"1", "10", "100", "1000"}
+    assert any("ECE = 0.0005" in t.get_text() for t in top.texts)
+    correct = np.arange(30) % 3 > 0
+    figures.mutual_information_histogram(np.where(correct, 0.0005, 0.00012), correct, "unused")
+    ax = drawn[1].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["correct (n=20, mean 0.0005)", "wrong (n=10, mean 0.00012)"]
+    assert all(len(t.get_text()) <= 7 for t in ax.get_xticklabels() + ax.get_yticklabels())
+
+
 # -- the CLI ----------------------------------------------------------------------------------------
+def test_train_without_config_and_evaluate_without_out_say_what_they_do(tmp_path, monkeypatch):
+    from pyro_ebnn.cli import evaluation, search
+    monkeypatch.setattr(search, "train_choosing_lam", lambda cfg, out, resume: {})
+    res = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.strip() == ("no --config: training decoy_mnist, rule position, mode feedback; --config "
+                                  "configs/<file>.yaml chooses other data")
+    metrics = {"balanced_accuracy": 0.5, "ece": 0.00052, "nll": 0.69, "overlap_saliency": 0.0, "eval_seconds": 1.0}
+    monkeypatch.setattr(evaluation, "evaluate_run", lambda *a, **kw: metrics)
+    res = CliRunner().invoke(cli, ["evaluate", "--run", str(tmp_path / "run"), "--methods", "saliency"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.strip() == (f"no --out: this updates {tmp_path / 'run' / 'metrics.json'} and writes the figures "
+                                  "there; --out DIR writes elsewhere")
+    assert "balanced_accuracy=0.5000  ece=0.00052  nll=0.6900  overlap_saliency=0.0000" in res.stdout
+    res = CliRunner().invoke(cli, ["evaluate", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0 and res.stderr == ""
+    res = CliRunner().invoke(cli, ["train", "--help"])
+    assert "the image folder of dataset: folder" in " ".join(res.output.split())
+
+
 def test_evaluate_and_explain_from_the_cli(tmp_path):
     masks = np.zeros((20, 1, 28, 28), np.uint8)
     masks[:, :, :4, :4] = 1

@@ -12,7 +12,7 @@ import torch
 from ..bnn import mean_probs, predictive_probs
 from ..data import Split, batches
 from ..errors import ConfigError
-from ..explain import (REFERENCE_METHODS, REFERENCES, ExplainError, channel_mean, explain, masked_indices,
+from ..explain import (REFERENCE_METHODS, REFERENCES, ExplainError, channel_mean, explain, figure_indices,
                        overlap_metrics, parse_methods)
 from ..metrics import classification_metrics, group_accuracies, plugin_metrics, uncertainty_metrics
 from ..progress import progress_bar
@@ -50,8 +50,8 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
     overlap with the feedback masks on the test set, ``overlap_<method>`` ([001] Eq. 17), for
     ``methods`` (default all four), at the posterior mean or averaged over ``attribution_samples``
     weight samples, on the first ``max_images`` masked test images (default all).
-    ``keep`` (a dict) receives the predictive probabilities and the attributions of the first
-    ``figure_images`` masked test images, for figures."""
+    ``keep`` (a dict) receives the predictive probabilities and the attributions of
+    ``figure_images`` masked test images of every class, for figures."""
     metrics = {}
     sets = {"test": split.test, **split.extra_tests}
     bar = progress_bar(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
@@ -237,9 +237,10 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
 
 def explain_runs(run_dirs: Sequence, out, n_images: int = 8, methods=None, samples: int = 0, device=None,
                  progress: bool = True, reference: str = "black") -> dict:
-    """One attribution grid per method (image with its mask | run A | run B | ...) on the same first
-    ``n_images`` masked test images; ``reference`` as the config key ``attribution_reference`` (the
-    training images of the first run's fold give the mean). Returns {method: [png, pdf]}."""
+    """One attribution grid per method (image with its mask | run A | run B | ...) on the same
+    ``n_images`` masked test images, of every class (:func:`~pyro_ebnn.explain.figure_indices`);
+    ``reference`` as the config key ``attribution_reference`` (the training images of the first
+    run's fold give the mean). Returns {method: [png, pdf]}."""
     methods = parse_methods(methods)
     if reference not in REFERENCES:
         raise ExplainError(f"unknown reference image {reference!r}; use {' or '.join(REFERENCES)}")
@@ -264,7 +265,7 @@ def explain_runs(run_dirs: Sequence, out, n_images: int = 8, methods=None, sampl
     split = prepare_split(configs[0])
     test = split.test
     reference_values = channel_mean(images_of(split.train, configs[0].workers)) if reference == "mean" else None
-    idx = masked_indices(test.has_mask, n_images)
+    idx = figure_indices(test.labels, test.has_mask, n_images, configs[0].seed)
     if len(idx) == 0:
         raise ExplainError("the test set has no image with a non-empty mask; nothing to compare")
     x, y, masks = next(batches(test, len(idx), idx))
@@ -283,7 +284,8 @@ def explain_runs(run_dirs: Sequence, out, n_images: int = 8, methods=None, sampl
     for m in methods:
         cols = [(c["name"], c["attributions"][m], c["probs"]) for c in columns]
         written[m] = attribution_grid(x, masks, y, cols, m, out / f"attributions_{m}",
-                                      title_suffix=attribution_title(m, samples, reference))
+                                      title_suffix=attribution_title(m, samples, reference),
+                                      class_names=test.class_names)
     return written
 
 

@@ -3,7 +3,7 @@ histograms of the mutual information and validation curves."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -13,13 +13,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from ..explain import REFERENCE_METHODS  # noqa: E402
 from ..metrics import ece, mutual_information_per_image, reliability  # noqa: E402
+from .report import number  # noqa: E402
 
 METHOD_TITLES = {"saliency": "Saliency (input gradient)", "deeplift": "DeepLIFT",
                  "gradcam": "Grad-CAM (last conv, upsampled)", "occlusion": "Occlusion"}
 MASK_COLOUR = "#00e5ff"
+WRONG_COLOUR = "#c44e52"
 
 
 def _save(fig, stem) -> list[str]:
@@ -46,6 +49,51 @@ def _show_image(ax, image: np.ndarray):
         ax.imshow(np.clip(image[:3].transpose(1, 2, 0), 0, 1), interpolation="nearest")
 
 
+def class_label(k: int, class_names: Optional[Sequence[str]] = None) -> str:
+    """The name of class ``k``, or "class k" where the classes have none (or only their numbers).
+
+    >>> class_label(1, ["everyday", "scientific"]), class_label(3), class_label(3, [str(k) for k in range(10)])
+    ('scientific', 'class 3', 'class 3')
+    """
+    k = int(k)
+    if class_names is not None and 0 <= k < len(class_names) and str(class_names[k]) != str(k):
+        return str(class_names[k])
+    return f"class {k}"
+
+
+def _plain(value, _pos=None) -> str:
+    """A tick label without trailing zeros or powers of ten: 0, 0.25, 1, 20, 0.001."""
+    return f"{value:g}"
+
+
+def count_ticks(top: float, most: int = 4) -> list[int]:
+    """Ticks of a logarithmic count axis up to ``top``: 1, 2, 5, 10, 20, ..., or only the powers of
+    ten (every other one, ...) where that would be more than ``most`` ticks.
+
+    >>> count_ticks(300, 8), count_ticks(300), count_ticks(10 ** 6)
+    ([1, 2, 5, 10, 20, 50, 100, 200], [1, 10, 100], [1, 100, 10000, 1000000])
+    """
+    decades = range(int(np.log10(max(top, 1))) + 1)
+    at = [m * 10 ** d for d in decades for m in (1, 2, 5) if m * 10 ** d <= top]
+    if len(at) > most:
+        at = [10 ** d for d in decades]
+    return at[::-(-len(at) // most)]
+
+
+def _count_axis(ax, counts, most: int = 4):
+    """Numbers of images on the y axis: linear with whole-number ticks, or logarithmic with plain
+    ticks (:func:`count_ticks`) where the largest count is over 50."""
+    top = float(np.max(counts, initial=0))
+    if top <= 50:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=most, integer=True))
+        return
+    ax.set_yscale("log")
+    ax.set_ylim(0.7, top * 1.5)
+    ax.yaxis.set_major_locator(FixedLocator(count_ticks(top * 1.5, most)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _outline(ax, mask: np.ndarray, colour: str = MASK_COLOUR, lw: float = 1.3):
     """Pixel-exact outline of a binary mask (closed also where it touches the image border)."""
     if not mask.any():
@@ -60,9 +108,10 @@ def _outline(ax, mask: np.ndarray, colour: str = MASK_COLOUR, lw: float = 1.3):
 
 
 def attribution_grid(images, masks, labels, columns: Sequence, method: str, stem,
-                     title_suffix: str = "posterior mean") -> list[str]:
-    """Rows: images; columns: the image with its feedback mask outlined, then |attribution| (summed
-    over channels, scaled to its maximum per image) of each run, the mask outlined on top.
+                     title_suffix: str = "posterior mean", class_names: Optional[Sequence[str]] = None) -> list[str]:
+    """Rows: images, named by their class; columns: the image with its feedback mask outlined, then
+    |attribution| (summed over channels, scaled to its maximum per image) of each run, the mask
+    outlined on top, the predicted class (in red where wrong) and the attribution's share in the mask.
 
     ``columns``: (name, attributions N x C x H x W, probs N x K or None) per run."""
     x, m, y = _np(images), _np(masks).astype(bool), _np(labels)
@@ -74,7 +123,7 @@ def attribution_grid(images, masks, labels, columns: Sequence, method: str, stem
         ax = axes[i, 0]
         _show_image(ax, x[i])
         _outline(ax, m[i, 0])
-        ax.set_ylabel(f"label {int(y[i])}", fontsize=9)
+        ax.set_ylabel(class_label(y[i], class_names), fontsize=9)
         if i == 0:
             ax.set_title("image, mask", fontsize=9)
         for j, (name, attrs, probs) in enumerate(columns, start=1):
@@ -84,17 +133,18 @@ def attribution_grid(images, masks, labels, columns: Sequence, method: str, stem
             im = ax.imshow(t / top if top > 0 else t, cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
             _outline(ax, m[i, 0])
             share = (t * m[i, 0]).sum() / t.sum() if t.sum() > 0 else float("nan")
-            text = f"in mask {share:.2f}"
+            text, colour = f"in mask {number(share)}", "black"
             if probs is not None:
                 p = _np(probs[i])
-                text = f"pred {int(p.argmax())} ({p.max():.2f}), " + text
-            ax.set_xlabel(text, fontsize=7)
+                text = f"pred {class_label(p.argmax(), class_names)} ({number(p.max())})\n" + text
+                colour = "black" if int(p.argmax()) == int(y[i]) else WRONG_COLOUR
+            ax.set_xlabel(text, fontsize=7, color=colour)
             if i == 0:
                 ax.set_title(name, fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{METHOD_TITLES.get(method, method)}\nfor the true label, {title_suffix}", fontsize=11)
+    fig.suptitle(f"{METHOD_TITLES.get(method, method)}\nfor the true class, {title_suffix}", fontsize=11)
     if im is not None:
         cb = fig.colorbar(im, ax=axes[:, 1:], shrink=min(1.0, 4.0 / n), aspect=30, pad=0.02)
         cb.set_label("|attribution| / its maximum", fontsize=8)
@@ -125,30 +175,40 @@ def reliability_diagram(table: dict, ece: float, stem, title: str = "") -> list[
     ax.plot([0, 1], [0, 1], "--", color="0.3", lw=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(FixedLocator([0, 0.25, 0.5, 0.75, 1]))
+        axis.set_major_formatter(FuncFormatter(_plain))
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85, edgecolor="none")
-    ax.text(0.97, 0.04, f"ECE = {ece:.3f}\nN = {int(count.sum())}", transform=ax.transAxes, ha="right",
+    ax.text(0.97, 0.04, f"ECE = {number(ece)}\nN = {int(count.sum())}", transform=ax.transAxes, ha="right",
             va="bottom", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="0.7"))
     ax.set_title(title or "reliability diagram", fontsize=11)
     axc.bar(centres, count, width=width, color="0.55", edgecolor="white")
-    axc.set_yscale("log" if count.max() > 50 else "linear")
+    _count_axis(axc, count)
     axc.set_ylabel("images")
     axc.set_xlabel("confidence (top-label mean predictive)")
     return _save(fig, stem)
 
 
 def mutual_information_histogram(mi, correct, stem, title: str = "") -> list[str]:
-    """Histogram of the per-image mutual information (nats), correct and wrong predictions apart."""
+    """Histogram of the per-image mutual information (nats), correct and wrong predictions apart,
+    each group's mean marked by a dashed line."""
     mi, correct = _np(mi), _np(correct).astype(bool)
     top = max(float(mi.max()) if len(mi) else 0.0, 1e-6)
     bins = np.linspace(0, top, 41)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    tallest = 0
     for sel, colour, name in ((correct, "#55a868", "correct"), (~correct, "#c44e52", "wrong")):
         if sel.any():
             ax.hist(mi[sel], bins=bins, color=colour, alpha=0.25, histtype="stepfilled")
-            ax.hist(mi[sel], bins=bins, color=colour, histtype="step", linewidth=1.6,
-                    label=f"{name} (n={int(sel.sum())}, mean {mi[sel].mean():.3f})")
-    ax.set_yscale("log")
+            counts, _, _ = ax.hist(mi[sel], bins=bins, color=colour, histtype="step", linewidth=1.6,
+                                   label=f"{name} (n={int(sel.sum())}, mean {number(mi[sel].mean())})")
+            ax.axvline(mi[sel].mean(), color=colour, ls="--", lw=1)
+            tallest = max(tallest, counts.max())
+    _count_axis(ax, [tallest], most=7)
+    ax.set_xlim(0, top)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain))
     ax.set_xlabel("mutual information I[y; w | x] (nats)")
     ax.set_ylabel("images")
     ax.legend(fontsize=8, frameon=False)
@@ -199,7 +259,8 @@ def attribution_title(method: str, samples: int = 0, reference: str = "black") -
 def evaluation_figures(out, kept: dict, run_name: str = "run", samples: int = 0,
                        reference: str = "black") -> list[str]:
     """All figures of one evaluation: per test set a reliability diagram and an MI histogram; per
-    method an attribution grid of the masked test images kept (if attributions were computed).
+    method an attribution grid of the masked test images kept, of every class (if attributions
+    were computed).
     ``kept`` is what :func:`pyro_ebnn.experiment.evaluation.evaluate_sets` keeps."""
     out = Path(out)
     written = []
@@ -219,5 +280,6 @@ def evaluation_figures(out, kept: dict, run_name: str = "run", samples: int = 0,
         for method, a in attr["attributions"].items():
             written += attribution_grid(attr["images"], attr["masks"], attr["labels"],
                                         [(run_name, a, probs)], method, out / f"attributions_{method}",
-                                        title_suffix=attribution_title(method, samples, reference))
+                                        title_suffix=attribution_title(method, samples, reference),
+                                        class_names=attr.get("class_names"))
     return written

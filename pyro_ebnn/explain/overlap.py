@@ -19,7 +19,8 @@ from ..data import batches
 from ..progress import progress_bar
 from .attributions import METHODS, ExplainError, explain, parse_methods
 
-__all__ = ["attribution_magnitude", "overlap_per_image", "overlap", "masked_indices", "overlap_metrics"]
+__all__ = ["attribution_magnitude", "overlap_per_image", "overlap", "masked_indices", "figure_indices",
+           "overlap_metrics"]
 
 
 def attribution_magnitude(attributions: torch.Tensor) -> torch.Tensor:
@@ -64,15 +65,36 @@ def masked_indices(masks: torch.Tensor, max_images: Optional[int] = None) -> tor
     return idx
 
 
+def figure_indices(labels: torch.Tensor, has_mask: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``n`` masked images to show in a figure, taken in turn from every class that has
+    masked images (within a class at random, seeded by ``seed``), so that each class appears where
+    the first masked images are all of one class; in the order of the classes. ``has_mask``: N
+    booleans, or N x 1 x H x W masks.
+
+    >>> labels, has_mask = torch.tensor([0, 0, 0, 0, 1, 1, 2]), torch.tensor([1, 1, 1, 1, 1, 1, 0]).bool()
+    >>> masked_indices(has_mask, 4).tolist(), figure_indices(labels, has_mask, 4).tolist()
+    ([0, 1, 2, 3], [0, 1, 4, 5])
+    """
+    idx = masked_indices(has_mask)
+    g = torch.Generator().manual_seed(int(seed))
+    pools = [idx[labels[idx] == c] for c in torch.unique(labels[idx]).tolist()]
+    pools = [p[torch.randperm(len(p), generator=g)] for p in pools]
+    taken = []
+    for turn in range(max(map(len, pools), default=0)):
+        taken += [int(p[turn]) for p in pools if turn < len(p)]
+    return torch.tensor(sorted(taken[:max(n, 0)], key=lambda i: (int(labels[i]), i)), dtype=torch.long)
+
+
 def overlap_metrics(net, data, methods=METHODS, samples: int = 0, max_images: Optional[int] = None,
                     device=None, progress: bool = True, keep: Optional[dict] = None, keep_images: int = 8,
                     batch_size: int = 250, workers: int = 0, **kw) -> dict:
     """``overlap_<method>`` for every method on the masked images of ``data`` (an image set, in
     memory or read from disk; :class:`~pyro_ebnn.data.LabelledImages`), plus ``n_overlap_images``
     and ``overlap_samples``. The images are explained ``batch_size`` at a time, so that only the
-    per-image overlaps are kept. ``keep`` (a dict), if given, receives the first ``keep_images``
-    masked images, their masks, labels and attributions, for figures. Other keywords go to
-    :func:`~pyro_ebnn.explain.explain`."""
+    per-image overlaps are kept. ``keep`` (a dict), if given, receives ``keep_images`` masked
+    images of every class (:func:`figure_indices`; the overlap stays over the first ``max_images``),
+    their masks, labels, attributions, indices and the class names, for figures. Other keywords go
+    to :func:`~pyro_ebnn.explain.explain`."""
     methods = parse_methods(methods)
     idx = masked_indices(data.has_mask, max_images)
     out = {"n_overlap_images": int(len(idx)), "overlap_samples": int(samples)}
@@ -80,24 +102,39 @@ def overlap_metrics(net, data, methods=METHODS, samples: int = 0, max_images: Op
         out.update({f"overlap_{m}": None for m in methods})
         return out
     per_image = {m: [] for m in methods}
+    shown = figure_indices(data.labels, data.has_mask, keep_images, kw.get("seed", 0)) if keep is not None else []
+    found = {}  # index -> (image, mask, label, {method: attribution}) of the images shown
     bar = progress_bar(total=len(idx), desc="attributions", unit="img", disable=not progress, leave=False)
+    start = 0
     for x, y, masks in batches(data, batch_size, idx, workers=workers):
         attrs = explain(net, x, y, methods, samples=samples, device=device, progress=False, **kw)
         for m in methods:
             per_image[m].append(overlap_per_image(attrs[m], masks))
-        if keep is not None and len(keep.get("labels", ())) < keep_images:
-            k = keep_images - len(keep.get("labels", ()))
-            for name, value in (("images", x[:k]), ("masks", masks[:k]), ("labels", y[:k])):
-                keep[name] = torch.cat([keep[name], value.cpu()]) if name in keep else value.cpu()
-            kept = keep.setdefault("attributions", {})
-            for m in methods:
-                kept[m] = torch.cat([kept[m], attrs[m][:k]]) if m in kept else attrs[m][:k]
+        _collect(found, shown, idx[start:start + len(y)], x, masks, y, attrs)
+        start += len(y)
         bar.update(len(y))
     bar.close()
     for m in methods:
         per = torch.cat(per_image[m])
         defined = ~torch.isnan(per)
         out[f"overlap_{m}"] = float(per[defined].mean()) if defined.any() else float("nan")
-    if keep is not None:
-        keep["indices"] = idx[:keep_images]
+    if keep is not None and len(shown):
+        rest = torch.tensor([int(i) for i in shown if int(i) not in found], dtype=torch.long)
+        if len(rest):  # shown images beyond the first max_images: explained on their own
+            x, y, masks = next(batches(data, len(rest), rest, workers=workers))
+            _collect(found, shown, rest, x, masks, y,
+                     explain(net, x, y, methods, samples=samples, device=device, progress=False, **kw))
+        rows = [found[int(i)] for i in shown]
+        keep.update({"images": torch.stack([r[0] for r in rows]), "masks": torch.stack([r[1] for r in rows]),
+                     "labels": torch.stack([r[2] for r in rows]), "indices": shown,
+                     "attributions": {m: torch.stack([r[3][m] for r in rows]) for m in methods},
+                     "class_names": list(getattr(data, "class_names", None) or [])})
     return out
+
+
+def _collect(found: dict, shown, indices, x, masks, y, attrs):
+    """Keep in ``found`` the rows of a batch (``indices`` into the image set) that ``shown`` lists."""
+    wanted = {int(i) for i in shown}
+    for row, i in enumerate(indices.tolist()):
+        if i in wanted:
+            found[i] = (x[row].cpu(), masks[row].cpu(), y[row].cpu(), {m: a[row].cpu() for m, a in attrs.items()})
