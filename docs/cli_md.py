@@ -175,6 +175,9 @@ KEYS = {
     "eval_samples": "posterior predictive samples at test time",
     "device": "`auto`, `cpu`, `cuda`",
     "threads": "torch CPU threads",
+    "step": "how a training step runs: `auto` (a CUDA graph on a GPU, eager on the CPU), `eager`, `graph` (the "
+            "whole step captured as a CUDA graph and replayed), `compile` (the loss through torch.compile) "
+            "([cost.md](results/cost.md#on-a-gpu))",
     "workers": "DataLoader processes that read images from disk (streamed data sets)",
     "eval_attributions": "compute the overlap at the end of train / finetune",
     "attribution_reference": "reference image of DeepLIFT and Occlusion: `black` or `mean`",

@@ -1,6 +1,7 @@
 """Speed of one training step of the Pyro model against a plain PyTorch step of the same LRT objective.
 
     python experiments/benchmark_step.py [--batch 128] [--threads 2] [--repeats 200] [--clock wall|cpu]
+                                         [--device cpu|cuda] [--steps eager,graph,compile]
 
 All are timed in the same run on real Decoy MNIST batches (LeNet, 1 particle), taking turns step
 by step within each round:
@@ -16,6 +17,13 @@ by step within each round:
   network without Pyro    the network code of the Pyro model (LRT moments, one sample, head,
                           closed-form KL, cross-entropy) called directly, with fused Adam: the
                           step less Pyro's traces and sites (no feedback).
+``--steps`` adds the same steps run another way (pyro_ebnn.experiment.steps): ``graph`` (CUDA
+only) replays the whole step captured as a CUDA graph: "pyro, graph", "pyro+feedback, graph" (the
+Trainer with ``step: graph``) and "torch, graph" (the plain step with fused, capturable Adam under
+the same capture); ``compile`` passes the Pyro loss through ``torch.compile`` ("pyro, compile",
+"pyro+feedback, compile"; compiling takes a minute or more on the CPU, before the timing). On
+CUDA the clock is read after ``torch.cuda.synchronize()``, so a step is timed until its kernels
+have run. The JSON records the device's name (``setup.device``).
 Reports the median ms/step over rounds and the ratios, each the median over rounds of the ratio
 within a round: Pyro over plain PyTorch, feedback over none, and each Bayesian step over the
 deterministic one (an LRT step runs two convolutions per layer and draws one Gaussian per
@@ -38,6 +46,7 @@ from pyro_ebnn.bnn import negative_elbo
 from pyro_ebnn.data import load_dataset
 from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
+from pyro_ebnn.experiment.steps import GraphedStep
 from pyro_ebnn.experiment.training import Trainer
 
 
@@ -59,33 +68,49 @@ def main():
     ap.add_argument("--elbo", default="meanfield")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--steps", default="eager",
+                    help="comma-separated: eager (always run), graph (CUDA), compile; e.g. eager,graph")
     args = ap.parse_args()
+    steps = [k.strip() for k in args.steps.split(",") if k.strip()]
+    if set(steps) - {"eager", "graph", "compile"} or ("graph" in steps and args.device != "cuda"):
+        ap.error(f"--steps takes eager, graph (with --device cuda) and compile; got {args.steps!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible; use --device cpu")
     torch.set_num_threads(args.threads)
-    cfg = load_config("configs/decoy_mnist_position.yaml", {"max_train_images": 4096, "elbo": args.elbo})
+    device = torch.device(args.device)
+    cfg = load_config("configs/decoy_mnist_position.yaml", {"max_train_images": 4096, "elbo": args.elbo,
+                                                            "batch_size": args.batch, "step": "eager"})
     trainval, _ = load_dataset(cfg)
+    images, labels, masks = (t.to(device) for t in (trainval.images, trainval.labels, trainval.masks))
     n = 40000  # the size of a [000] training fold: sets the N/B scale only
 
     def batches():
         while True:
-            perm = torch.randperm(len(trainval))
+            perm = torch.randperm(len(images), device=device)
             for s in range(0, len(perm) - args.batch + 1, args.batch):
                 i = perm[s:s + args.batch]
-                yield trainval.images[i], trainval.labels[i], trainval.masks[i]
+                yield images[i], labels[i], masks[i]
 
-    def pyro_step(feedback, weight_sites=False):
-        cfg.mode = "feedback" if feedback else "none"
+    def pyro_step(feedback, weight_sites=False, kind="eager"):
+        cfg.mode, cfg.step = ("feedback" if feedback else "none"), kind
         model = build_model(cfg, (1, 28, 28), 10)
         if weight_sites:
             model.analytic_kl = False
-        trainer = Trainer(cfg, model, 1e-3, "cpu")  # the step of `train`
+        model.net.to(device)
+        trainer = Trainer(cfg, model, 1e-3, device)  # the step of `train`
+        cfg.step = "eager"
 
         def step(x, y, m):
             return trainer.step(x, y, m if feedback else None, n)
+        step.trainer = trainer
         return step
 
     def deterministic_step():
         cfg.mode, cfg.network = "none", "deterministic"
-        trainer = Trainer(cfg, build_model(cfg, (1, 28, 28), 10), 1e-3, "cpu")
+        model = build_model(cfg, (1, 28, 28), 10)
+        model.net.to(device)
+        trainer = Trainer(cfg, model, 1e-3, device)
         cfg.network = "bayesian"
 
         def step(x, y, m):
@@ -97,7 +122,7 @@ def main():
         directly, without Pyro's traces: what Pyro's bookkeeping adds to the step."""
         cfg.mode = "none"
         model = build_model(cfg, (1, 28, 28), 10)
-        net = model.net
+        net = model.net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
 
         def step(x, y, m):
@@ -113,7 +138,7 @@ def main():
 
     def torch_step(feedback):
         cfg.mode = "none"
-        net = build_model(cfg, (1, 28, 28), 10).net
+        net = build_model(cfg, (1, 28, 28), 10).net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
         def step(x, y, m):
@@ -124,12 +149,42 @@ def main():
             return loss.item()
         return step
 
+    def torch_graph_step():
+        """The plain step (fused, capturable Adam) captured whole as a CUDA graph, as ``step: graph`` does."""
+        cfg.mode = "none"
+        net = build_model(cfg, (1, 28, 28), 10).net.to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True, capturable=True)
+
+        def whole(x, y):
+            opt.zero_grad(set_to_none=True)
+            loss = negative_elbo(net, x, y, n, None, cfg.lam)
+            loss.backward()
+            opt.step()
+            return loss.detach()
+        graphed = GraphedStep(whole, opt)
+
+        def step(x, y, m):
+            return graphed((x, y))
+        return step
+
     variants = {"torch": torch_step(False), "pyro": pyro_step(False),
                 "torch+feedback": torch_step(True), "pyro+feedback": pyro_step(True),
                 "pyro+feedback, weight sites": pyro_step(True, weight_sites=True),
                 "deterministic": deterministic_step(), "network without Pyro": network_step()}
+    for kind in steps:
+        if kind == "graph":
+            variants["torch, graph"] = torch_graph_step()
+        if kind != "eager":
+            variants[f"pyro, {kind}"] = pyro_step(False, kind=kind)
+            variants[f"pyro+feedback, {kind}"] = pyro_step(True, kind=kind)
     data = batches()
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    wall = time.perf_counter if args.clock == "wall" else time.process_time
+    if device.type == "cuda":
+        def clock():
+            torch.cuda.synchronize()
+            return wall()
+    else:
+        clock = wall
     per_round = max(1, args.repeats // args.rounds)
     times = {k: [] for k in variants}
     for _ in range(10):  # warm-up
@@ -147,6 +202,7 @@ def main():
             times[name].append(spent[name] / per_round * 1e3)
     med = {k: statistics.median(v) for k, v in times.items()}
     cpu = cpu_name()
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
 
     def ratio(a, b):
         """Median over rounds of the ratio within a round (the variants of a round share the machine's load)."""
@@ -163,10 +219,20 @@ def main():
         "rounds_ms": times,
         "setup": {"batch": args.batch, "threads": args.threads, "elbo": args.elbo, "rounds": args.rounds,
                   "steps_per_round": per_round, "clock": args.clock, "cpu": cpu, "torch": torch.__version__,
-                  "pyro": pyro.__version__},
+                  "pyro": pyro.__version__, "device": device_name, "device_type": device.type, "steps": steps},
+        # how each Pyro variant stepped in the end (eager after a capture or compilation that failed)
+        "step_kind": {k: v.trainer.step_kind for k, v in variants.items() if hasattr(v, "trainer")},
     }
+    for kind in steps:
+        if kind == "eager":
+            continue
+        result[f"{kind}_over_eager"] = {v: ratio(f"{v}, {kind}", v) for v in ("pyro", "pyro+feedback", "torch")
+                                        if f"{v}, {kind}" in times}
+        result[f"pyro_{kind}_over_torch"] = ratio(f"pyro, {kind}", "torch")
+        if f"torch, {kind}" in times:
+            result[f"pyro_{kind}_over_torch_{kind}"] = ratio(f"pyro, {kind}", f"torch, {kind}")
     print(f"ms/step (median of {args.rounds} rounds x {per_round} steps, batch {args.batch}, {args.threads} threads, "
-          f"{args.elbo} ELBO, {args.clock} clock, {cpu}):")
+          f"{args.elbo} ELBO, {args.clock} clock, {device_name}):")
     for k, v in med.items():
         print(f"  {k:28s} {v:7.2f}")
     print("ratios (median over rounds of the ratio within a round):")
@@ -178,6 +244,12 @@ def main():
     print(f"Pyro / its network without Pyro: {result['pyro_over_network_without_pyro']:.3f}")
     over = result["over_deterministic"]
     print("over the deterministic LeNet:  " + ", ".join(f"{k} {v:.2f}" for k, v in over.items()))
+    for kind in steps:
+        if kind != "eager":
+            print(f"{kind} / eager:  " + ", ".join(f"{k} {v:.3f}" for k, v in result[f"{kind}_over_eager"].items()))
+            print(f"Pyro, {kind} / PyTorch eager:  {result[f'pyro_{kind}_over_torch']:.3f}")
+            if f"pyro_{kind}_over_torch_{kind}" in result:
+                print(f"Pyro, {kind} / PyTorch, {kind}:  {result[f'pyro_{kind}_over_torch_{kind}']:.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

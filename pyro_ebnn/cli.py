@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import click
-import torch
 
 from .annotate import ORACLES, POOL, SAMPLES, STRATEGIES
 from .annotate import annotate as annotate_run
@@ -27,7 +26,7 @@ from .experiment import evaluation, search
 from .experiment.compare import compare as compare_grid
 from .experiment.compare import parse_modes, parse_sweeps, parse_weights
 from .experiment.compare import run_grid as train_grid
-from .experiment.config import MODES, load_config, parse_sets
+from .experiment.config import MODES, STEPS, load_config, parse_sets
 from .experiment.protocol import use_threads
 from .experiment.report import number, shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
@@ -291,10 +290,34 @@ def _folds(text: str) -> list[int]:
         raise EBNNError(f"--folds takes comma-separated fold numbers such as 0,1,2; got {text!r}")
 
 
-def run_grid(config, modes: str, folds, out, sets=(), device=None, jobs: int = 1):
+class _Jobs(click.ParamType):
+    """``--jobs``: a positive number of runs at once, or auto."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and value >= 1:
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            n = int(str(value).strip())
+        except ValueError:
+            n = None
+        if n is None or n < 1:
+            self.fail(f"{value!r} is not a number of runs; use a positive number (e.g. --jobs 2) or --jobs auto",
+                      param, ctx)
+        return n
+
+
+_JOBS_HELP = ("runs trained at once, each in its own process on CPU cores / JOBS threads; auto: on a CUDA device "
+              "min(runs, CPU cores / 2, free GPU memory / a run's), on the CPU {cpu}")
+
+
+def run_grid(config, modes: str, folds, out, sets=(), device=None, jobs="auto", cpu_jobs: int = 1):
     """Train every (mode, fold) of one config that is not finished yet, then aggregate."""
     train_grid([config], parse_modes(modes), folds, out, sets, device, overlap=(),
-               echo=lambda s: click.echo(s, err=True), jobs=jobs)
+               echo=lambda s: click.echo(s, err=True), jobs=jobs, cpu_jobs=cpu_jobs)
     found = collect(out)
     return write_tables(summarize(found), Path(out) / "summary", runs=found)
 
@@ -306,8 +329,7 @@ def run_grid(config, modes: str, folds, out, sets=(), device=None, jobs: int = 1
 @click.option("--folds", default="0,1,2", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--device", default=None)
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="train this many runs at once, each in its own process on CPU cores / JOBS threads")
+@click.option("--jobs", default="auto", show_default=True, type=_Jobs(), help=_JOBS_HELP.format(cpu="1"))
 @click.option("--out", required=True, type=click.Path())
 def grid(configs, modes, folds, sets, device, jobs, out):
     """Train every (config, mode, fold) that is not finished yet, then aggregate."""
@@ -337,8 +359,7 @@ def grid(configs, modes, folds, sets, device, jobs, out):
               help="train MODE once per value of a config key and report the value with the best mean validation "
                    "score, e.g. feedback:lam=5e-5,5e-4 (repeatable; several keys of one mode are crossed)")
 @click.option("--collect-only", is_flag=True, help="train nothing; tabulate the finished runs under OUT")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="train this many runs at once, each in its own process on CPU cores / JOBS threads")
+@click.option("--jobs", default="auto", show_default=True, type=_Jobs(), help=_JOBS_HELP.format(cpu="1"))
 @click.option("--out", required=True, type=click.Path(), help="directory of the runs; tables in OUT/compare.md, .csv")
 def compare(configs, modes, old_modes, folds, sets, device, overlap, overlap_images, penalty_weights, sweeps,
             collect_only, jobs, out):
@@ -358,19 +379,20 @@ def compare(configs, modes, old_modes, folds, sets, device, overlap, overlap_ima
 @click.option("--folds", default="0,1,2", show_default=True)
 @click.option("--eval-samples", default=10, show_default=True, help="posterior predictive samples at test time")
 @click.option("--device", default=None)
-@click.option("--jobs", default=None, type=click.IntRange(min=1),
-              help="runs trained at once, each in its own process  [default: 1 on a GPU, else the CPU cores, at most the "
-                   "6 runs]")
-def main(out, epochs, folds, eval_samples, device, jobs):
+@click.option("--jobs", default="auto", show_default=True, type=_Jobs(),
+              help=_JOBS_HELP.format(cpu="the CPU cores, at most the runs"))
+@click.option("--step", default=None, type=click.Choice(list(STEPS)),
+              help="how training steps run (config key step)  [default: the config's, auto: a CUDA graph on a GPU, "
+                   "eager on the CPU]")
+def main(out, epochs, folds, eval_samples, device, jobs, step):
     """Default job: Decoy MNIST position rule, no feedback vs feedback, short CPU budget."""
     t0 = time.time()
     config = str(Path(__file__).resolve().parent.parent / "configs" / "decoy_mnist_position.yaml")
     if not Path(config).exists():
         raise EBNNError(f"{config} is missing; run from a checkout of pyro-ebnn")
     folds = _folds(folds)
-    on_gpu = (device or "auto") != "cpu" and torch.cuda.is_available()
-    jobs = jobs or (1 if on_gpu else max(1, min(2 * len(folds), os.cpu_count() or 1)))
-    text = run_grid(config, "none,feedback", folds, out,
-                    sets=[f"epochs={epochs}", f"eval_samples={eval_samples}"], device=device, jobs=jobs)
+    cpu_jobs = max(1, min(2 * len(folds), os.cpu_count() or 1))
+    sets = [f"epochs={epochs}", f"eval_samples={eval_samples}"] + ([f"step={step}"] if step else [])
+    text = run_grid(config, "none,feedback", folds, out, sets=sets, device=device, jobs=jobs, cpu_jobs=cpu_jobs)
     click.echo(text)
     click.echo(f"wrote {out}/summary.md and {out}/summary.csv in {time.time() - t0:.0f} s")

@@ -255,7 +255,9 @@ def max_pool_2x2(z: torch.Tensor) -> torch.Tensor:
     if not (torch.is_grad_enabled() and z.requires_grad):
         return _window_max(*_windows(z))[2]
     flat = z.flatten(0, z.dim() - 4) if z.dim() > 4 else z  # leading sample dimensions into the batch
-    out = _MaxPool2x2.apply(flat) if z.device.type == "cpu" else F.max_pool2d(flat, 2)  # measured on the CPU only
+    # measured on the CPU only; torch.compile makes its own kernel of F.max_pool2d (and cannot trace the Function)
+    eager_cpu = z.device.type == "cpu" and not torch.compiler.is_compiling()
+    out = _MaxPool2x2.apply(flat) if eager_cpu else F.max_pool2d(flat, 2)
     return out.unflatten(0, z.shape[:-3]) if z.dim() > 4 else out
 
 

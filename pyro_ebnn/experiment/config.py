@@ -17,7 +17,7 @@ from ..bnn import ARCHITECTURES, NORMALIZATIONS
 from ..data import DATASETS, DISK_DATASETS
 from ..errors import ConfigError
 
-__all__ = ["AUTO", "MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
+__all__ = ["AUTO", "STEPS", "MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
            "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
 
 #: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
@@ -29,6 +29,8 @@ NETWORKS = ("bayesian", "deterministic")
 VALIDATION_DECOYS = ("train", "test", "noise", "swap", "exchange")
 #: the value of ``lam`` that asks for lambda to be chosen on validation (pyro_ebnn.experiment.search)
 AUTO = "auto"
+#: how a training step may run (the config key ``step``; pyro_ebnn.experiment.steps)
+STEPS = ("auto", "eager", "graph", "compile")
 #: datasets whose files torchvision downloads (download: true)
 DOWNLOADABLE = ("oxford_pets", "sbd")
 
@@ -125,6 +127,12 @@ class Config:
     eval_samples: int = 20                # posterior predictive samples at test time
     device: str = "auto"                  # auto | cpu | cuda
     threads: Optional[int] = None         # torch CPU threads per process (null: torch's choice)
+    # how a training step runs (pyro_ebnn.experiment.steps): eager (Python and Pyro every step);
+    # graph (CUDA only: the whole step, Pyro's loss, backward and Adam, captured once as a CUDA
+    # graph and replayed, the last partial batch of an epoch eager); compile (the loss through
+    # torch.compile, full batches); auto = graph on a CUDA device, eager on the CPU (where compile
+    # is slower). Where capture fails the run steps eagerly, with one line on stderr saying why.
+    step: str = "auto"
     workers: int = 2                      # DataLoader processes that read images from disk (streamed data sets)
     # -- evaluation -------------------------------------------------------------------------------
     # attribution overlap (Saliency, DeepLIFT, Grad-CAM, Occlusion; pyro_ebnn.explain) on the test
@@ -239,6 +247,11 @@ class Config:
             bad("prior_scale", f"must be > 0, got {self.prior_scale}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             bad("device", f"use auto, cpu or cuda, got {self.device!r}")
+        if self.step not in STEPS:
+            bad("step", f"use {', '.join(STEPS)}, got {self.step!r}")
+        if self.step == "graph" and self.device == "cpu":
+            bad("step", "graph captures CUDA graphs and the device is cpu; use step: auto or eager on the CPU "
+                        "(or compile), or device: cuda")
         if not self.finetune_budget >= 0:
             bad("finetune_budget", f"must be >= 0 (0: the same fine-tuning without feedback), got {self.finetune_budget}")
         return self
@@ -250,7 +263,7 @@ class Config:
 KEYS = {f.name: f for f in fields(Config)}
 
 #: keys that say how a run is executed, not what it computes
-EXECUTION_KEYS = ("device", "threads", "workers")
+EXECUTION_KEYS = ("device", "threads", "workers", "step")
 #: keys that tell the replicates of one setting apart
 REPLICATE_KEYS = ("fold", "seed")
 #: keys that fix the test images: runs shown side by side must agree on them

@@ -30,8 +30,9 @@ from .build import build_elbo
 from .config import Config
 from .distributed import Group
 from .rundir import CHECKPOINT, MODEL, atomic_write, save_model
+from .steps import CaptureError, CompiledStep, GraphedStep, resolve_step, sync_free
 
-__all__ = ["training_loss", "chance_level", "Trainer", "CHANCE_EPOCHS"]
+__all__ = ["training_loss", "device_loss", "chance_level", "Trainer", "CHANCE_EPOCHS"]
 
 #: validations after which a model whose validation balanced accuracy never rose above chance,
 #: while the KL term made most of its loss, is stopped as one that cannot learn
@@ -53,6 +54,25 @@ def training_loss(cfg: Config, model) -> Callable:
         with pyro.validation_enabled(False), model.for_torch_optimizer():  # inputs were validated on load
             loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
         return loss, loss.item()
+    return negative_elbo
+
+
+def device_loss(cfg: Config, model) -> Callable:
+    """:func:`training_loss` that reads nothing back to the host (what a CUDA graph can capture):
+    ``(x, y, mask, data_size) -> (loss to minimize, its value for the record)``, both tensors on
+    the device; Pyro's ELBO under :func:`~pyro_ebnn.experiment.steps.sync_free` (the same loss and
+    gradient)."""
+    if isinstance(model, PointModel):
+        def point_loss(x, y, mask, data_size):
+            loss = model.loss(x, y, mask)
+            return loss, loss.detach() * len(x)
+        return point_loss
+    elbo = build_elbo(cfg)
+
+    def negative_elbo(x, y, mask, data_size):
+        with pyro.validation_enabled(False), model.for_torch_optimizer(), sync_free():
+            loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
+        return loss, loss.detach()
     return negative_elbo
 
 
@@ -78,27 +98,62 @@ def _fused_adam(device):
 class Trainer:
     """Fits ``model`` (a :class:`~pyro_ebnn.bnn.FeedbackBNN` or a point model) with Adam and an
     exponential learning-rate decay per epoch. ``group``: the processes that train it together
-    (:mod:`~pyro_ebnn.experiment.distributed`; one by default)."""
+    (:mod:`~pyro_ebnn.experiment.distributed`; one by default). ``cfg.step`` says how the full
+    batches are stepped (:mod:`~pyro_ebnn.experiment.steps`): eagerly, replayed from a CUDA graph,
+    or with a compiled loss; ``step_kind`` is what runs (eager after a capture that failed)."""
 
     def __init__(self, cfg: Config, model, lr: float, device, group: Group = Group()):
         self.cfg, self.model, self.device, self.group = cfg, model, device, group
         self.loss = training_loss(cfg, model)
+        self.step_kind, why = resolve_step(cfg.step, device, distributed=group.size > 1)
+        if why:
+            self._eager_because(why)
         self.optimizer = torch.optim.Adam(model.net.parameters(), lr=lr, weight_decay=cfg.weight_decay,
-                                          fused=_fused_adam(device))
+                                          fused=_fused_adam(device), capturable=self.step_kind == "graph")
+        self._fast = None  # the step of full batches when it is not eager
+        if self.step_kind == "graph":
+            self._fast = GraphedStep(self._whole_step(device_loss(cfg, model)), self.optimizer)
+        elif self.step_kind == "compile":
+            self._fast = CompiledStep(self._whole_step, device_loss(cfg, model))
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, cfg.lr_decay)
         self.epoch, self.best_score, self.best_epoch, self.stale = 0, -math.inf, -1, 0
         self.checked_best = -math.inf  # the best score at the last end-of-epoch validation (patience)
         self.history = []
 
-    def step(self, x, y, mask, data_size) -> float:
+    def step(self, x, y, mask, data_size):
         """One gradient step on a batch (averaged over the group's batches); returns the loss for
-        the record."""
+        the record: a float, or, for a full batch stepped by a graph or a compiled loss, a 0-d
+        tensor on the device (``float()`` reads it; the training loop reads it once the next step
+        is launched)."""
+        if self._fast is not None and len(x) == self.cfg.batch_size:
+            try:
+                return self._fast((x, y, mask), (data_size,))
+            except CaptureError as e:
+                self._fast = None
+                what = "the CUDA graph capture" if self.step_kind == "graph" else "torch.compile"
+                self._eager_because(f"{what} failed ({e})")
+                self.step_kind = "eager"
         self.optimizer.zero_grad(set_to_none=True)
         loss, value = self.loss(x, y, mask, data_size)
         loss.backward()
         self.group.average_gradients(self.model.net.parameters())
         self.optimizer.step()
         return value
+
+    def _whole_step(self, loss: Callable) -> Callable:
+        """The step of :meth:`step` around a loss of :func:`device_loss`: nothing read back."""
+        def whole_step(x, y, mask, data_size):
+            self.optimizer.zero_grad(set_to_none=True)
+            value, record = loss(x, y, mask, data_size)
+            value.backward()
+            self.group.average_gradients(self.model.net.parameters())
+            self.optimizer.step()
+            return record
+        return whole_step
+
+    def _eager_because(self, why: str):
+        if self.group.is_main:
+            print(f"step: {self.cfg.step}: {why}; training steps eagerly", file=sys.stderr)
 
     # checkpoint of everything needed to resume: network, optimizer, schedule, RNG, history
     def state(self):
@@ -118,6 +173,8 @@ class Trainer:
                                 "--no-resume to start over")
         self.model.net.load_state_dict(st["net"])
         self.optimizer.load_state_dict(st["optimizer"])
+        for group in self.optimizer.param_groups:  # how this run steps, not how the checkpoint's did
+            group["capturable"] = self.step_kind == "graph"
         self.schedule.load_state_dict(st["schedule"])
         self.epoch, self.best_score, self.best_epoch = st["epoch"], st["best_score"], st["best_epoch"]
         self.stale, self.history, self.checked_best = st["stale"], st["history"], st["checked_best"]
@@ -168,23 +225,21 @@ class Trainer:
             total, t0, within = 0.0, time.time(), []
             steps = progress_bar(self._batches(train, order), total=n_steps, leave=False, disable=not tty,
                                  unit="batch", desc=f"epoch {self.epoch + 1}")
+            unread = []  # (step, loss) not added yet: a loss on the device is read once the next step is launched
             for step, (x, y, m) in enumerate(steps):
                 mask = m if use_masks else None
                 if augment:
                     x = replace_with_noise(x, m)
-                loss = self.step(x, y, mask, n)
-                if not math.isfinite(loss):
-                    bar.close()
-                    raise TrainingError(
-                        f"the loss became {loss} at epoch {self.epoch + 1}, step {step + 1}; lower the learning "
-                        f"rate (--set lr={cfg.lr / 10:g}) or the initial scale (--set rho_init={cfg.rho_init - 1:g}), "
-                        "and check the inputs; no results were written")
-                total += loss
+                unread.append((step, self.step(x, y, mask, n)))
+                ready = len(unread) - 1 if torch.is_tensor(unread[-1][1]) else len(unread)
+                total += self._read_losses(unread[:ready], bar)
+                del unread[:ready]
                 if cfg.val_every_steps and split.val is not None and (step + 1) % cfg.val_every_steps == 0 \
                         and step + 1 < n_steps:
                     at = round(self.epoch + (step + 1) / n_steps, 3)
                     within.append({"epoch": at, f"val_{cfg.select_metric}": self._validate(split, out, at)[0]})
                     model.net.train()
+            total += self._read_losses(unread, bar)
             self.schedule.step()
             self.epoch += 1
             record = {"epoch": self.epoch, "loss": sum(self.group.gather(total)) / n, "seconds": time.time() - t0}
@@ -215,6 +270,22 @@ class Trainer:
                 break
         bar.close()
         self.group.barrier()
+
+    def _read_losses(self, losses, bar) -> float:
+        """The sum of the ``(step, loss)`` pairs' losses as floats; stops the run at a loss that is
+        not finite."""
+        total = 0.0
+        for step, loss in losses:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                bar.close()
+                cfg = self.cfg
+                raise TrainingError(
+                    f"the loss became {loss} at epoch {self.epoch + 1}, step {step + 1}; lower the learning "
+                    f"rate (--set lr={cfg.lr / 10:g}) or the initial scale (--set rho_init={cfg.rho_init - 1:g}), "
+                    "and check the inputs; no results were written")
+            total += loss
+        return total
 
     def _scores(self, images) -> dict:
         """Classification metrics of the posterior-mean network on a validation set."""
