@@ -34,6 +34,7 @@ other work, at one thread, it leaves out the time the process waits for a core.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -98,7 +99,7 @@ def main():
         if weight_sites:
             model.analytic_kl = False
         model.net.to(device)
-        trainer = Trainer(cfg, model, 1e-3, device)  # the step of `train`
+        trainer = Trainer(copy.copy(cfg), model, 1e-3, device)  # the step of `train`
         cfg.step = "eager"
 
         def step(x, y, m):
