@@ -31,6 +31,7 @@ from .experiment.protocol import use_threads
 from .experiment.report import number, shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
 from .explain import REFERENCES, parse_methods
+from .explain.regions import DEFAULT_PROPOSALS, PROPOSALS
 from .progress import close_bars
 
 
@@ -169,16 +170,19 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, fee
 @click.option("--oracle", default=None, type=click.Choice(list(ORACLES)),
               help="answer headlessly from the dataset's masks: the whole true mask (truth) or the candidate "
                    "regions that touch it (candidates); writes the store and exits")
+@click.option("--proposals", default=DEFAULT_PROPOSALS, show_default=True, type=click.Choice(list(PROPOSALS)),
+              help="how regions are proposed (the page's outlines, the candidates oracle): compact high-attribution "
+                   "blobs grown to fine superpixels, or [002]'s candidate regions (thesis)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address the page listens on")
 @click.option("--port", default=8765, show_default=True, type=int, help="port of the page (0: any free port)")
 @click.option("--token", default=None,
               help="secret every request must carry; required off 127.0.0.1  [default on 127.0.0.1: the one kept "
                    "beside the store in STORE.page.json, made on first use]")
-def annotate(run_dir, store, budget, strategy, pool, samples, seed, annotator, oracle, host, port, token):
+def annotate(run_dir, store, budget, strategy, pool, samples, seed, annotator, oracle, proposals, host, port, token):
     """Show a trained run's explanations of its training predictions to an annotator, who marks
     irrelevant regions, accepts or skips ([001] Fig. 1, step 3); answers go into the store."""
     annotate_run(run_dir, store, budget, strategy, pool=pool, samples=samples, seed=seed, annotator=annotator,
-                 oracle=oracle, host=host, port=port, token=token, echo=click.echo)
+                 oracle=oracle, host=host, port=port, token=token, echo=click.echo, proposals=proposals)
 
 
 _REFERENCE_HELP = ("the reference image of DeepLIFT and Occlusion: black, or every pixel at the training "

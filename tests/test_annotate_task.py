@@ -255,3 +255,42 @@ def test_other_masks_on_a_set_read_from_disk(tmp_path):
     in_memory = with_masks(ImageSet(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), torch.ones(2, 1, 8, 8), 2),
                            {0: mark})
     assert in_memory.has_mask.tolist() == [True, False]
+
+
+def test_the_proposals_are_chosen_per_task_and_the_candidates_oracle_uses_them(run, data, tmp_path):
+    from pyro_ebnn.explain.regions import blob_regions, candidate_regions
+    cfg, trainval, _ = data
+    blobs, thesis = AnnotationTask(run, pool=POOL, samples=SAMPLES), AnnotationTask(run, pool=POOL, samples=SAMPLES,
+                                                                                     proposals="thesis")
+    for index in blobs.pool[:3].tolist():
+        gradcam, saliency = blobs._explained(index)
+        image = trainval[index][0]
+        expected = {"blobs": blob_regions(image, gradcam, saliency), "thesis": candidate_regions(image, gradcam, saliency)}
+        for task, name in ((blobs, "blobs"), (thesis, "thesis")):
+            segments, ids = task.regions(index)
+            np.testing.assert_array_equal(segments, expected[name].segments)
+            assert ids == expected[name].ids.tolist()
+        assert len(blobs.regions(index)[1]) >= 1                               # every image gets a proposal
+    with pytest.raises(Exception, match="blobs, thesis"):
+        AnnotationTask(run, pool=POOL, proposals="slic")
+    res = _annotate(run, tmp_path / "s.sqlite", "--budget", "4", "--oracle", "candidates", "--proposals", "thesis")
+    assert res.exit_code == 0, res.output
+    with open_store(tmp_path / "s.sqlite", cfg, trainval, "oracle:candidates") as store:
+        for index, answer in store.answers().items():
+            found, truth = thesis.candidates(index), trainval[index][2][0].numpy()
+            touching = [i for i in found.ids if truth[found.segments == i].any()]
+            assert (answer.decision == "irrelevant") == bool(touching)
+            if touching:
+                assert np.array_equal(answer.mask, found.mask(touching))
+
+
+def test_the_mean_explanation_per_predicted_class(run):
+    task = AnnotationTask(run, pool=POOL, samples=SAMPLES)
+    maps, counts = task.class_heatmaps()
+    predicted = task._pool_probs().mean(0).argmax(-1)
+    assert maps.shape == (10, 28, 28) and counts.tolist() == np.bincount(predicted, minlength=10).tolist()
+    sums = maps.reshape(10, -1).sum(1)
+    # each image's map scaled to sum 1 (an image whose explanation is 0 everywhere adds 0)
+    assert ((sums[counts > 0] > 0.5) & (sums[counts > 0] <= 1 + 1e-5)).all()
+    assert (sums[counts == 0] == 0).all() and (maps >= 0).all()
+    assert task.class_heatmaps() is task.class_heatmaps()                # computed once

@@ -9,8 +9,10 @@ from captum.attr import LayerGradCam
 from skimage.segmentation import slic
 from torch import nn
 
-from pyro_ebnn.explain.regions import (KEEP_MASS, RegionError, attribution_maps, candidate_regions, mass_threshold,
-                                        region_coverage, region_iou)
+from pyro_ebnn.explain.regions import (DEFAULT_PROPOSALS, KEEP_MASS, MAX_BLOBS, PROPOSALS, RegionError,
+                                        attribution_maps, blob_regions, blobs, candidate_regions, fine_segments,
+                                        grow_to_superpixels, mass_threshold, proposal_regions, region_coverage,
+                                        region_iou)
 from pyro_ebnn.errors import EBNNError
 
 
@@ -352,3 +354,92 @@ def test_iou_and_coverage_by_hand():
     assert float(region_iou(found[1], truth[1])) == pytest.approx(2 / 6)
     with pytest.raises(RegionError, match="same shape"):
         region_iou(found, truth[:2])
+
+
+# -- proposals: blobs beside the thesis' method ------------------------------------------------------
+@pytest.mark.parametrize("channels, size, top, left, side", [
+    (1, 28, 20, 2, 4),       # a 4 x 4 decoy on a 28-px digit
+    (1, 28, 1, 22, 4),
+    (3, 64, 30, 10, 12),     # a 12-px patch on a 64-px photograph
+    (3, 224, 50, 100, 40),
+])
+def test_blobs_find_a_planted_square(channels, size, top, left, side):
+    for seed in range(3):
+        image, gradcam, saliency, square = planted(channels, size, size, top, left, side, seed)
+        regions = proposal_regions(image, gradcam, saliency)              # the default: blobs
+        assert regions.segments.shape == (size, size) and len(regions.ids) >= 1
+        best = max(float(region_iou(regions.mask([i]), square)) for i in regions.ids)
+        assert best >= 0.9
+        assert float(region_iou(regions.mask(regions.ids[:1]), square)) == best   # the strongest first
+
+
+def test_blobs_are_the_strongest_components_first():
+    heat = np.zeros((20, 20))
+    heat[2:5, 2:5], heat[12:18, 12:18], heat[0, 19] = 1.0, 0.5, 0.05     # masses 9, 18; one below the level
+    labels = blobs(heat, level=0.2)
+    assert (labels[12:18, 12:18] == 1).all() and (labels[2:5, 2:5] == 2).all() and labels.max() == 2
+    assert blobs(heat, level=0.2, max_blobs=1).max() == 1
+
+
+def test_growing_takes_the_touched_superpixels_as_strong_as_the_blobs_core():
+    superpixels = np.repeat(np.arange(4), 4)[None].repeat(2, 0)          # 2 x 16, four 2 x 4 superpixels
+    heat = np.zeros((2, 16))
+    heat[:, 4:8], heat[:, 8:12], heat[:, 0:4] = 1.0, 0.2, 0.6            # core, weak rim, strong neighbour
+    blob = np.zeros((2, 16), int)
+    blob[:, 3:10] = 1                                                    # touches superpixels 0, 1 and 2
+    blob[:, 12:14] = 2                                                   # a weaker blob on superpixel 3
+    grown = grow_to_superpixels(blob, superpixels, heat)
+    np.testing.assert_array_equal(grown[0], [1] * 8 + [0] * 4 + [2] * 4)
+    blob[:, 12:14] = 0
+    blob[:, 5:7] = 2                                                     # inside blob 1's superpixels: dropped
+    assert set(np.unique(grow_to_superpixels(blob, superpixels, heat))) == {0, 1}
+
+
+@pytest.mark.parametrize("gradcam_sign, saliency_scale", [(1.0, 1.0), (-1.0, 1.0), (-1.0, 0.0)])
+def test_every_image_gets_a_proposal(gradcam_sign, saliency_scale):
+    """Also where W = U+ V+ is zero (Grad-CAM negative everywhere) and where the saliency is zero."""
+    rng = np.random.default_rng(4)
+    for size in (8, 28, 40):
+        image = rng.random((1, size, size))
+        gradcam = gradcam_sign * rng.random((size // 4, size // 4))
+        saliency = saliency_scale * rng.standard_normal((1, size, size))
+        regions = proposal_regions(image, gradcam, saliency, "blobs")
+        assert 1 <= len(regions.ids) <= MAX_BLOBS and regions.mask().any()
+        assert set(regions.ids) <= set(np.unique(regions.segments))
+    thesis = proposal_regions(image, -np.ones((10, 10)), np.ones((1, 40, 40)), "thesis")
+    assert len(thesis.ids) == 0                                         # the thesis' method can propose nothing
+
+
+def test_fine_superpixels_scale_with_the_image():
+    for size in (28, 64, 224):
+        side = size / np.sqrt(fine_segments((size, size)))
+        assert side == pytest.approx(size / 7, rel=0.05)
+    image = np.zeros((1, 28, 28))
+    image[0, 2:6, 2:6] = 1.0                                            # a 4 x 4 decoy: one fine segment
+    regions = blob_regions(image, np.ones((7, 7)), image)
+    assert float(region_iou(regions.mask(regions.ids[:1]), image[0] > 0)) == 1.0
+
+
+def test_the_thesis_method_is_selectable_and_unchanged():
+    image, gradcam, saliency, _ = planted(3, 64, 48, 20, 10, 12)
+    for options in ({}, {"keep_mass": 0.5, "n_segments": (20, 40)}, {"sign": "absolute"}):
+        a = proposal_regions(image, gradcam, saliency, "thesis", **options)
+        b = candidate_regions(image, gradcam, saliency, **options)
+        np.testing.assert_array_equal(a.segments, b.segments)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.combined, b.combined)
+        assert a.areas == b.areas and a.n_segments == b.n_segments
+    assert DEFAULT_PROPOSALS == "blobs" and PROPOSALS == ("blobs", "thesis")
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(proposals="superpixels"), "blobs, thesis"),
+    (dict(level=0.0), "(0, 1]"),
+    (dict(max_blobs=0), "positive integer"),
+    (dict(sigma=-1.0), "non-negative"),
+    (dict(n_segments=0), "positive integers"),
+])
+def test_bad_proposal_options_are_one_line(change, words):
+    with pytest.raises(RegionError) as err:
+        proposal_regions(**{**GOOD, **change})
+    assert "\n" not in str(err.value) and words in str(err.value)

@@ -2,8 +2,10 @@
 
   truth       marks the whole true mask of the image (the decoy), as a person who paints exactly
               what is irrelevant
-  candidates  marks the candidate regions ([002] §4.2) that share at least one pixel with the true
-              mask, as a person who only clicks the regions the page proposes
+  candidates  marks the proposed regions that share at least one pixel with the true mask, as a
+              person who only clicks the regions the page proposes: the task's ``proposals``
+              (``annotate --proposals``: compact high-attribution blobs by default, or [002] §4.2's
+              candidate regions)
 
 An image whose true mask is empty, or none of whose candidate regions touches it, gets
 "accepted": there is nothing to reject.

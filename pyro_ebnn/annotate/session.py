@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..data.store import DECISIONS
+from ..explain.regions import DEFAULT_PROPOSALS
 from .oracle import ORACLES, answer_with_oracle
 from .server import AnnotateError, is_loopback, serve
 from .task import POOL, SAMPLES, AnnotationTask
@@ -146,10 +147,11 @@ def _select(task: AnnotationTask, state_path: Optional[Path], key: dict, annotat
 def annotate(run_dir, store_path, budget: int, strategy: str, pool: int = POOL, samples: int = SAMPLES,
              seed: int = 0, annotator: Optional[str] = None, oracle: Optional[str] = None,
              host: str = "127.0.0.1", port: int = 8765, token: Optional[str] = None,
-             echo: Callable[[str], None] = print) -> Optional[Counter]:
+             echo: Callable[[str], None] = print, proposals: str = DEFAULT_PROPOSALS) -> Optional[Counter]:
     """Select ``budget`` images of the run ``run_dir`` by ``strategy`` among those ``annotator``
     has not answered in the store, then either answer them with ``oracle`` and return the count of
-    each decision, or serve the page on ``host``:``port`` until interrupted. Off loopback the page
+    each decision, or serve the page on ``host``:``port`` until interrupted (``proposals``: how the
+    page and the candidates oracle propose regions, blobs or thesis). Off loopback the page
     needs a ``token``; on loopback the one saved beside the store is used (made on first use) when
     none is given. Serving resumes this annotator's unfinished selection made with the same options
     (module docstring). Each start-up stage prints one line with its time on standard error."""
@@ -160,7 +162,7 @@ def annotate(run_dir, store_path, budget: int, strategy: str, pool: int = POOL, 
                             "or serve on 127.0.0.1")
     store_path = Path(store_path)
     with _stage(f"loading the run {run_dir} (its model and dataset)"):
-        task = AnnotationTask(run_dir, pool=pool, samples=samples, seed=seed)
+        task = AnnotationTask(run_dir, pool=pool, samples=samples, seed=seed, proposals=proposals)
     with task.open_store(store_path, annotator or default_annotator(oracle)) as store:
         answered = store.answered()
         options = {"run": str(Path(run_dir).resolve()), "select": strategy, "budget": budget, "pool": pool,

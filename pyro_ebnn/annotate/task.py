@@ -14,8 +14,13 @@ sees, and what the page shows about each.
    networks drawn from q(w) for ``explanation``; ``random`` draws) and takes the ``budget``
    images with the best scores among those this annotator has not answered;
 4. per selected image, computed when first asked for and cached: the prediction (posterior
-   predictive: probabilities, entropy, mutual information), the explanation and the candidate
-   regions ([002] §4.2), both for the predicted class at the posterior mean.
+   predictive: probabilities, entropy, mutual information), the explanation and the proposed
+   regions, both for the predicted class at the posterior mean. ``proposals`` chooses how regions
+   are proposed (:func:`~pyro_ebnn.explain.regions.proposal_regions`): ``blobs`` (compact
+   high-attribution blobs grown to fine superpixels, the default) or ``thesis`` ([002] §4.2);
+5. :meth:`AnnotationTask.class_heatmaps`: what the model looks at per predicted class, the mean
+   explanation over the pool's images predicted as that class (each image's map scaled to sum 1,
+   so that every image counts the same), computed once when first asked for.
 
 The explanation is the map the candidate regions are cut from: W = Grad-CAM⁺ × saliency⁺ (the
 positive parts, saliency summed over channels; :func:`~pyro_ebnn.explain.regions.combined_map`
@@ -40,7 +45,7 @@ from ..experiment.feedback import open_store
 from ..experiment.protocol import set_seed, training_indices, use_threads
 from ..experiment.rundir import load_model
 from ..explain import explained_network
-from ..explain.regions import Regions, attribution_maps, candidate_regions
+from ..explain.regions import DEFAULT_PROPOSALS, PROPOSALS, Regions, attribution_maps, proposal_regions
 from ..metrics import mutual_information_per_image, predictive_entropy_per_image
 from .selection import STRATEGIES, SelectionError, select
 from .server import AnnotateError
@@ -71,12 +76,15 @@ class AnnotationTask:
     docstring). Satisfies the task interface of :func:`~pyro_ebnn.annotate.server.create_app`
     once :meth:`select` has chosen ``indices``."""
 
-    def __init__(self, run_dir, pool: int = POOL, samples: int = SAMPLES, seed: int = 0):
+    def __init__(self, run_dir, pool: int = POOL, samples: int = SAMPLES, seed: int = 0,
+                 proposals: str = DEFAULT_PROPOSALS):
+        if proposals not in PROPOSALS:
+            raise AnnotateError(f"unknown --proposals {proposals!r}; use one of {', '.join(PROPOSALS)}")
         if not (isinstance(pool, int) and pool >= 1):
             raise AnnotateError(f"--pool must be a positive number of images, got {pool!r}")
         if not (isinstance(samples, int) and samples >= 1):
             raise AnnotateError(f"--samples must be a positive number of posterior samples, got {samples!r}")
-        self.run_dir, self.samples, self.seed = run_dir, samples, seed
+        self.run_dir, self.samples, self.seed, self.proposals = run_dir, samples, seed, proposals
         self.model, self.cfg, _ = load_model(run_dir)
         use_threads(self.cfg.threads)
         self.trainval, sets = load_dataset(self.cfg)
@@ -90,6 +98,7 @@ class AnnotationTask:
         self._mean_network = explained_network(self.model.net, "mean")
         self._explained = lru_cache(maxsize=None)(self._explain)
         self.candidates = lru_cache(maxsize=None)(self._candidates)
+        self._class_maps = None
 
     # -- the store and the selection ------------------------------------------------------------
     def open_store(self, path, annotator: str = "anonymous") -> FeedbackStore:
@@ -173,11 +182,28 @@ class AnnotationTask:
         return np.maximum(gradcam[0], 0) * np.maximum(saliency, 0).sum(0)
 
     def _candidates(self, index: int) -> Regions:
-        """The candidate regions ([002] §4.2) of the explanation (``candidates(index)``, cached)."""
+        """The regions proposed by ``proposals`` from the explanation (``candidates(index)``, cached)."""
         gradcam, saliency = self._explained(index)
-        return candidate_regions(self.trainval[index][0], gradcam, saliency)
+        return proposal_regions(self.trainval[index][0], gradcam, saliency, self.proposals)
 
     def regions(self, index: int) -> tuple[np.ndarray, list[int]]:
         """(H x W segment labels, the candidate segment ids)."""
         found = self.candidates(index)
         return found.segments, found.ids.tolist()
+
+    def class_heatmaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K x H x W, K): per class, the mean explanation over the pool images predicted as that
+        class (each image's map scaled to sum 1, so a map that is 0 everywhere adds 0; zeros where no
+        image is), and how many images."""
+        if self._class_maps is None:
+            predicted = torch.as_tensor(self._pool_probs().mean(0).argmax(-1))
+            k = len(self.class_names)
+            sums = 0.0
+            for start in range(0, len(self.pool), BATCH):
+                part = predicted[start:start + BATCH]
+                maps = explanation_maps(self._mean_network, self._images(self.pool[start:start + BATCH]), part)
+                maps = maps / maps.flatten(1).sum(1).clamp(min=1e-30)[:, None, None]
+                sums = sums + torch.zeros(k, *maps.shape[1:], dtype=maps.dtype).index_add_(0, part, maps)
+            counts = torch.bincount(predicted, minlength=k)
+            self._class_maps = ((sums / counts.clamp(min=1)[:, None, None]).numpy(), counts.numpy())
+        return self._class_maps
