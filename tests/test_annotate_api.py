@@ -8,6 +8,7 @@ import socket
 
 import numpy as np
 import pytest
+from matplotlib import colormaps
 from matplotlib.image import imread
 
 from annotate_fixtures import FakeTask, fake_store
@@ -209,7 +210,8 @@ def test_every_response_carries_the_security_headers(task, store, method, path):
 
 def test_the_page_has_no_inline_script_or_style(task, store):
     html = create_app(task, store).test_client().get("/").get_data(as_text=True)
-    assert html.count("<script") == 1 and '<script src="/static/annotate.js' in html
+    scripts = html.count("<script")
+    assert scripts == html.count('<script src="/static/') == 2 and '<script src="/static/annotate.js' in html
     assert "<style" not in html and " style=" not in html and " on" + "click=" not in html
 
 
@@ -294,3 +296,88 @@ def test_a_store_for_other_images_is_refused(tmp_path, task):
     task_rgb = FakeTask("rgb")
     with pytest.raises(AnnotateError, match="images are 64 x 64 but the store holds masks of 28 x 28"):
         create_app(task_rgb, fake_store(tmp_path / "s.sqlite", task))
+
+
+# -- reading the explanation: percentile clipping, the colour scale, the per-class maps --------------
+class OutlierTask(FakeTask):
+    """The fake task with a smooth positive (or signed) heat map and one huge outlier pixel, and
+    per-class mean maps: class k lights up column k, class 2 has no image."""
+
+    def __init__(self, signed=False):
+        super().__init__("grey")
+        self.signed = signed
+
+    def _heat(self, index):
+        y, x = np.mgrid[:self.size, :self.size]
+        heat = (x + y + 1.0) / (2 * self.size)
+        if self.signed:
+            heat = heat - heat.mean()
+        heat[5, 5] = 1e6
+        return heat
+
+    def class_heatmaps(self):
+        maps = np.zeros((len(self.class_names), self.size, self.size))
+        for k in range(len(self.class_names)):
+            maps[k, :, k] = 1.0
+        counts = np.arange(len(self.class_names)) + 1
+        maps[2], counts[2] = 0.0, 0
+        return maps, counts
+
+
+def _png(client, path):
+    response = client.get(path)
+    assert response.status_code == 200 and response.mimetype == "image/png", response.get_data(as_text=True)
+    return imread(io.BytesIO(response.data))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_one_outlier_does_not_leave_the_rest_of_the_heat_map_dark(tmp_path, signed):
+    task = OutlierTask(signed)
+    client = create_app(task, fake_store(tmp_path / "s.sqlite", task)).test_client()
+    heat, rgba = task._heat(7), _png(client, "/api/items/7/heatmap.png")
+    strength = np.abs(heat) / np.percentile(np.abs(heat[heat != 0]), 99)
+    alpha = rgba[..., 3]
+    assert alpha[5, 5] == 1.0                                        # the outlier: clipped to the top
+    assert (alpha[strength >= 0.99] > 0.98).all()                    # the 99th percentile: full strength
+    assert np.mean(alpha > 0.3) > 0.5                                # most of the map is visible
+    assert np.allclose(alpha, np.clip(strength, 0, 1), atol=0.02) if signed else alpha.max() == 1.0
+    top = np.unravel_index(np.argmax(np.where(heat < 1e6, heat, -np.inf)), heat.shape)   # above the 99th
+    expected = colormaps["RdBu_r" if signed else "inferno"](1.0)[:3]
+    assert np.allclose(rgba[top][:3], expected, atol=0.05)          # the end of the colour map is used
+    item = client.get("/api/items/7").get_json()["heatmap"]
+    assert item["signed"] is signed and item["high"] < 2                # not the outlier's 1e6
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+def test_the_colour_scale_runs_from_low_to_high(client, signed):
+    scale = _png(client, f"/api/heatmap-scale.png?signed={signed}")
+    assert scale.shape == (1, 256, 4)
+    assert scale[0, 0, 3] == (1.0 if signed else 0.0) and scale[0, -1, 3] == 1.0
+    if signed:
+        assert scale[0, 128, 3] < 0.01 and scale[0, 0, 2] > scale[0, 0, 0] and scale[0, -1, 0] > scale[0, -1, 2]
+    else:
+        assert np.allclose(scale[0, -1, :3], colormaps["inferno"](1.0)[:3], atol=0.01)
+        assert (np.diff(scale[0, :, 3]) >= 0).all()
+
+
+def test_the_mean_explanation_of_every_predicted_class_is_one_png(tmp_path):
+    task = OutlierTask()
+    client = create_app(task, fake_store(tmp_path / "s.sqlite", task)).test_client()
+    classes = client.get("/api/classes").get_json()["classes"]
+    assert [c["name"] for c in classes] == task.class_names
+    assert [c["images"] for c in classes] == [0 if k == 2 else k + 1 for k in range(len(task.class_names))]
+    for k in range(len(task.class_names)):
+        rgba = _png(client, f"/api/classes/{k}/heatmap.png")
+        assert rgba.shape == (task.size, task.size, 4)
+        lit = rgba[..., 3] > 0.5
+        assert (lit[:, k].all() and lit.sum() == task.size) if k != 2 else not lit.any()
+    assert client.get(f"/api/classes/{len(classes)}/heatmap.png").status_code == 404
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="class-maps"' in page and 'id="side-heat"' in page and "/static/explain.js" in page
+
+
+def test_a_task_without_per_class_maps_says_so_in_one_line(client):
+    for path in ("/api/classes", "/api/classes/0/heatmap.png"):
+        response = client.get(path)
+        assert response.status_code == 404 and "class_heatmaps" in response.get_json()["error"]
+        assert "\n" not in response.get_json()["error"]

@@ -9,6 +9,8 @@ training predictions and marks the regions that should not matter, into a Feedba
     prediction(index) -> {"probs", "predicted", "label" (int or None), "entropy", "mutual_information"}
     heatmap(index) -> H x W floats             the explanation, signed or not
     regions(index) -> (H x W int segment labels, candidate segment ids)
+    class_heatmaps() -> (K x H x W, K counts)  optional: per class, the mean explanation of the images
+                                               predicted as it, and how many there are
 
 Its methods are called once per image (results are cached) and never concurrently, so a model
 that is not thread-safe can serve them.
@@ -21,7 +23,12 @@ JSON API (every request carries the token, when there is one, as ``?token=`` or 
     GET  /api/items/<index>              prediction, heat-map range, segments (flat, row-major),
                                          candidate region ids, this annotator's saved answer
     GET  /api/items/<index>/image.png    the image at its own resolution
-    GET  /api/items/<index>/heatmap.png  the explanation as RGBA (colour map, opacity = strength)
+    GET  /api/items/<index>/heatmap.png  the explanation as RGBA (colour map, opacity = strength),
+                                         clipped to the 1st-99th percentile of its magnitude
+    GET  /api/heatmap-scale.png?signed=1 the colour scale of the heat maps, low to high (1 x 256)
+    GET  /api/classes                    per predicted class: name and number of images (needs the
+                                         task's class_heatmaps)
+    GET  /api/classes/<k>/heatmap.png    the mean explanation of the images predicted as class k
     POST /api/items/<index>/answer       {"decision": "irrelevant" | "accepted" | "skipped",
                                           "mask": <mask> (with "irrelevant" only)}
 
@@ -70,6 +77,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 TOP_CLASSES = 5
+#: the heat maps' colours span these percentiles of the map's non-zero magnitudes (clipped beyond)
+HEAT_PERCENTILES = (1, 99)
+#: matplotlib's perceptual colour maps of the heat maps: unsigned, signed
+SEQUENTIAL, DIVERGING = "inferno", "RdBu_r"
 CACHED_ITEMS = 512
 
 
@@ -79,6 +90,10 @@ class AnnotateError(EBNNError):
 
 class MaskEncodingError(EBNNError):
     """A mask sent to the page's API is not a valid encoding."""
+
+
+class _NoClassMaps(EBNNError):
+    """The task has no per-class explanations."""
 
 
 # -- masks on the wire ----------------------------------------------------------------------------
@@ -125,21 +140,37 @@ def _png(array: np.ndarray, **kwargs) -> bytes:
 
 
 def _heat_range(heat: np.ndarray) -> tuple[bool, float, float]:
-    """Whether the map is signed, and the range its colours span (symmetric when signed)."""
-    low, high = float(np.min(heat)), float(np.max(heat))
-    if low < 0:
-        bound = max(-low, high) or 1.0
-        return True, -bound, bound
-    return False, 0.0, high or 1.0
+    """Whether the map is signed, and the range its colours span: percentile clipping of the
+    non-zero magnitudes (``HEAT_PERCENTILES``), symmetric when signed, so that one outlier does not
+    leave the rest of the map dark.
+
+    >>> heat = np.full((28, 28), 0.5); heat[3, 4] = 1e6       # one huge outlier
+    >>> _heat_range(heat)                                       # the rest at full strength
+    (False, 0.0, 0.5)
+    """
+    magnitude = np.abs(heat[heat != 0])
+    if magnitude.size == 0:
+        return bool((heat < 0).any()), 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(magnitude, HEAT_PERCENTILES))
+    if (heat < 0).any():
+        return True, -high, high
+    return False, (low if low < high else 0.0), high
 
 
-def _heat_rgba(heat: np.ndarray) -> np.ndarray:
-    """Colours from a diverging map (signed) or a sequential one; opacity grows with |value|."""
-    signed, low, high = _heat_range(heat)
-    scaled = (heat - low) / (high - low)
-    rgba = colormaps["RdBu_r" if signed else "inferno"](scaled)
-    rgba[..., 3] = np.abs(heat) / high
+def _heat_rgba(heat: np.ndarray, bounds: tuple | None = None) -> np.ndarray:
+    """Colours from a perceptual colour map, diverging (signed) or sequential, over the clipped
+    range ``bounds`` (default :func:`_heat_range`); opacity grows with the clipped strength."""
+    signed, low, high = _heat_range(heat) if bounds is None else bounds
+    scaled = np.clip((heat - low) / (high - low), 0, 1)
+    rgba = colormaps[DIVERGING if signed else SEQUENTIAL](scaled)
+    rgba[..., 3] = np.clip(np.abs(heat) / high, 0, 1) if signed else scaled
     return rgba
+
+
+def _heat_scale(signed: bool) -> np.ndarray:
+    """The colour scale of :func:`_heat_rgba`, 1 x 256 RGBA from low to high (from -1 to 1 when signed)."""
+    ramp = np.linspace(-1.0 if signed else 0.0, 1.0, 256)[None]
+    return _heat_rgba(ramp, (signed, -1.0 if signed else 0.0, 1.0))
 
 
 def _prediction(raw: dict, class_names: list[str]) -> dict:
@@ -168,6 +199,7 @@ class _Items:
         self._item = lru_cache(CACHED_ITEMS)(self._describe)
         self._image_png = lru_cache(CACHED_ITEMS)(self._encode_image)
         self._heat_png = lru_cache(CACHED_ITEMS)(lambda i: _png(_heat_rgba(self._heat(i))))
+        self._class_pngs = None
 
     def _locked(self, cached, index):
         with self.lock:
@@ -184,6 +216,19 @@ class _Items:
 
     def heat_png(self, index) -> bytes:
         return self._locked(self._heat_png, index)
+
+    def class_pngs(self) -> list[tuple[int, bytes]]:
+        """Per class: (images predicted as it, its mean explanation as a heat-map PNG); computed once."""
+        with self.lock:
+            if self._class_pngs is None:
+                if not hasattr(self.task, "class_heatmaps"):
+                    raise _NoClassMaps("this task has no per-class explanations (a task method class_heatmaps)")
+                maps, counts = (np.asarray(a) for a in self.task.class_heatmaps())
+                if maps.ndim != 3 or counts.shape != (len(self.class_names),) or len(maps) != len(counts):
+                    raise AnnotateError(f"class_heatmaps must return K x H x W maps and K counts for the "
+                                        f"{len(self.class_names)} classes, got {maps.shape} and {counts.shape}")
+                self._class_pngs = [(int(n), _png(_heat_rgba(m.astype(float)))) for m, n in zip(maps, counts)]
+            return self._class_pngs
 
     def _encode_image(self, index) -> bytes:
         """8-bit RGB, rounded (grey images repeat their channel)."""
@@ -320,6 +365,30 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
     def heatmap_png(index: int):
         return known(index) or app.response_class(items.heat_png(index), mimetype="image/png",
                                                   headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/heatmap-scale.png")
+    def heatmap_scale_png():
+        return app.response_class(_png(_heat_scale(request.args.get("signed") == "1")), mimetype="image/png",
+                                  headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/classes")
+    def classes():
+        try:
+            found = items.class_pngs()
+        except _NoClassMaps as e:
+            return _error(404, str(e))
+        return jsonify(classes=[{"class": k, "name": name, "images": n}
+                                for k, (name, (n, _)) in enumerate(zip(items.class_names, found))])
+
+    @app.get("/api/classes/<int:k>/heatmap.png")
+    def class_heatmap_png(k: int):
+        try:
+            found = items.class_pngs()
+        except _NoClassMaps as e:
+            return _error(404, str(e))
+        if not 0 <= k < len(found):
+            return _error(404, f"no class {k}; the classes are 0 to {len(found) - 1}, listed at /api/classes")
+        return app.response_class(found[k][1], mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/items/<int:index>/answer")
     def answer(index: int):

@@ -398,6 +398,7 @@
     $("mark-proposals").disabled = noProposal;
     $("proposals-note").hidden = !noProposal;
     $("proposals-note").textContent = noProposal ? NO_PROPOSAL : "";
+    document.dispatchEvent(new CustomEvent("annotate:item", { detail: data }));  // for explain.js
   }
 
   function showAnswerStatus() {
