@@ -4,6 +4,19 @@ images, per strategy and simulated annotator (docs/results/annotation.md).
     python experiments/learning_curves.py --root RUNS --out experiments/results/annotation \\
         [--rules corners,position] [--budgets 50,100,200,25,400] [--seeds 0,1,2] \\
         [--strategies random,entropy,bald,explanation] [--oracles candidates,truth] [--summary-only]
+    python experiments/learning_curves.py --root RUNS --actions 5,10,20,50,100,200 \\
+        [--annotators groups,clicker,painter] [--rules corners,position] [--seeds 0,1,2]
+
+Against effort (``--actions``; without ``--budgets`` only these run): test balanced accuracy after
+fine-tuning on what a simulated annotator gives for A actions, counted as a person spends them
+(:data:`pyro_ebnn.annotate.oracle.ACTIONS`): the painter paints the whole true mask of one image
+per action, the clicker clicks the proposed regions that touch it (one action per click, one to
+accept an image with nothing to click), both on the seed's random ranking of the pool; the group
+annotator marks, best-ranked group first, the region where the true masks of a discovered group's
+members agree, one action per group, propagated to the group's images at the same place. Runs go
+in the order of ``--actions`` (smallest first), all annotators, rules and seeds of one budget
+before the next; a budget beyond the groups there are repeats the run of all groups
+(``same_as.json``). The seed's control (no annotated image) is the same as for the budgets.
 
 Per decoy rule: one start model (``train``, mode none) trained once; on test images, how well its
 candidate regions find the decoys. Per seed: the pool (``--pool`` training images, the seed's
@@ -38,6 +51,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_ebnn.annotate import AnnotationTask, oracle_answer  # noqa: E402
+from pyro_ebnn.annotate.oracle import ACTIONS, answer_groups, image_actions  # noqa: E402
 from pyro_ebnn.data import batches, load_dataset  # noqa: E402
 from pyro_ebnn.data.store import FeedbackStore  # noqa: E402
 from pyro_ebnn.experiment.config import load_config  # noqa: E402
@@ -260,6 +274,211 @@ def run_all(args):
                             point(root, rule, oracle, strategy, seed, budget, ranking, answers, fingerprint, shape)
 
 
+# -- curves against effort: actions as a person spends them ---------------------------------------
+class ClickAnswers:
+    """The clicker's answer and its number of clicks per image, computed once per rule."""
+
+    def __init__(self, root: Path, rule: str):
+        self.root, self.rule, self.task = root, rule, None
+        self.path = root / rule / "clicker_answers.npz"
+        self.cache = dict(np.load(self.path)) if self.path.exists() else {}
+
+    def __call__(self, index: int):
+        if f"mask_{index}" not in self.cache:
+            if self.task is None:
+                self.task = AnnotationTask(start_model(self.root, self.rule), pool=1)
+            decision, mask, clicks = image_actions("candidates", self.task.true_mask(index),
+                                                   self.task.candidates(index))
+            self.cache[f"mask_{index}"] = mask if decision == "irrelevant" else np.zeros(0, bool)
+            self.cache[f"clicks_{index}"] = np.array(clicks)
+        mask = self.cache[f"mask_{index}"]
+        return ("irrelevant", mask) if mask.size else ("accepted", None), int(self.cache[f"clicks_{index}"])
+
+    def save(self):
+        partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.partial.npz")
+        np.savez_compressed(partial, **self.cache)
+        os.replace(partial, self.path)
+
+
+def action_store(root: Path, rule: str, annotator: str, seed: int, actions: int, ranking: dict, clicks: ClickAnswers,
+                 answers: Answers, discovery, true_mask, fingerprint, shape) -> dict:
+    """The store of what ``annotator`` gives for ``actions`` actions (written again unless its
+    ``spent.json`` is there) and what was spent: actions, images answered, images with a mask."""
+    out = root / rule / "actions" / annotator / f"seed{seed}" / f"a{actions}"
+    spent_path = out / "spent.json"
+    if spent_path.exists():
+        return json.loads(spent_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    store_path = out / "feedback.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(store_path) + suffix).unlink(missing_ok=True)
+    with FeedbackStore(store_path, fingerprint, shape, f"oracle:{annotator}") as store:
+        if annotator == "groups":
+            spent = answer_groups(discovery, store, true_mask, actions)
+        else:
+            used, images = 0, []
+            for index in ranking["random"]:
+                answer, cost = (answers(ACTIONS[annotator], index), 1) if annotator == "painter" else clicks(index)
+                if used + cost > actions:
+                    break
+                store.record(index, *answer)
+                used += cost
+                images.append(index)
+            spent = {"actions": used, "answered": len(images)}
+        spent["images"] = len([a for a in store.combined().values() if a.decision == "irrelevant"])
+    answers.save()
+    clicks.save()
+    spent_path.write_text(json.dumps(spent))
+    return spent
+
+
+def action_point(root: Path, rule: str, annotator: str, seed: int, actions: int, spent: dict, previous: dict):
+    """Fine-tune on the store of ``actions`` actions; a store without a mask is the control, and a
+    store that spends what a smaller budget's spent (all groups) is that run (``same_as.json``)."""
+    out = root / rule / "actions" / annotator / f"seed{seed}" / f"a{actions}"
+    if (out / "run" / METRICS).exists() or (out / "control.json").exists() or (out / "same_as.json").exists():
+        return
+    same = [a for a, s in previous.items() if a < actions and s == spent]
+    if same:
+        (out / "same_as.json").write_text(json.dumps({"actions": min(same)}))
+        return
+    if not spent["images"]:
+        m = control(root, rule, seed)
+        (out / "control.json").write_text(json.dumps({"balanced_accuracy": m["balanced_accuracy"],
+                                                      "feedback_irrelevant": 0, "best_epoch": m["best_epoch"]}))
+        log(f"{rule} {annotator} seed {seed} A={actions}: no mask, the control ({m['balanced_accuracy']:.4f})")
+        return
+    base = start_model(root, rule)
+    cfg = load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_feedback": str(out / "feedback.sqlite")})
+    t0 = time.time()
+    m = finetune(base, cfg, out / "run", progress=False)
+    log(f"{rule} {annotator} seed {seed} A={actions}: balanced accuracy {m['balanced_accuracy']:.4f} "
+        f"({spent['actions']} actions, {m['feedback_irrelevant']} training images with a mask; {time.time() - t0:.0f} s)")
+
+
+def run_actions(args):
+    """The curves against effort, smallest budget first (module docstring)."""
+    root = Path(args.root)
+    setup = {}
+    for actions in args.actions:
+        for rule in args.rules:
+            if rule not in setup:
+                start_model(root, rule)
+                region_diagnostics(root, rule)
+                task = AnnotationTask(start_model(root, rule), pool=1)
+                setup[rule] = (store_fingerprint(task.cfg, task.trainval.labels.numpy()),
+                               tuple(task.trainval.image_shape[1:]), Answers(root, rule), ClickAnswers(root, rule),
+                               task.true_mask, {})
+            fingerprint, shape, answers, clicks, true_mask, discoveries = setup[rule]
+            for seed in args.seeds:
+                ranking = rankings(root, rule, seed, ["random", "shortcut"], max(args.actions), args.pool, args.samples)
+                if seed not in discoveries and "groups" in args.annotators:
+                    discoveries[seed] = AnnotationTask(start_model(root, rule), pool=args.pool, samples=args.samples,
+                                                       seed=seed).discovery()
+                for annotator in args.annotators:
+                    spent = {a: action_store(root, rule, annotator, seed, a, ranking, clicks, answers,
+                                             discoveries.get(seed), true_mask, fingerprint, shape)
+                             for a in args.actions if a <= actions}
+                    action_point(root, rule, annotator, seed, actions, spent[actions], spent)
+
+
+def collect_actions(root: Path) -> list[dict]:
+    rows = []
+    for spent_path in sorted(root.glob("*/actions/*/seed*/a*/spent.json")):
+        out = spent_path.parent
+        rule, _, annotator, seed, actions = out.parts[-5:]
+        result = out
+        if (out / "same_as.json").exists():
+            result = out.parent / f"a{json.loads((out / 'same_as.json').read_text())['actions']}"
+        if (result / "run" / METRICS).exists():
+            m = read_metrics(result / "run")
+        elif (result / "control.json").exists():
+            m = json.loads((result / "control.json").read_text())
+        else:
+            continue
+        spent = json.loads(spent_path.read_text())
+        rows.append({"rule": rule, "annotator": annotator, "seed": int(seed[4:]), "actions": int(actions[1:]),
+                     "spent": spent["actions"], "images": spent["images"], "balanced_accuracy": m["balanced_accuracy"],
+                     "best_epoch": m["best_epoch"]})
+    return rows
+
+
+def action_table(rows, rule, annotators, actions) -> list[str]:
+    lines = ["| annotator | " + " | ".join(f"A = {a}" for a in actions) + " |", "|---|" + "---|" * len(actions)]
+    for annotator in annotators:
+        cells = []
+        for a in actions:
+            mine = [r for r in rows if (r["rule"], r["annotator"], r["actions"]) == (rule, annotator, a)]
+            text = mean_std([r["balanced_accuracy"] for r in mine])[0]
+            if mine:
+                images = np.mean([r["images"] for r in mine])
+                spent = np.mean([r["spent"] for r in mine])
+                text += f" ({len(mine)} seeds; {spent:.0f} actions, {images:.0f} images)" if len(mine) < 3 else \
+                    f" ({spent:.0f} actions, {images:.0f} images)"
+            cells.append(text)
+        lines.append(f"| {annotator} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def action_figure(rows, root: Path, rules, annotators, actions, seeds, stem: Path):
+    """Balanced accuracy against actions, one panel per rule, mean ± std over seeds; the band is
+    the control."""
+    fig, axes = plt.subplots(1, len(rules), figsize=(5.2 * len(rules), 3.8), squeeze=False)
+    for ax, rule in zip(axes[0], rules):
+        start, spread = control_mean(root, rule, seeds)
+        for annotator in annotators:
+            points = []
+            for a in sorted(actions):
+                values = [r["balanced_accuracy"] for r in rows if (r["rule"], r["annotator"], r["actions"]) ==
+                          (rule, annotator, a)]
+                if values:
+                    points.append((a, np.mean(values), np.std(values, ddof=1) if len(values) > 1 else 0.0))
+            if points:
+                a, mean, std = zip(*points)
+                ax.errorbar(a, mean, yerr=std, marker="o", ms=4, capsize=3, label=annotator)
+        if start is not None:
+            ax.axhspan(start - spread, start + spread, color="grey", alpha=0.25, lw=0)
+            ax.axhline(start, color="grey", ls="--", lw=1, label="no annotated image")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(sorted(actions), [str(a) for a in sorted(actions)])
+        ax.set_title(f"{rule} rule", fontsize=10)
+        ax.set_xlabel("annotator's actions")
+        ax.set_ylabel("test balanced accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(stem.with_suffix(".png"), dpi=130)
+    plt.close(fig)
+
+
+def action_summary(args):
+    root, out = Path(args.root), Path(args.out)
+    rows = collect_actions(root)
+    actions = sorted(args.actions)
+    text = ["# Learning curves against actions (written by experiments/learning_curves.py --actions)", "",
+            "Test balanced accuracy after fine-tuning on what each simulated annotator gives for A actions, mean ± std "
+            "over seeds; in brackets the actions actually spent and the training images with a mask (means).", ""]
+    for rule in args.rules:
+        start, spread = control_mean(root, rule, args.seeds)
+        text += [f"## {rule} rule", "", "Control (no annotated image): "
+                 + ("n/a" if start is None else f"{start:.3f} ± {spread:.3f}"), ""]
+        text += action_table(rows, rule, args.annotators, actions) + [""]
+    text += ["## Decoy picks at equal effort", "", "Share of the selected images whose saliency overlap with the true "
+             "mask is above the median over the start model's test images; mean ± std over seeds.", ""]
+    text += decoy_picks(root, args.rules, args.seeds, ["random", "shortcut"], actions) + [""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "action_curves.md").write_text("\n".join(text))
+    with open(out / "action_curves.csv", "w") as f:
+        keys = ["rule", "annotator", "seed", "actions", "spent", "images", "balanced_accuracy", "best_epoch"]
+        f.write(",".join(keys) + "\n")
+        for r in rows:
+            f.write(",".join(str(r[k]) for k in keys) + "\n")
+    action_figure(rows, root, args.rules, args.annotators, actions, args.seeds, out / "action_curves")
+    log(f"wrote {out / 'action_curves.md'}, .csv, .png ({len(rows)} points)")
+
+
 # -- tables and figure ---------------------------------------------------------------------------
 def collect(root: Path) -> list[dict]:
     rows = []
@@ -442,7 +661,10 @@ def main():
     ap.add_argument("--root", required=True, help="where the runs and stores go")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "annotation"))
     ap.add_argument("--rules", default="corners,position")
-    ap.add_argument("--budgets", default="50,100,200,25,400", help="the first three run first")
+    ap.add_argument("--budgets", default=None, help="the first three run first  [default: 50,100,200,25,400, "
+                    "or none with --actions]")
+    ap.add_argument("--actions", default=None, help="curves against the annotator's actions, e.g. 5,10,20,50,100,200")
+    ap.add_argument("--annotators", default="groups,clicker,painter", help="with --actions: " + ", ".join(ACTIONS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--oracles", default=",".join(ORACLES))
@@ -451,14 +673,26 @@ def main():
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
     args.rules = [r for r in args.rules.split(",") if r]
-    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.actions = [int(a) for a in args.actions.split(",")] if args.actions else []
+    args.annotators = [a for a in args.annotators.split(",") if a]
+    unknown = sorted(set(args.annotators) - set(ACTIONS))
+    if unknown:
+        ap.error(f"unknown annotator {unknown[0]!r}; use some of {', '.join(ACTIONS)}")
+    budgets = args.budgets if args.budgets is not None else ("" if args.actions else "50,100,200,25,400")
+    args.budgets = [int(b) for b in budgets.split(",") if b]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.strategies = [s for s in args.strategies.split(",") if s]
     args.oracles = [o for o in args.oracles.split(",") if o]
     torch.set_num_threads(1)
     if not args.summary_only:
-        run_all(args)
-    summary(args)
+        if args.budgets:
+            run_all(args)
+        if args.actions:
+            run_actions(args)
+    if args.budgets:
+        summary(args)
+    if args.actions:
+        action_summary(args)
 
 
 if __name__ == "__main__":

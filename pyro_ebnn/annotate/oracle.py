@@ -9,6 +9,17 @@
 
 An image whose true mask is empty, or none of whose candidate regions touches it, gets
 "accepted": there is nothing to reject.
+
+Actions, counted as a person spends them (:data:`ACTIONS`, for learning curves against effort):
+
+  painter  paints the whole true mask: one action per image (:func:`image_actions`, ``truth``)
+  clicker  clicks the proposed regions that touch the true mask: one action per click, one for an
+           image with nothing to click (accepting it) (:func:`image_actions`, ``candidates``)
+  groups   answers per discovered group (:mod:`~pyro_ebnn.annotate.discovery`), best-ranked
+           first: marks the group's region where the true masks of its members agree (the pixels
+           marked in more than half of them, :func:`group_mark`), once, and the mark is propagated
+           to the group's images; one action per group looked at, also where nothing is marked
+           (:func:`answer_groups`)
 """
 from __future__ import annotations
 
@@ -19,10 +30,14 @@ import numpy as np
 
 from ..data.store import FeedbackStore
 from ..explain.regions import Regions
+from .discovery import Group, majority_mask
 
-__all__ = ["ORACLES", "oracle_answer", "answer_with_oracle"]
+__all__ = ["ORACLES", "ACTIONS", "oracle_answer", "answer_with_oracle", "image_actions", "group_mark",
+           "answer_groups"]
 
 ORACLES = ("truth", "candidates")
+#: the simulated annotators whose actions are counted, and the oracle each answers images as (groups: per group)
+ACTIONS = {"painter": "truth", "clicker": "candidates", "groups": None}
 
 
 def oracle_answer(oracle: str, truth: np.ndarray, regions: Optional[Regions] = None) -> tuple[str, Optional[np.ndarray]]:
@@ -52,3 +67,51 @@ def answer_with_oracle(task, store: FeedbackStore, oracle: str) -> Counter:
         store.record(index, decision, mask)
         decisions[decision] += 1
     return decisions
+
+
+def image_actions(oracle: str, truth: np.ndarray, regions: Optional[Regions] = None) -> tuple[str, Optional[np.ndarray], int]:
+    """(decision, mask, actions) of ``oracle`` on one image: ``truth`` (the painter) spends one
+    action; ``candidates`` (the clicker) one per proposed region it clicks, at least one (the
+    accept).
+
+    >>> from pyro_ebnn.explain.regions import Regions
+    >>> segments = np.array([[0, 1], [2, 3]]); regions = Regions(segments, np.array([0, 1, 3]), None, (4,), None)
+    >>> truth = np.array([[True, True], [False, False]])
+    >>> image_actions("candidates", truth, regions)[2], image_actions("truth", truth)[2]
+    (2, 1)
+    """
+    decision, mask = oracle_answer(oracle, truth, regions)
+    if oracle == "truth":
+        return decision, mask, 1
+    touching = [i for i in regions.ids if np.asarray(truth, bool)[regions.segments == i].any()]
+    return decision, mask, max(1, len(touching))
+
+
+def group_mark(group: Group, true_mask) -> Optional[np.ndarray]:
+    """The group oracle's mark: the pixels marked in more than half of the members' true masks
+    (``true_mask(index)`` -> H x W bool), or None where they agree on none.
+
+    >>> g = Group("c0g0", 0, (1, 2, 3), (1.0, 1.0, 1.0), np.ones((1, 2)) / 2, 0.5, 1.0)
+    >>> group_mark(g, lambda i: np.array([[True, i == 1]]))
+    array([[ True, False]])
+    """
+    mask = majority_mask([true_mask(i) for i in group.members])
+    return mask if mask.any() else None
+
+
+def answer_groups(discovery, store: FeedbackStore, true_mask, actions: int, rule: str = "place") -> dict:
+    """The group oracle: the best-ranked groups of ``discovery``, one action each, until
+    ``actions`` are spent; each group's :func:`group_mark` recorded as one answer about its
+    representative with the masks ``rule`` propagates it to (:meth:`FeedbackStore.record_propagated`).
+    Returns ``{"actions", "groups", "marked", "propagated", "images"}`` (images: those with a mask)."""
+    spent, marked, propagated, images = 0, 0, 0, set()
+    for group in discovery.groups()[:max(0, int(actions))]:
+        spent += 1
+        mask = group_mark(group, true_mask)
+        if mask is None:
+            continue
+        answer, masks = store.record_propagated((group.representative, mask), discovery.propagate(group, mask, rule))
+        marked += 1
+        propagated += len(masks)
+        images |= {answer.index} | {m.index for m in masks}
+    return {"actions": spent, "groups": spent, "marked": marked, "propagated": propagated, "images": len(images)}

@@ -15,10 +15,18 @@ the scores.
                Gal et al. 2017) (:func:`bald`)
   explanation  I(z; w | x) = H[mean_s q_s] - mean_s H[q_s] with q_s = |T_s| / ||T_s||_1: the same
                quantity for *where the network looks* (:func:`explanation_disagreement`)
+  shortcut     how much of the image's explanation rests on a pattern its group shares: the
+               pool's maps grouped per predicted class as SpRAy does (Lapuschkin et al. 2019;
+               :func:`~pyro_ebnn.annotate.discovery.discover`), the share of the image's map
+               inside its group's top region (:func:`~pyro_ebnn.annotate.discovery.shortcut_share`).
+               It asks where :func:`explanation_disagreement` is blind: a shortcut every
+               posterior sample shares
 
 Input: ``probs`` S x N x K, posterior predictive class probabilities of S weight samples for N
 images; ``attributions`` S x N x H x W, attribution magnitudes |T_s| (channels summed) of the same
-images under S networks drawn from the posterior. Entropies are in nats.
+images under S networks drawn from the posterior; for ``shortcut``, ``(maps, predicted)``: the
+N x H x W explanations of the posterior mean network and its N predicted classes. Entropies are in
+nats.
 
 Why the explanation score. The feedback is evidence about the weights: a person's mask observes
 the last convolution's activations in the rejected region to be zero ([000] Eq. 4, [001] Eq. 15).
@@ -43,11 +51,12 @@ from scipy import stats
 
 from ..errors import EBNNError
 from ..metrics import mutual_information_per_image, predictive_entropy_per_image
+from .discovery import shortcut_share
 
 __all__ = ["STRATEGIES", "SelectionError", "bald", "explanation_disagreement", "predictive_entropy", "scores",
-           "select"]
+           "select", "shortcut"]
 
-STRATEGIES = ("random", "entropy", "bald", "explanation")
+STRATEGIES = ("random", "entropy", "bald", "explanation", "shortcut")
 
 
 class SelectionError(EBNNError):
@@ -109,12 +118,28 @@ def explanation_disagreement(attributions) -> np.ndarray:
         return np.maximum(stats.entropy(q.mean(0), axis=-1) - stats.entropy(q, axis=-1).mean(0), 0.0)
 
 
-_SCORES = {"entropy": predictive_entropy, "bald": bald, "explanation": explanation_disagreement}
+def shortcut(quantity) -> np.ndarray:
+    """The share of each image's explanation inside its group's top region: ``(maps, predicted)``,
+    N x H x W non-negative maps and N predicted classes -> N scores in [0, 1].
+
+    >>> maps = np.full((30, 6, 6), 0.01); maps[:15, 0, 0] = 1.0     # half rest on one pixel
+    >>> bool(shortcut((maps, np.zeros(30, int)))[:15].min() > 0.7)
+    True
+    """
+    if not (isinstance(quantity, (tuple, list)) and len(quantity) == 2):
+        raise SelectionError("the shortcut strategy takes (maps, predicted): N x H x W explanations and N classes")
+    maps, predicted = quantity
+    return shortcut_share(_array(maps, "maps"), _array(predicted, "predicted"))
+
+
+_SCORES = {"entropy": predictive_entropy, "bald": bald, "explanation": explanation_disagreement,
+           "shortcut": shortcut}
 
 
 def scores(strategy: str, quantity) -> np.ndarray:
     """One score per image (higher = ask first) for ``"entropy"`` or ``"bald"`` (``quantity``:
-    probs S x N x K) or ``"explanation"`` (attributions S x N x H x W)."""
+    probs S x N x K), ``"explanation"`` (attributions S x N x H x W) or ``"shortcut"``
+    (``(maps, predicted)``)."""
     if strategy not in _SCORES:
         raise SelectionError(f"no scores for strategy {strategy!r}; use one of {', '.join(_SCORES)}"
                              + (" (random draws with select)" if strategy == "random" else ""))
@@ -127,6 +152,8 @@ def _pool_size(strategy: str, quantity) -> int:
             raise SelectionError(f"strategy {strategy!r} needs posterior samples, not a pool size; "
                                  "pass probs (S x N x K) or attributions (S x N x H x W)")
         return int(quantity)
+    if strategy == "shortcut" and isinstance(quantity, (tuple, list)) and len(quantity) == 2:
+        return len(quantity[1])
     shape = np.shape(quantity)
     if len(shape) < 2:
         raise SelectionError(f"pass the pool size N or posterior samples S x N x ..., got shape {shape}")
@@ -138,8 +165,8 @@ def select(strategy: str, quantity, budget: int, exclude: Iterable[int] = (), se
     images annotated already).
 
     strategy  one of ``STRATEGIES``
-    quantity  probs S x N x K for entropy and bald, attributions S x N x H x W for explanation;
-              random takes either, or the pool size N
+    quantity  probs S x N x K for entropy and bald, attributions S x N x H x W for explanation,
+              (maps N x H x W, predicted N) for shortcut; random takes either, or the pool size N
     seed      random only: a uniform choice without replacement from
               ``numpy.random.default_rng(seed)``; the scored strategies take the top ``budget``
               scores, equal scores in index order, NaN scores last

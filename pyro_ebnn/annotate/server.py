@@ -285,11 +285,13 @@ def _check_task(items: _Items, store):
 
 
 def create_app(task, store, token: str | None = None, next_command: str | None = None,
-               start_command: str | None = None) -> Flask:
+               start_command: str | None = None, discovery=None) -> Flask:
     """The annotation app: the page and its JSON API over ``task``, answers recorded in ``store``
     (a :class:`pyro_ebnn.data.store.FeedbackStore`) as its annotator. With a ``token``, every
     request must carry it. ``next_command`` is shown on the finished screen, ``start_command``
-    (the command that serves this page again) when the page cannot reach its server."""
+    (the command that serves this page again) when the page cannot reach its server. With a
+    ``discovery`` (:class:`~pyro_ebnn.annotate.discovery.Discovery`), the page links to its
+    discovery view, the groups of the pool's explanations (:mod:`~pyro_ebnn.annotate.groups`)."""
     if token is not None and not token:
         raise AnnotateError("the token is empty; pass None for no token, or a secret such as secrets.token_urlsafe(16)")
     items = _Items(task)
@@ -343,7 +345,11 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
 
     @app.get("/")
     def page():
-        return render_template("annotate.html", token=token)
+        return render_template("annotate.html", token=token, groups=discovery is not None)
+
+    if discovery is not None:
+        from .groups import add_discovery  # the discovery view; it builds on this module
+        add_discovery(app, store, discovery)
 
     @app.get("/api/items")
     def list_items():
@@ -447,14 +453,15 @@ def page_url(host: str, port: int, token: str | None = None) -> str:
 
 
 def serve(task, store, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          next_command: str | None = None, start_command: str | None = None):
+          next_command: str | None = None, start_command: str | None = None, discovery=None):
     """Serve the annotation page until interrupted (Ctrl+C), printing its address. Any host other
     than loopback needs a token, and is told in one line that the page is plain HTTP.
-    ``port=0`` picks a free port. ``start_command`` is passed to :func:`create_app`."""
+    ``port=0`` picks a free port. ``start_command`` and ``discovery`` are passed to :func:`create_app`."""
     if not is_loopback(host) and not token:
         raise AnnotateError(f"serving on {host} exposes the page to the network; pass a token, e.g. "
                             "token=secrets.token_urlsafe(16), or serve on 127.0.0.1")
-    app = create_app(task, store, token=token, next_command=next_command, start_command=start_command)
+    app = create_app(task, store, token=token, next_command=next_command, start_command=start_command,
+                     discovery=discovery)
     with _listen(host, port) as listening:
         server = make_server(host, port, app, threaded=True, fd=listening.fileno(), request_handler=_QuietHandler)
         print(f"Annotation page: {page_url(host, server.port, token)}  (answers are saved as they are "

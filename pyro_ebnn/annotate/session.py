@@ -180,5 +180,6 @@ def annotate(run_dir, store_path, budget: int, strategy: str, pool: int = POOL, 
         serve(task, store, host=host, port=port, token=page_token(store_path, token),
               next_command=finetune_command(run_dir, store_path),
               start_command=start_command(run_dir, store_path, budget, strategy, pool, samples, seed, annotator,
-                                          host, port, token))
+                                          host, port, token),
+              discovery=task.discovery())
     return None

@@ -47,6 +47,7 @@ from ..experiment.rundir import load_model
 from ..explain import explained_network
 from ..explain.regions import DEFAULT_PROPOSALS, PROPOSALS, Regions, attribution_maps, proposal_regions
 from ..metrics import mutual_information_per_image, predictive_entropy_per_image
+from .discovery import Discovery
 from .selection import STRATEGIES, SelectionError, select
 from .server import AnnotateError
 
@@ -124,6 +125,9 @@ class AnnotationTask:
         """What the strategy scores the pool by: S x N x K probabilities, S x N x H x W maps, or N."""
         if strategy == "random":
             return len(self.pool)
+        if strategy == "shortcut":  # the maps the page's groups are made of, in pool order
+            found = self.discovery()
+            return found.maps, found.predicted
         probs = self._pool_probs()
         if strategy in ("entropy", "bald"):
             return probs
@@ -132,6 +136,13 @@ class AnnotationTask:
         generator = torch.Generator().manual_seed(self.seed)
         return torch.stack([explanation_maps(explained_network(self.model.net, "sample", generator), images, targets)
                             for _ in range(self.samples)])
+
+    def discovery(self) -> Discovery:
+        """The groups of the pool's explanations (:mod:`~pyro_ebnn.annotate.discovery`), made once
+        when first needed."""
+        if getattr(self, "_discovery", None) is None:
+            self._discovery = Discovery.from_task(self)
+        return self._discovery
 
     def _pool_probs(self) -> np.ndarray:
         """S x N x K posterior predictive probabilities of the pool, computed once (and kept for the

@@ -19,10 +19,25 @@ the most recent non-skipped answer across annotators, else "skipped".
 
 Every row carries the dataset's fingerprint (:func:`dataset_fingerprint`); a store made for another
 dataset, or for images of another size, is refused when opened.
+
+Propagated masks (format 2). One answer can stand for many images: a mark made once on a group of
+images, or a region found again in other images that look the same to the network
+(:mod:`pyro_ebnn.annotate.discovery`). :meth:`FeedbackStore.record_propagated` appends, with the
+answer or after it, one row per image in the table ``propagated``: the mask, the answer it came
+from (``answer_id``), the rule that made it (``rule``, e.g. ``place`` or ``features``), its
+``score`` and a JSON ``detail`` (the group, the threshold). :meth:`FeedbackStore.undo` withdraws an
+answer together with everything propagated from it in one transaction, by appending its id to the
+table ``undone``: nothing is deleted, :meth:`FeedbackStore.history` still lists the row, and the
+annotator's answer to that image is again their latest answer that was not undone. In
+:meth:`FeedbackStore.combined` (what ``finetune --feedback`` reads), an image's own non-skipped
+answer comes first; an image without one takes the union of the propagated masks in force.
+A store of format 1 (written before propagation existed) opens as before and is migrated on open:
+the two tables are added and its format becomes 2; its answers are not touched.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -36,10 +51,12 @@ import numpy as np
 
 from ..errors import EBNNError
 
-__all__ = ["DECISIONS", "Answer", "FeedbackStore", "StoreError", "AnswerError", "dataset_fingerprint"]
+__all__ = ["DECISIONS", "Answer", "Propagation", "FeedbackStore", "StoreError", "AnswerError", "dataset_fingerprint"]
 
 DECISIONS = ("irrelevant", "accepted", "skipped")
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+#: the formats this version opens; older ones are migrated on open
+READABLE_FORMATS = ("1", "2")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -56,10 +73,37 @@ _SCHEMA = (
     CHECK ((decision = 'irrelevant') = (mask_bits IS NOT NULL))
 )""",
     "CREATE INDEX IF NOT EXISTS answers_by_annotator ON answers (annotator, image_index, id)",
+    # format 2: masks propagated from one answer to other images, and undone answers
+    """CREATE TABLE IF NOT EXISTS propagated (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    answer_id INTEGER NOT NULL REFERENCES answers (id),
+    image_index INTEGER NOT NULL CHECK (image_index >= 0),
+    rule TEXT NOT NULL,
+    score REAL,
+    detail TEXT NOT NULL DEFAULT '{}',
+    mask_bits BLOB NOT NULL,
+    mask_height INTEGER NOT NULL,
+    mask_width INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS propagated_by_answer ON propagated (answer_id, image_index)",
+    """CREATE TABLE IF NOT EXISTS undone (
+    answer_id INTEGER PRIMARY KEY REFERENCES answers (id),
+    annotator TEXT NOT NULL,
+    undone_at TEXT NOT NULL
+)""",
 )
+#: the tables of a store (sqlite_sequence is SQLite's own, for AUTOINCREMENT)
+_TABLES = {"meta", "answers", "propagated", "undone", "sqlite_sequence"}
 _COLUMNS = "id, image_index, annotator, decision, mask_bits, mask_height, mask_width, answered_at"
+_IN_FORCE = "id NOT IN (SELECT answer_id FROM undone)"
 _LATEST_PER_ANNOTATOR = (f"SELECT {_COLUMNS} FROM answers WHERE id IN "
-                         "(SELECT MAX(id) FROM answers GROUP BY annotator, image_index)")
+                         f"(SELECT MAX(id) FROM answers WHERE {_IN_FORCE} GROUP BY annotator, image_index)")
+_PROPAGATED_COLUMNS = ("p.id, p.answer_id, p.image_index, p.rule, p.score, p.detail, p.mask_bits, p.mask_height, "
+                       "p.mask_width, p.created_at, a.annotator, u.answer_id IS NOT NULL")
+_PROPAGATED_FROM = ("FROM propagated p JOIN answers a ON a.id = p.answer_id "
+                    "LEFT JOIN undone u ON u.answer_id = p.answer_id")
 
 
 class StoreError(EBNNError):
@@ -80,11 +124,37 @@ class Answer:
     annotator: str
     answered_at: str  # UTC, ISO 8601
     row: int  # position in the store's append order
+    #: for a mask propagated from other answers (:meth:`FeedbackStore.combined`): their rows
+    propagated_from: tuple = ()
 
     @property
     def annotated(self) -> bool:
         """True when the answer is feedback a model can use (a mask, or an accepted explanation)."""
         return self.decision != "skipped"
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """One propagated mask: answer ``answer`` (a row of the answers table) applied to image
+    ``index`` by ``rule`` with ``score``; ``detail`` holds what else the rule used (group,
+    threshold). ``undone``: its answer was undone, so it no longer counts."""
+
+    row: int
+    answer: int
+    index: int
+    rule: str
+    score: Optional[float]
+    detail: dict
+    mask: np.ndarray
+    created_at: str
+    annotator: str
+    undone: bool
+
+
+def _propagation_from_row(row) -> Propagation:
+    row_id, answer, index, rule, score, detail, bits, height, width, created_at, annotator, undone = row
+    return Propagation(row_id, answer, index, rule, score, json.loads(detail), _unpack(bits, height, width),
+                       created_at, annotator, bool(undone))
 
 
 def dataset_fingerprint(*parts) -> str:
@@ -188,7 +258,7 @@ class FeedbackStore:
         """Create the tables on first use, then check that the file was made for this dataset."""
         with self._transaction() as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables - {"meta", "answers", "sqlite_sequence"}:
+            if tables - _TABLES:
                 raise StoreError(f"{self.path} is an SQLite file but not a feedback store; choose another file")
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -196,10 +266,14 @@ class FeedbackStore:
                            [("format", FORMAT_VERSION), ("fingerprint", self.fingerprint),
                             ("image_shape", f"{self.image_shape[0]}x{self.image_shape[1]}")])
             meta = dict(db.execute("SELECT key, value FROM meta"))
+            if meta.get("format") in READABLE_FORMATS and meta["format"] != FORMAT_VERSION:
+                # the migration: the new tables exist now (CREATE ... IF NOT EXISTS above)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (FORMAT_VERSION,))
+                meta["format"] = FORMAT_VERSION
             row_fingerprints = {f for (f,) in db.execute("SELECT DISTINCT fingerprint FROM answers")}
         if meta.get("format") != FORMAT_VERSION:
             raise StoreError(f"{self.path} has store format {meta.get('format')!r}, this version reads "
-                             f"{FORMAT_VERSION!r}; open it with the version that wrote it")
+                             f"{', '.join(map(repr, READABLE_FORMATS))}; open it with the version that wrote it")
         others = ({meta["fingerprint"]} | row_fingerprints) - {self.fingerprint}
         if others:
             raise StoreError(f"{self.path} was made for another dataset (fingerprint {min(others)[:12]}, this "
@@ -232,6 +306,79 @@ class FeedbackStore:
         with self._transaction() as db:
             (answer,) = self._insert(db, [(index, decision, mask)], self.annotator)
         return answer
+
+    def record_propagated(self, answer, masks) -> tuple[Answer, list[Propagation]]:
+        """Append masks propagated from one answer, all in one transaction with it.
+
+        ``answer``: the row of an answer in force (not undone) of this annotator with decision
+        "irrelevant", or a new answer ``(index, mask)`` of this annotator, recorded first;
+        ``masks``: ``(index, mask, rule, score, detail)`` per image (``score`` a number or None,
+        ``detail`` a JSON-ready dict). Returns the answer and the propagated masks as stored.
+        Raises AnswerError, writing nothing, when any of them is invalid."""
+        checked = []
+        for entry in masks:
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 5):
+                raise AnswerError("a propagated mask is (index, mask, rule, score, detail); got "
+                                  f"{type(entry).__name__} of {len(entry) if hasattr(entry, '__len__') else '?'}")
+            index, mask, rule, score, detail = entry
+            index = self._checked_answer(index, "irrelevant", mask)[0]
+            if not isinstance(rule, str) or not rule.strip():
+                raise AnswerError(f"the rule of a propagated mask must be a non-empty name, got {rule!r}")
+            if score is not None and not (isinstance(score, (int, float, np.number)) and np.isfinite(score)):
+                raise AnswerError(f"the score of a propagated mask must be a finite number or None, got {score!r}")
+            try:
+                text = json.dumps(detail or {}, sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError):
+                raise AnswerError("the detail of a propagated mask must be a JSON object of plain values") from None
+            checked.append((index, self.checked_mask(mask), rule, None if score is None else float(score), text))
+        if isinstance(answer, (int, np.integer)) and not isinstance(answer, (bool, np.bool_)):
+            new = None
+        elif isinstance(answer, (tuple, list)) and len(answer) == 2:
+            new = self._checked_answer(answer[0], "irrelevant", answer[1])
+        else:
+            raise AnswerError(f"answer must be the row of an answer or (index, mask), got {answer!r}")
+        with self._transaction() as db:
+            if new is None:
+                found = db.execute(f"SELECT {_COLUMNS} FROM answers WHERE id = ? AND {_IN_FORCE}",
+                                   (int(answer),)).fetchone()
+                if found is None:
+                    raise AnswerError(f"there is no answer {answer} in force in this store; propagate from an "
+                                      "answer that exists and was not undone")
+                source = _answer_from_row(found)
+                if source.decision != "irrelevant" or source.annotator != self.annotator:
+                    raise AnswerError(f"answer {answer} is {source.annotator}'s {source.decision!r}; propagate "
+                                      f"only {self.annotator}'s own answers that mark a region irrelevant")
+            else:
+                (source,) = self._insert(db, [(new[0], "irrelevant", new[2])], self.annotator)
+            stored = []
+            for index, mask, rule, score, text in checked:
+                created_at = _now()
+                cursor = db.execute(
+                    "INSERT INTO propagated (fingerprint, answer_id, image_index, rule, score, detail, mask_bits, "
+                    "mask_height, mask_width, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (self.fingerprint, source.row, index, rule, score, text, _pack(mask), *mask.shape, created_at))
+                stored.append(Propagation(cursor.lastrowid, source.row, index, rule, score, json.loads(text), mask,
+                                          created_at, self.annotator, False))
+        return source, stored
+
+    def undo(self, answer: int) -> int:
+        """Undo this annotator's answer (its row) and every mask propagated from it, in one
+        transaction; returns how many propagated masks were withdrawn with it. Nothing is
+        deleted (module docstring). Undoing an answer twice is refused."""
+        if isinstance(answer, (bool, np.bool_)) or not isinstance(answer, (int, np.integer)):
+            raise AnswerError(f"undo takes the row of an answer (an integer), got {answer!r}")
+        with self._transaction() as db:
+            found = db.execute("SELECT annotator FROM answers WHERE id = ?", (int(answer),)).fetchone()
+            if found is None:
+                raise AnswerError(f"there is no answer {answer} in this store; list them with history()")
+            if found[0] != self.annotator:
+                raise AnswerError(f"answer {answer} is {found[0]}'s; only its annotator can undo it")
+            if db.execute("SELECT 1 FROM undone WHERE answer_id = ?", (int(answer),)).fetchone():
+                raise AnswerError(f"answer {answer} is undone already")
+            db.execute("INSERT INTO undone (answer_id, annotator, undone_at) VALUES (?, ?, ?)",
+                       (int(answer), self.annotator, _now()))
+            (count,) = db.execute("SELECT COUNT(*) FROM propagated WHERE answer_id = ?", (int(answer),)).fetchone()
+        return int(count)
 
     def _checked_answer(self, index, decision, mask):
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or index < 0:
@@ -283,9 +430,9 @@ class FeedbackStore:
         return [_answer_from_row(row) for row in rows]
 
     def answer(self, index: int) -> Optional[Answer]:
-        """This annotator's answer about image ``index`` (their latest), or None."""
+        """This annotator's answer about image ``index`` (their latest not undone), or None."""
         found = self._query(f"SELECT {_COLUMNS} FROM answers WHERE annotator = ? AND image_index = ? "
-                            "ORDER BY id DESC LIMIT 1", (self.annotator, int(index)))
+                            f"AND {_IN_FORCE} ORDER BY id DESC LIMIT 1", (self.annotator, int(index)))
         return found[0] if found else None
 
     def answers(self) -> dict[int, Answer]:
@@ -294,25 +441,57 @@ class FeedbackStore:
         return {a.index: a for a in latest}
 
     def answered(self) -> set[int]:
-        """The images this annotator has answered (skips included)."""
+        """The images this annotator has answered (skips included, undone answers not)."""
         with self._lock:
-            rows = self._db.execute("SELECT DISTINCT image_index FROM answers WHERE annotator = ?",
+            rows = self._db.execute(f"SELECT DISTINCT image_index FROM answers WHERE annotator = ? AND {_IN_FORCE}",
                                     (self.annotator,)).fetchall()
         return {index for (index,) in rows}
 
-    def combined(self) -> dict[int, Answer]:
-        """Per image, the most recent non-skipped answer among every annotator's latest answers,
-        else the most recent skip. (An annotator's own later skip withdraws their earlier answer;
-        another annotator's skip does not.)"""
+    def combined(self, propagated: bool = True) -> dict[int, Answer]:
+        """Per image, the most recent non-skipped answer among every annotator's latest answers
+        (undone ones left out), else, with ``propagated``, the union of the masks propagated to it
+        from answers in force (decision "irrelevant", annotator "<who> (propagated)",
+        ``propagated_from`` their answers' rows), else the most recent skip. (An annotator's own
+        later skip withdraws their earlier answer; another annotator's skip does not.)"""
         best: dict[int, Answer] = {}
         for answer in self._query(_LATEST_PER_ANNOTATOR + " ORDER BY id"):
             current = best.get(answer.index)
             if current is None or answer.annotated or not current.annotated:
                 best[answer.index] = answer
+        if propagated:
+            by_image: dict[int, list[Propagation]] = {}
+            for p in self.propagated():
+                by_image.setdefault(p.index, []).append(p)
+            for index, found in by_image.items():
+                if index in best and best[index].annotated:
+                    continue
+                mask = np.logical_or.reduce([p.mask for p in found])
+                who = " + ".join(dict.fromkeys(p.annotator for p in found))
+                best[index] = Answer(index, "irrelevant", mask, f"{who} (propagated)", found[-1].created_at,
+                                     found[-1].row, tuple(sorted({p.answer for p in found})))
         return dict(sorted(best.items()))
 
+    def propagated(self, answer: Optional[int] = None, include_undone: bool = False) -> list[Propagation]:
+        """The propagated masks, oldest first: of the answer with row ``answer`` only when given,
+        and only those in force unless ``include_undone``."""
+        where = [] if include_undone else ["u.answer_id IS NULL"]
+        params = ()
+        if answer is not None:
+            where.append("p.answer_id = ?")
+            params = (int(answer),)
+        sql = f"SELECT {_PROPAGATED_COLUMNS} {_PROPAGATED_FROM}" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY p.id", params).fetchall()
+        return [_propagation_from_row(row) for row in rows]
+
+    def undone(self) -> set[int]:
+        """The rows of the answers that were undone (by anyone)."""
+        with self._lock:
+            return {row for (row,) in self._db.execute("SELECT answer_id FROM undone").fetchall()}
+
     def history(self, index: Optional[int] = None) -> list[Answer]:
-        """Every row, oldest first (of image ``index`` only, when given)."""
+        """Every row, oldest first (of image ``index`` only, when given), undone ones included
+        (:meth:`undone` names them)."""
         if index is None:
             return self._query(f"SELECT {_COLUMNS} FROM answers ORDER BY id")
         return self._query(f"SELECT {_COLUMNS} FROM answers WHERE image_index = ? ORDER BY id", (int(index),))

@@ -15,6 +15,11 @@ How each decision enters the fine-tuning (every annotator's answers, combined as
               evidence; it is counted
   skipped     not annotated
 
+A mask propagated from one answer to other images (a mark made once on a group, a region found
+again by the network's features; :mod:`pyro_ebnn.annotate.discovery`) counts like an annotator's
+own "irrelevant" answer for an image that has no non-skipped answer of its own; such images are
+also counted as ``feedback_propagated``.
+
 Only the images the run trains on take part; answers about the fold's validation images are
 counted (``feedback_not_in_train``) and left out.
 """
@@ -59,7 +64,8 @@ def training_feedback(path, cfg: Config, trainval: LabelledImages, train_idx,
                       train: LabelledImages) -> tuple[LabelledImages, dict]:
     """``train`` (the images ``train_idx`` of ``trainval``) with the store's masks in place of the
     dataset's, and what was used: ``feedback_store``, ``feedback_irrelevant``,
-    ``feedback_accepted``, ``feedback_skipped`` (training images by decision) and
+    ``feedback_accepted``, ``feedback_skipped`` (training images by decision),
+    ``feedback_propagated`` (of the irrelevant ones, those whose mask was propagated) and
     ``feedback_not_in_train`` (answers about images this run does not train on)."""
     with open_store(path, cfg, trainval, must_exist=True) as store:
         answers = store.combined()
@@ -77,5 +83,6 @@ def training_feedback(path, cfg: Config, trainval: LabelledImages, train_idx,
                          f"--run RUN_DIR --store {path}")
     masks = {p: a.mask for p, a in used.items() if a.decision == "irrelevant"}
     summary = {"feedback_store": str(Path(path).resolve()), **{f"feedback_{d}": n for d, n in counts.items()},
+               "feedback_propagated": sum(bool(a.propagated_from) for a in used.values()),
                "feedback_not_in_train": len(answers) - len(used)}
     return with_masks(train, masks), summary
