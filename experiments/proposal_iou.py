@@ -12,10 +12,11 @@ is kept):
   carrying the training rule's decoys);
 - ``photos``: ``configs/image_folder_small.yaml`` on ``data/photos`` (a 12-px magenta square on
   every training image of one class), ``--set lam=1e-5``, mode none, 5 epochs;
-- held out (the blobs' settings were chosen looking at the three tasks above): the photo tasks
-  ``moving`` (128 px, a 16-px cyan square anywhere), ``corner`` (64 px, a 10-px green square in a
-  corner) and ``textures`` (grey 64 px, a 10-px red square in a corner), each built by
-  ``shortcut_photos.py --task TASK --out data/TASK`` and trained as ``photos``.
+- further photo tasks, built by ``shortcut_photos.py --task TASK --out data/TASK`` and trained as
+  ``photos``: ``moving`` (128 px read at 64, a 16-px cyan square anywhere), ``corner`` (64 px, a
+  10-px green square in a corner) and ``textures`` (grey 64 px, a 10-px red square in a corner).
+  The blobs' settings were chosen looking at corners, position, photos and moving; corner and
+  textures are held out.
 
 Images: the training images of the start model's fold that carry a decoy. Each is explained as the
 annotation page explains it: W = Grad-CAM⁺ x saliency⁺ at the posterior mean, for the class the
