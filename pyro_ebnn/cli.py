@@ -158,8 +158,9 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, fee
               help="the feedback store (an SQLite file, created when missing; one per dataset)")
 @click.option("--budget", required=True, type=int, help="images to show (or to answer, with --oracle)")
 @click.option("--select", "strategy", default="random", show_default=True, type=click.Choice(list(STRATEGIES)),
-              help="selection strategy: uniform (the papers'), predictive entropy, BALD, or the posterior "
-                   "samples' disagreement about the explanation")
+              help="selection strategy: uniform (the papers'), predictive entropy, BALD, the posterior "
+                   "samples' disagreement about the explanation, or the share of the explanation on the pattern its "
+                   "group of alike explanations shares (shortcut)")
 @click.option("--pool", default=POOL, show_default=True, type=int,
               help="training images scored: a random draw seeded by --seed, the same for every strategy")
 @click.option("--samples", default=SAMPLES, show_default=True, type=int,

@@ -294,3 +294,24 @@ def test_the_mean_explanation_per_predicted_class(run):
     assert ((sums[counts > 0] > 0.5) & (sums[counts > 0] <= 1 + 1e-5)).all()
     assert (sums[counts == 0] == 0).all() and (maps >= 0).all()
     assert task.class_heatmaps() is task.class_heatmaps()                # computed once
+
+
+def test_finetune_reads_propagated_masks_like_the_annotators_own(run, data, tmp_path):
+    cfg, trainval, train_idx = data
+    marked, other = np.zeros((28, 28), bool), np.zeros((28, 28), bool)
+    marked[10:14, 10:14] = True
+    other[0:3, 0:3] = True
+    members = [int(i) for i in train_idx[:4]]
+    with open_store(tmp_path / "s.sqlite", cfg, trainval, "bob") as store:
+        store.record(members[1], "irrelevant", other)                  # its own answer comes first
+        answer, _ = store.record_propagated((members[0], marked), [(i, marked, "place", 1.0, {"group": "c0g0"})
+                                                                   for i in members])
+    split = prepare_split(cfg, feedback=tmp_path / "s.sqlite")
+    masks = split.train.masks[:, 0].numpy()
+    assert np.array_equal(masks[0], marked) and np.array_equal(masks[1], other)
+    assert np.array_equal(masks[2], marked) and np.array_equal(masks[3], marked)
+    assert split.feedback["feedback_irrelevant"] == 4 and split.feedback["feedback_propagated"] == 2
+    with open_store(tmp_path / "s.sqlite", cfg, trainval, "bob") as store:
+        store.undo(answer.row)
+    split = prepare_split(cfg, feedback=tmp_path / "s.sqlite")
+    assert split.train.has_mask.sum() == 1 and split.feedback["feedback_propagated"] == 0
