@@ -93,7 +93,10 @@ COMMANDS = {
                 "    --modes none,feedback,rrr@deterministic,cdep@deterministic --penalty-weights 10,100,1000 \\\n"
                 "    --folds 0,1,2 --set epochs=8 --set validation_decoys=test --out runs/compare"),
     "evaluate": ("Re-evaluates a finished run on its test sets: classification, calibration and uncertainty, "
-                 "the attribution overlap and the figures ([evaluation.md](evaluation.md)). Without `--out` "
+                 "the attribution overlap and the figures ([evaluation.md](evaluation.md)). The overlap is taken "
+                 "on a fixed random sample of 500 masked test images (the same images for every run on the same "
+                 "test set), with its standard error (`overlap_<method>_se`, printed as ± se); `--max-images all` "
+                 "takes every masked test image, `--max-images N` the first N. Without `--out` "
                  "it adds its keys to the run's own `metrics.json`.",
                  f"{PROG} evaluate --run runs/pos/fb0 --methods saliency,gradcam --max-images 2000 "
                  "--reference mean --out runs/pos/fb0-eval"),

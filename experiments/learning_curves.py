@@ -77,6 +77,15 @@ RULES = {
 #: fewer epochs, validation inside epochs, no early stopping
 FINETUNE = {"finetune_epochs": 6, "finetune_lr": 1e-3, "finetune_lam": 1.0, "val_every_steps": 20, "patience": None,
             "validation_decoys": "test"}
+#: the fine-tuning epochs of FINETUNE (``--finetune-epochs``); other than 6, the control and the
+#: curves against actions go in directories named with it (``control_e17``, ``actions_e17``)
+EPOCHS = {"default": 6}
+
+
+def tag(name: str) -> str:
+    """``name``, or ``name_e<epochs>`` for fine-tuning epochs other than the default 6."""
+    epochs = FINETUNE["finetune_epochs"]
+    return name if epochs == EPOCHS["default"] else f"{name}_e{epochs}"
 STRATEGIES = ("random", "entropy", "bald", "explanation")
 ORACLES = ("candidates", "truth")
 #: test images whose candidate regions are compared with the true masks
@@ -216,7 +225,7 @@ def write_store(path: Path, task_of, indices, answers: Answers, oracle: str):
 
 def control(root: Path, rule: str, seed: int) -> dict:
     """The same fine-tuning without any annotated image (``finetune_budget: 0``), once per seed."""
-    out = root / rule / "control" / f"seed{seed}"
+    out = root / rule / tag("control") / f"seed{seed}"
     if not (out / METRICS).exists():
         base = start_model(root, rule)
         finetune(base, load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_budget": 0}), out,
@@ -304,7 +313,7 @@ def action_store(root: Path, rule: str, annotator: str, seed: int, actions: int,
                  answers: Answers, discovery, true_mask, fingerprint, shape) -> dict:
     """The store of what ``annotator`` gives for ``actions`` actions (written again unless its
     ``spent.json`` is there) and what was spent: actions, images answered, images with a mask."""
-    out = root / rule / "actions" / annotator / f"seed{seed}" / f"a{actions}"
+    out = root / rule / tag("actions") / annotator / f"seed{seed}" / f"a{actions}"
     spent_path = out / "spent.json"
     if spent_path.exists():
         return json.loads(spent_path.read_text())
@@ -335,7 +344,7 @@ def action_store(root: Path, rule: str, annotator: str, seed: int, actions: int,
 def action_point(root: Path, rule: str, annotator: str, seed: int, actions: int, spent: dict, previous: dict):
     """Fine-tune on the store of ``actions`` actions; a store without a mask is the control, and a
     store that spends what a smaller budget's spent (all groups) is that run (``same_as.json``)."""
-    out = root / rule / "actions" / annotator / f"seed{seed}" / f"a{actions}"
+    out = root / rule / tag("actions") / annotator / f"seed{seed}" / f"a{actions}"
     if (out / "run" / METRICS).exists() or (out / "control.json").exists() or (out / "same_as.json").exists():
         return
     same = [a for a, s in previous.items() if a < actions and s == spent]
@@ -371,6 +380,7 @@ def run_actions(args):
                                task.true_mask, {})
             fingerprint, shape, answers, clicks, true_mask, discoveries = setup[rule]
             for seed in args.seeds:
+                control(root, rule, seed)
                 ranking = rankings(root, rule, seed, ["random", "shortcut"], max(args.actions), args.pool, args.samples)
                 if seed not in discoveries and "groups" in args.annotators:
                     discoveries[seed] = AnnotationTask(start_model(root, rule), pool=args.pool, samples=args.samples,
@@ -384,7 +394,7 @@ def run_actions(args):
 
 def collect_actions(root: Path) -> list[dict]:
     rows = []
-    for spent_path in sorted(root.glob("*/actions/*/seed*/a*/spent.json")):
+    for spent_path in sorted(root.glob(f"*/{tag('actions')}/*/seed*/a*/spent.json")):
         out = spent_path.parent
         rule, _, annotator, seed, actions = out.parts[-5:]
         result = out
@@ -459,7 +469,8 @@ def action_summary(args):
     actions = sorted(args.actions)
     text = ["# Learning curves against actions (written by experiments/learning_curves.py --actions)", "",
             "Test balanced accuracy after fine-tuning on what each simulated annotator gives for A actions, mean ± std "
-            "over seeds; in brackets the actions actually spent and the training images with a mask (means).", ""]
+            f"over seeds, {FINETUNE['finetune_epochs']} fine-tuning epochs; in brackets the actions actually spent and "
+            "the training images with a mask (means).", ""]
     for rule in args.rules:
         start, spread = control_mean(root, rule, args.seeds)
         text += [f"## {rule} rule", "", "Control (no annotated image): "
@@ -469,14 +480,14 @@ def action_summary(args):
              "mask is above the median over the start model's test images; mean ± std over seeds.", ""]
     text += decoy_picks(root, args.rules, args.seeds, ["random", "shortcut"], actions) + [""]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "action_curves.md").write_text("\n".join(text))
-    with open(out / "action_curves.csv", "w") as f:
+    (out / f"{tag('action_curves')}.md").write_text("\n".join(text))
+    with open(out / f"{tag('action_curves')}.csv", "w") as f:
         keys = ["rule", "annotator", "seed", "actions", "spent", "images", "balanced_accuracy", "best_epoch"]
         f.write(",".join(keys) + "\n")
         for r in rows:
             f.write(",".join(str(r[k]) for k in keys) + "\n")
-    action_figure(rows, root, args.rules, args.annotators, actions, args.seeds, out / "action_curves")
-    log(f"wrote {out / 'action_curves.md'}, .csv, .png ({len(rows)} points)")
+    action_figure(rows, root, args.rules, args.annotators, actions, args.seeds, out / tag("action_curves"))
+    log(f"wrote {out / tag('action_curves')}.md, .csv, .png ({len(rows)} points)")
 
 
 # -- tables and figure ---------------------------------------------------------------------------
@@ -514,8 +525,8 @@ def mean_of(rows, **where):
 
 def control_mean(root: Path, rule: str, seeds) -> tuple:
     """Mean and std of the seeds' control runs (the budget-0 point), or of the start model alone."""
-    values = [read_metrics(root / rule / "control" / f"seed{s}")["balanced_accuracy"] for s in seeds
-              if (root / rule / "control" / f"seed{s}" / METRICS).exists()]
+    values = [read_metrics(root / rule / tag("control") / f"seed{s}")["balanced_accuracy"] for s in seeds
+              if (root / rule / tag("control") / f"seed{s}" / METRICS).exists()]
     if not values and (root / rule / "base" / METRICS).exists():
         values = [read_metrics(root / rule / "base")["balanced_accuracy"]]
     return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0) if values else (None, None)
@@ -669,6 +680,8 @@ def main():
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--oracles", default=",".join(ORACLES))
     ap.add_argument("--pool", type=int, default=2000)
+    ap.add_argument("--finetune-epochs", type=int, default=FINETUNE["finetune_epochs"],
+                    help="epochs of every fine-tuning run and of the control (other than 6: in *_e<N> directories)")
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
@@ -684,6 +697,7 @@ def main():
     args.strategies = [s for s in args.strategies.split(",") if s]
     args.oracles = [o for o in args.oracles.split(",") if o]
     torch.set_num_threads(1)
+    FINETUNE["finetune_epochs"] = args.finetune_epochs
     if not args.summary_only:
         if args.budgets:
             run_all(args)

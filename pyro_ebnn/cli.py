@@ -30,7 +30,7 @@ from .experiment.config import MODES, STEPS, load_config, parse_sets
 from .experiment.protocol import use_threads
 from .experiment.report import number, shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
-from .explain import REFERENCES, parse_methods
+from .explain import REFERENCES, SAMPLE_IMAGES, parse_methods
 from .explain.regions import DEFAULT_PROPOSALS, PROPOSALS
 from .progress import close_bars
 
@@ -107,6 +107,13 @@ def _report(m, warnings: bool = False):
 def _summary(m, keys=("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_accuracy")):
     """``key=value`` of the metrics ``keys`` that ``m`` has, small values not shown as 0.0000."""
     return "  ".join(f"{k}={number(m[k], 4)}" for k in keys if isinstance(m.get(k), float))
+
+
+def _overlap(m, method: str) -> str:
+    """``overlap_<method>=value ± standard error`` of the metrics ``m`` (no ± where it has no standard error)."""
+    se = m.get(f"overlap_{method}_se")
+    pm = f" ± {number(se, 4)}" if isinstance(se, float) and se == se else ""
+    return f"overlap_{method}={number(m[f'overlap_{method}'], 4)}{pm}"
 
 
 @cli.command()
@@ -201,8 +208,12 @@ _REFERENCE_HELP = ("the reference image of DeepLIFT and Occlusion: black, or eve
               help="comma-separated attribution methods")
 @click.option("--samples", default=0, show_default=True, type=int,
               help="average attributions over S posterior weight samples (0: at the posterior mean)")
-@click.option("--max-images", "max_images", default=None, type=int,
-              help="compute attributions on the first N masked test images only (default: all)")
+@click.option("--max-images", "max_images", default=None, metavar="N|all",
+              help="the overlap on the first N masked test images, or on all of them  [default: a fixed random "
+                   "sample of --sample-images]")
+@click.option("--sample-images", "sample_images", default=None, type=int, metavar="N",
+              help=f"the overlap on N masked test images drawn at random, seeded, the same for every run on the same "
+                   f"test set; reports the standard error  [default: {SAMPLE_IMAGES}]")
 @click.option("--reference", default=None, type=click.Choice(list(REFERENCES)),
               help=_REFERENCE_HELP + " (default: the run's attribution_reference)")
 @click.option("--baseline", "old_reference", default=None, hidden=True, type=click.Choice(["zero", "mean"]),
@@ -216,10 +227,15 @@ _REFERENCE_HELP = ("the reference image of DeepLIFT and Occlusion: black, or eve
 @click.option("--weights", "old_checkpoint", default=None, hidden=True, type=click.Choice(["selected", "last"]),
               callback=_deprecated("--checkpoint"))
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: the run's threads key)")
-def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, reference, old_reference,
-             figures, figure_images, checkpoint, old_checkpoint, threads):
+def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_images, sample_images, reference,
+             old_reference, figures, figure_images, checkpoint, old_checkpoint, threads):
     """Evaluate a trained run on its test sets: classification, calibration/uncertainty (NLL, Brier,
     ECE, predictive entropy, mutual information), attribution overlap, figures."""
+    if max_images is not None and sample_images is not None:
+        raise EBNNError("give --max-images (the first N masked test images, or all) or --sample-images (N at random), "
+                        "not both")
+    sample_images = SAMPLE_IMAGES if sample_images is None else sample_images
+    evaluation.overlap_images(max_images, sample_images)  # bad values fail before the work
     if out is None:
         also = " and writes the figures there" if figures else ""
         click.echo(f"no --out: this updates {Path(run_dir) / 'metrics.json'}{also}; --out DIR writes elsewhere", err=True)
@@ -231,8 +247,14 @@ def evaluate(run_dir, out, sets, device, attributions, methods, samples, max_ima
         sets = tuple(sets) + (f"threads={threads}",)
     m = evaluation.evaluate_run(run_dir, out, sets=sets, device=device, attributions=attributions, methods=methods,
                                 samples=samples, max_images=max_images, figures=figures,
-                                figure_images=figure_images, checkpoint=old_checkpoint or checkpoint)
-    extra = _summary(m, ("ece", "nll", *(f"overlap_{x}" for x in methods.split(","))))
+                                figure_images=figure_images, checkpoint=old_checkpoint or checkpoint,
+                                sample_images=sample_images)
+    extra = "  ".join([_summary(m, ("ece", "nll"))] + [_overlap(m, x) for x in parse_methods(methods)
+                                                       if isinstance(m.get(f"overlap_{x}"), float)])
+    if attributions and m.get("n_overlap_images"):
+        which = {"random": ", drawn at random", "first": ", the first ones", "all": ", all"}.get(
+            m.get("overlap_selection"), "")
+        extra += f"  (overlap ± standard error on {m['n_overlap_images']} masked test images{which})"
     click.echo(f"{_summary(m)}  {extra}  ({m['eval_seconds']:.0f} s)  -> {out}/metrics.json")
     _report(m, warnings=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 from annotate_fixtures import FakeTask, fake_store
 from discovery_fixtures import SIZE, SQUARE, PlantedPool
 from pyro_ebnn.annotate.server import create_app
-from test_annotate_page import _page, _screenshot, _serving, browser  # noqa: F401 (the browser fixture)
+from test_annotate_page import _page, _screenshot, _serving
 
 ZOOM = 16  # 448 px for 28 px
 

@@ -3,18 +3,15 @@ undo and redo, zoom and pan, saving, reloading, accepting, skipping, the finishe
 time to the next image; the address (#item=N) and the list of images; no proposal to mark; unsaved
 marks kept across a reload and a server restart; the page at 1024 x 768.
 
-The session fixture ``browser`` installs Debian's Chromium with apt when it is missing and the
-tests run as root; screenshots go to test-artifacts/ (or $TEST_ARTIFACTS)."""
+The session fixture ``browser`` (conftest.py) installs Debian's Chromium with apt when it is missing
+and the tests run as root; screenshots go to test-artifacts/ (or $TEST_ARTIFACTS)."""
 import os
-import shutil
 import socket
-import subprocess
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pytest
 from scipy.ndimage import distance_transform_edt
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -22,35 +19,9 @@ from annotate_fixtures import FakeTask, fake_store
 from pyro_ebnn.annotate.server import create_app
 from pyro_ebnn.annotate.session import page_token
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 NEXT_COMMAND = "pyro-ebnn finetune --config configs/finetune.yaml"
 HEATMAP_SECONDS = 0.4  # like a model's explanation: "next" within 300 ms needs the prefetch
-
-
-def _install_chromium():
-    """Debian's Chromium, installed with apt once per test session when missing."""
-    if CHROMIUM.exists():
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"{CHROMIUM} is missing; install it with: apt-get install -y chromium")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"{' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
-
-
-@pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' installs playwright")
-    _install_chromium()
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class _OneRequestPerConnection(WSGIRequestHandler):

@@ -1,7 +1,6 @@
 """The annotation task of a real (tiny) Decoy MNIST run: what it selects and serves, the oracles
 from the command line writing the expected masks, resuming a store, fine-tuning on a store's
 decisions, and the one-line refusals."""
-import json
 import re
 import time
 

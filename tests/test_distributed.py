@@ -99,10 +99,10 @@ def test_the_averaged_gradient_is_the_gradient_of_the_union_batch(tmp_path, floa
     assert any(u.abs().max() > 0 for u in union)
 
 
-def _torchrun(npz, out, epochs=4):
+def _torchrun(npz, out, epochs=4, lam="1e-4"):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pyro_ebnn.run", "train", "--config", "configs/custom_npz.yaml", "--out", str(out),
-           "--set", f"npz_path={npz}", "--set", f"epochs={epochs}", "--set", "batch_size=8", "--set", "threads=1",
+           "--set", f"npz_path={npz}", "--set", f"epochs={epochs}", "--set", f"lam={lam}", "--set", "batch_size=8", "--set", "threads=1",
            "--set", "eval_samples=2", "--set", "workers=0"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -150,3 +150,17 @@ def test_two_processes_train_one_model_write_one_metrics_json_and_resume_after_a
     for k, v in reference["net"].items():
         assert torch.equal(v, resumed["net"][k]), k
     assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["balanced_accuracy"] == m["balanced_accuracy"]
+
+
+@pytest.mark.slow
+def test_two_processes_choose_lambda_together_and_process_0_writes_the_search(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_npz(tmp_path / "d.npz", train_images=rng.random((300, 1, 28, 28), dtype=np.float32),
+               train_labels=rng.integers(0, 3, 300), train_masks=(rng.random((300, 1, 28, 28)) < 0.1).astype(np.uint8))
+    run = _torchrun(tmp_path / "d.npz", tmp_path / "auto", epochs=2, lam="auto")
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 0, output
+    assert output.count("lam: auto chose lambda") == 1        # one process reports
+    m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["lam"] == m["lam_search"]["lam"] and m["lam_search"]["epochs"] == [1, 2]
+    assert not (tmp_path / "auto" / "lam_search").exists()     # the candidates' runs are cleaned up

@@ -13,8 +13,10 @@ from pyro_ebnn import lenet
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.bnn import posterior_network
 from pyro_ebnn.experiment.config import DATA_KEYS, config_difference
-from pyro_ebnn.explain import (METHODS, ExplainError, attribute, default_occlusion_window, explain, figure_indices,
-                               gradcam_layer_map, masked_indices, overlap, overlap_metrics, overlap_per_image)
+from pyro_ebnn.explain import (METHODS, SAMPLE_IMAGES, ExplainError, attribute, batch_sizes, bytes_per_image,
+                               default_occlusion_window, explain, figure_indices, gradcam_layer_map, masked_indices,
+                               overlap, overlap_metrics, overlap_per_image)
+from pyro_ebnn.explain.attributions import CPU_BATCH_BYTES
 from pyro_ebnn.cli import cli
 from pyro_ebnn.data import ImageSet
 from pyro_ebnn.experiment import figures
@@ -154,6 +156,19 @@ def test_occlusion_window_and_values(net, batch):
     assert occ3.shape == (1, 1, 28, 28) and torch.allclose(occ3, occ3b, atol=1e-5)
 
 
+def test_occlusion_batched_to_memory_gives_the_unbatched_attributions(net, batch):
+    x, y = batch
+    sized = batch_sizes(posterior_network(net), (1, 28, 28), "cpu", n_images=3, windows=676)
+    assert sized["occlusion_batch"] == 3 and sized["occlusion_batch"] * sized["perturbations_per_eval"] > 100
+    assert sized["perturbations_per_eval"] * sized["occlusion_batch"] * bytes_per_image(posterior_network(net),
+                                                                                        (1, 28, 28)) <= CPU_BATCH_BYTES
+    batched = explain(net, x, y, ["occlusion", "saliency"], progress=False)
+    one = explain(net, x, y, ["occlusion", "saliency"], progress=False, batch_size=1, occlusion_batch=1,
+                  perturbations_per_eval=1)
+    for m in ("occlusion", "saliency"):
+        assert torch.allclose(batched[m], one[m], atol=1e-5)
+
+
 def test_all_methods_run_and_errors_are_clear(net, batch):
     x, y = batch
     attrs = explain(net, x, y, METHODS, progress=False)
@@ -205,6 +220,41 @@ def test_figure_rows_come_from_every_class_and_the_overlap_from_the_first_masked
     alone = explain(net, data.images[rows], labels[rows], ["saliency"], progress=False)["saliency"]
     assert torch.allclose(keep["attributions"]["saliency"], alone, atol=1e-6)
     assert torch.equal(keep["images"], data.images[rows]) and torch.equal(keep["masks"], masks[rows])
+
+
+def test_the_overlap_sample_is_fixed_by_the_masks_and_reports_its_standard_error():
+    g = torch.Generator().manual_seed(3)
+    masks = torch.zeros(40, 1, 28, 28, dtype=torch.bool)
+    masks[torch.rand(40, generator=g) < 0.7, :, :6, :6] = True
+    has = masks.flatten(1).any(1)
+    torch.manual_seed(11)
+    drawn = masked_indices(masks, sample=10)
+    torch.manual_seed(12)                                 # the global seed (a run's seed) plays no part
+    assert torch.equal(masked_indices(has, sample=10), drawn)
+    assert len(drawn) == 10 and has[drawn].all() and drawn.tolist() == sorted(drawn.tolist())
+    assert drawn.tolist() != masked_indices(masks, 10).tolist()          # not the first ten
+    assert torch.equal(masked_indices(masks, sample=100), masked_indices(masks))   # fewer masked: all
+    assert not torch.equal(masked_indices(masks, sample=10, seed=1), drawn)
+    with pytest.raises(ExplainError, match="not both"):
+        masked_indices(masks, 5, sample=5)
+    # two runs (networks) on the same data: the same images; the standard error is std / sqrt(n)
+    data = ImageSet(torch.rand(40, 1, 28, 28, generator=g), torch.randint(0, 3, (40,), generator=g), masks, 3, "t")
+    per = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = lenet(num_classes=3)
+        out = overlap_metrics(net, data, ["saliency"], sample=10, progress=False, seed=seed, batch_size=4)
+        assert out["n_overlap_images"] == 10 and out["overlap_selection"] == "random"
+        values = overlap_per_image(explain(net, data.images[drawn], data.labels[drawn], ["saliency"],
+                                           progress=False)["saliency"], masks[drawn]).numpy()
+        assert out["overlap_saliency"] == pytest.approx(values.mean(), abs=1e-7)
+        assert out["overlap_saliency_se"] == pytest.approx(values.std(ddof=1) / np.sqrt(10), abs=1e-7)
+        per[seed] = values
+    assert not np.allclose(per[0], per[1])
+    every = overlap_metrics(net, data, ["saliency"], progress=False)
+    assert every["n_overlap_images"] == int(has.sum()) and every["overlap_selection"] == "all"
+    assert overlap_metrics(net, data, ["saliency"], max_images=4, progress=False)["overlap_selection"] == "first"
+    assert SAMPLE_IMAGES == 500
 
 
 def test_attribution_grid_names_the_classes_and_the_predictions(drawn):
@@ -288,6 +338,14 @@ def test_evaluate_and_explain_from_the_cli(tmp_path):
                          "--no-attributions", "--no-figures"])
     assert res.exit_code == 0, res.output
     assert "overlap_saliency" not in json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    # the default: a random sample of the masked test images, with the standard error; all: every one
+    for flags, n, selection in ((["--sample-images", "6"], 6, "random"), (["--max-images", "all"], 16, "all")):
+        res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "ev3"),
+                             "--methods", "saliency", "--no-figures", *flags])
+        assert res.exit_code == 0, res.output
+        m = json.loads((tmp_path / "ev3" / "metrics.json").read_text())
+        assert (m["n_overlap_images"], m["overlap_selection"]) == (n, selection) and m["overlap_saliency_se"] > 0
+        assert f"overlap_saliency={m['overlap_saliency']:.4f} ± " in res.stdout
     res = r.invoke(cli, ["explain", "--run", str(tmp_path / "none"), "--run", str(tmp_path / "feedback"),
                          "--out", str(tmp_path / "cmp"), "--n-images", "2", "--methods", "saliency,deeplift"])
     assert res.exit_code == 0, res.output
@@ -309,3 +367,7 @@ def test_evaluate_and_explain_from_the_cli(tmp_path):
     assert res.exit_code == 2 and "two or more runs" in res.output
     res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--methods", "lime"])
     assert res.exit_code == 2 and "unknown attribution method" in res.output
+    for flags, fix in ((["--max-images", "0"], "or --max-images all"), (["--sample-images", "0"], "--sample-images 500"),
+                       (["--max-images", "5", "--sample-images", "5"], "not both")):
+        res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x"), *flags])
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and fix in res.output, res.output

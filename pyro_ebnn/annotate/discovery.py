@@ -623,7 +623,7 @@ class Discovery:
     evidence-layer pre-activations, or None where propagation by features is not available) and,
     optionally, the cells' ``centres`` (:func:`cell_centres`).
     ``image(index)`` gives an image (H x W x C in [0, 1]); ``class_names`` name the classes.
-    :meth:`from_task` builds one from an :class:`~pyro_ebnn.annotate.task.AnnotationTask`."""
+    :meth:`~pyro_ebnn.annotate.task.AnnotationTask.discovery` builds the one of an annotation task."""
 
     def __init__(self, load: Callable[[], tuple], image: Callable[[int], np.ndarray], class_names: Sequence[str],
                  max_groups: int = MAX_GROUPS, seed: int = 0):
@@ -631,21 +631,6 @@ class Discovery:
         self.max_groups, self.seed = max_groups, seed
         self._lock = threading.RLock()
         self._data = None
-
-    @classmethod
-    def from_task(cls, task, max_groups: int = MAX_GROUPS) -> "Discovery":
-        """The groups of ``task``'s pool: maps and predictions of the posterior mean network."""
-        def load():
-            from ..data import batches
-            from .task import explanation_maps
-            images = torch.cat([x for x, _, _ in batches(task.trainval, 1000, task.pool)])
-            plain = explained_network(task.model.net, "mean")
-            with torch.no_grad():
-                predicted = torch.cat([plain(images[s:s + 500]).argmax(-1) for s in range(0, len(images), 500)])
-            maps = explanation_maps(plain, images, predicted).numpy()
-            return (task.pool, maps, predicted.numpy(), evidence_features(task.model.net, images),
-                    cell_centres(task.model.net, tuple(images.shape[1:])))
-        return cls(load, task.image, task.class_names, max_groups=max_groups, seed=task.seed)
 
     def _loaded(self):
         with self._lock:

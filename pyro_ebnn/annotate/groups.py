@@ -40,7 +40,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from ..errors import EBNNError
 from .discovery import FEATURE_THRESHOLD, PIXEL_THRESHOLD, RULES, Discovery, map_regions
-from .server import _error, _heat_range, _heat_rgba, _png, decode_mask, encode_mask
+from .wire import decode_mask, encode_mask, error_response, heat_range, heat_rgba, png
 
 __all__ = ["add_discovery", "PROPAGATED_SHOWN"]
 
@@ -53,13 +53,13 @@ def _rgb_png(image: np.ndarray) -> bytes:
     """8-bit RGB (grey images repeat their channel)."""
     image = np.round(np.clip(np.asarray(image, dtype=float), 0, 1) * 255).astype(np.uint8)
     image = image[..., None] if image.ndim == 2 else image
-    return _png(np.repeat(image, 3 // image.shape[2], axis=2))
+    return png(np.repeat(image, 3 // image.shape[2], axis=2))
 
 
 def _regions_json(heat: np.ndarray, image: np.ndarray) -> dict:
     """What the marking tools need about one map: size, segments, proposals, heat-map range."""
     segments, ids = map_regions(heat, image)
-    signed, low, high = _heat_range(heat)
+    signed, low, high = heat_range(heat)
     height, width = heat.shape
     return {"height": height, "width": width, "channels": int(np.asarray(image).shape[-1]) if np.ndim(image) == 3 else 1,
             "segments": segments.astype(int).ravel().tolist(), "candidates": [int(i) for i in ids],
@@ -87,11 +87,11 @@ def add_discovery(app, store, discovery: Discovery):
 
     mean_image = locked(lru_cache(maxsize=None)(lambda key: discovery.mean_image(discovery.group(key))))
     group_png = locked(lru_cache(maxsize=None)(lambda key: _rgb_png(mean_image(key))))
-    group_heat_png = locked(lru_cache(maxsize=None)(lambda key: _png(_heat_rgba(discovery.group(key).mean_map))))
+    group_heat_png = locked(lru_cache(maxsize=None)(lambda key: png(heat_rgba(discovery.group(key).mean_map))))
     group_regions = locked(lru_cache(maxsize=None)(lambda key: _regions_json(discovery.group(key).mean_map,
                                                                              mean_image(key))))
     pool_png = locked(lru_cache(maxsize=1024)(lambda i: _rgb_png(discovery.image(i))))
-    pool_heat_png = locked(lru_cache(maxsize=1024)(lambda i: _png(_heat_rgba(discovery.map(i)))))
+    pool_heat_png = locked(lru_cache(maxsize=1024)(lambda i: png(heat_rgba(discovery.map(i)))))
     pool_regions = locked(lru_cache(maxsize=256)(lambda i: _regions_json(discovery.map(i), discovery.image(i))))
     groups = locked(discovery.groups)
     in_pool = locked(lambda i: int(i) in set(discovery.indices.tolist()))
@@ -117,30 +117,30 @@ def add_discovery(app, store, discovery: Discovery):
     def unknown_group(key: str):
         with lock:
             found = discovery.group(key)
-        return None if found is not None else _error(404, f"no group {key!r}; the groups are listed at /api/groups")
+        return None if found is not None else error_response(404, f"no group {key!r}; the groups are listed at /api/groups")
 
     def unknown_image(index: int):
-        return None if in_pool(index) else _error(404, f"image {index} is not in the pool; the groups' images are "
+        return None if in_pool(index) else error_response(404, f"image {index} is not in the pool; the groups' images are "
                                                        "listed at /api/groups/<key>")
 
-    def png(data: bytes):
+    def png_response(data: bytes):
         return app.response_class(data, mimetype="image/png", headers=_IMAGE_CACHE)
 
     def body_json():
         """The request's JSON object, or the 4xx response that refuses it."""
         if not request.is_json:
-            return None, _error(415, "send the answer as JSON with the header Content-Type: application/json")
+            return None, error_response(415, "send the answer as JSON with the header Content-Type: application/json")
         if request.content_length is None and len(request.get_data()) >= app.config["MAX_CONTENT_LENGTH"]:
             raise RequestEntityTooLarge()
         try:
             body = request.get_json()
         except BadRequest:
-            return None, _error(400, 'the body is not valid JSON; send {"mask": ..., "rule": ..., "source": ...}')
+            return None, error_response(400, 'the body is not valid JSON; send {"mask": ..., "rule": ..., "source": ...}')
         except RecursionError:
-            return None, _error(400, 'the JSON is nested too deeply; a group answer is {"mask": ..., "rule": ..., '
+            return None, error_response(400, 'the JSON is nested too deeply; a group answer is {"mask": ..., "rule": ..., '
                                      '"source": ...}')
         if not isinstance(body, dict):
-            return None, _error(400, 'the body must be a JSON object: {"mask": ..., "rule": ..., "source": ...}')
+            return None, error_response(400, 'the body must be a JSON object: {"mask": ..., "rule": ..., "source": ...}')
         return body, None
 
     @app.get("/groups")
@@ -165,11 +165,11 @@ def add_discovery(app, store, discovery: Discovery):
 
     @app.get("/api/groups/<key>/image.png")
     def group_image(key: str):
-        return unknown_group(key) or png(group_png(key))
+        return unknown_group(key) or png_response(group_png(key))
 
     @app.get("/api/groups/<key>/heatmap.png")
     def group_heatmap(key: str):
-        return unknown_group(key) or png(group_heat_png(key))
+        return unknown_group(key) or png_response(group_heat_png(key))
 
     @app.get("/api/pool/<int:index>")
     def pool_item(index: int):
@@ -177,11 +177,11 @@ def add_discovery(app, store, discovery: Discovery):
 
     @app.get("/api/pool/<int:index>/image.png")
     def pool_image(index: int):
-        return unknown_image(index) or png(pool_png(index))
+        return unknown_image(index) or png_response(pool_png(index))
 
     @app.get("/api/pool/<int:index>/heatmap.png")
     def pool_heatmap(index: int):
-        return unknown_image(index) or png(pool_heat_png(index))
+        return unknown_image(index) or png_response(pool_heat_png(index))
 
     @app.post("/api/groups/<key>/answer")
     def group_answer(key: str):
@@ -193,14 +193,14 @@ def add_discovery(app, store, discovery: Discovery):
             return refused
         extra = sorted(set(body) - {"mask", "rule", "source"})
         if extra:
-            return _error(400, f"unknown field {extra[0]!r}; a group answer has only 'mask', 'rule' and 'source'")
+            return error_response(400, f"unknown field {extra[0]!r}; a group answer has only 'mask', 'rule' and 'source'")
         rule, source = body.get("rule", "place"), body.get("source")
         if rule not in RULES:
-            return _error(400, f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
+            return error_response(400, f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
         if source is not None and (isinstance(source, bool) or not isinstance(source, int)):
-            return _error(400, f"source must be null (the mean map) or the index of the image marked on, got {source!r}")
+            return error_response(400, f"source must be null (the mean map) or the index of the image marked on, got {source!r}")
         if body.get("mask") is None:
-            return _error(400, "the answer needs a mask: mark the region on the group first")
+            return error_response(400, "the answer needs a mask: mark the region on the group first")
         found = discovery.group(key)
         try:
             mask = store.checked_mask(decode_mask(body["mask"]))
@@ -211,7 +211,7 @@ def add_discovery(app, store, discovery: Discovery):
                 masks.append((origin, mask, rule, None, {"group": key, "source": source}))
             answer, stored = store.record_propagated((origin, mask), masks)
         except EBNNError as e:
-            return _error(400, str(e))
+            return error_response(400, str(e))
         return jsonify(answer={"row": answer.row, "index": answer.index, "decision": answer.decision,
                                "annotator": answer.annotator, "answered_at": answer.answered_at,
                                "mask": encode_mask(answer.mask)},
@@ -222,11 +222,11 @@ def add_discovery(app, store, discovery: Discovery):
     def propagated(row: int):
         found = store.propagated(row, include_undone=True)
         if not found:
-            return _error(404, f"no mask was propagated from answer {row}; the groups' answers are listed at "
+            return error_response(404, f"no mask was propagated from answer {row}; the groups' answers are listed at "
                                "/api/groups")
         limit = request.args.get("limit", str(PROPAGATED_SHOWN))
         if not limit.isdigit():
-            return _error(400, f"limit must be a number of masks, got {limit!r}")
+            return error_response(400, f"limit must be a number of masks, got {limit!r}")
         return jsonify(answer=row, undone=found[0].undone, count=len(found),
                        propagated=[_propagation_json(p, with_mask=True) for p in found[:int(limit)]])
 
@@ -236,6 +236,6 @@ def add_discovery(app, store, discovery: Discovery):
             count = store.undo(row)
         except EBNNError as e:
             message = str(e)
-            return _error(404 if "there is no answer" in message else 409 if "already" in message else 403
+            return error_response(404 if "there is no answer" in message else 409 if "already" in message else 403
                           if "only its annotator" in message else 400, message)
         return jsonify(undone=row, propagated=count)

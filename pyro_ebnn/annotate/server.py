@@ -46,10 +46,7 @@ only, ``X-Frame-Options: DENY`` and ``X-Content-Type-Options: nosniff``.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import io
 import ipaddress
 import socket
 import threading
@@ -58,12 +55,13 @@ from urllib.parse import quote
 
 import numpy as np
 from flask import Flask, jsonify, render_template, request
-from matplotlib import colormaps
-from matplotlib.image import imsave
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import EBNNError
+from .groups import add_discovery
+from .wire import (MaskEncodingError, decode_mask, encode_mask, error_response, heat_range, heat_rgba,
+                   heat_scale, png)
 
 __all__ = ["AnnotateError", "MaskEncodingError", "create_app", "serve", "page_url", "is_loopback", "encode_mask",
            "decode_mask", "TOKEN_HEADER", "MAX_BODY_BYTES", "SECURITY_HEADERS"]
@@ -77,10 +75,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 TOP_CLASSES = 5
-#: the heat maps' colours span these percentiles of the map's non-zero magnitudes (clipped beyond)
-HEAT_PERCENTILES = (1, 99)
-#: matplotlib's perceptual colour maps of the heat maps: unsigned, signed
-SEQUENTIAL, DIVERGING = "inferno", "RdBu_r"
 CACHED_ITEMS = 512
 
 
@@ -88,90 +82,11 @@ class AnnotateError(EBNNError):
     """The annotation page cannot start as asked."""
 
 
-class MaskEncodingError(EBNNError):
-    """A mask sent to the page's API is not a valid encoding."""
-
-
 class _NoClassMaps(EBNNError):
     """The task has no per-class explanations."""
 
 
-# -- masks on the wire ----------------------------------------------------------------------------
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """A bool H x W mask as {"shape": [H, W], "bits": base64 of numpy.packbits, row-major}."""
-    mask = np.asarray(mask, bool)
-    return {"shape": list(mask.shape), "bits": base64.b64encode(np.packbits(mask.ravel())).decode("ascii")}
-
-
-def decode_mask(value) -> np.ndarray:
-    """The mask array of an encoded mask (see :func:`encode_mask`), or of nested lists of rows.
-    Checks the encoding only; the store checks size and values."""
-    if isinstance(value, list):
-        array = np.array(value, dtype=object)
-        if array.ndim != 2 or not all(isinstance(v, (int, float)) for v in array.flat):
-            raise MaskEncodingError("a mask given as a list must be rows of numbers of equal length")
-        return array.astype(float)
-    if not isinstance(value, dict) or set(value) != {"shape", "bits"}:
-        raise MaskEncodingError('a mask must be {"shape": [height, width], "bits": "<base64 of numpy.packbits>"}')
-    shape = value["shape"]
-    if (not isinstance(shape, list) or len(shape) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
-        raise MaskEncodingError(f"the mask's shape must be [height, width] with positive integers, got {shape!r}")
-    try:
-        packed = base64.b64decode(value["bits"], validate=True)
-    except (binascii.Error, TypeError, ValueError):
-        raise MaskEncodingError("the mask's bits are not valid base64") from None
-    size = shape[0] * shape[1]
-    if len(packed) != -(-size // 8):
-        raise MaskEncodingError(f"a {shape[0]} x {shape[1]} mask packs into {-(-size // 8)} bytes, got {len(packed)}")
-    bits = np.unpackbits(np.frombuffer(packed, np.uint8))
-    if bits[size:].any():
-        raise MaskEncodingError("the mask's padding bits after the last pixel must be 0")
-    return bits[:size].reshape(shape).astype(bool)
-
-
 # -- what the page shows, computed once per image ---------------------------------------------
-
-def _png(array: np.ndarray, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    imsave(buffer, array, format="png", **kwargs)
-    return buffer.getvalue()
-
-
-def _heat_range(heat: np.ndarray) -> tuple[bool, float, float]:
-    """Whether the map is signed, and the range its colours span: percentile clipping of the
-    non-zero magnitudes (``HEAT_PERCENTILES``), symmetric when signed, so that one outlier does not
-    leave the rest of the map dark.
-
-    >>> heat = np.full((28, 28), 0.5); heat[3, 4] = 1e6       # one huge outlier
-    >>> _heat_range(heat)                                       # the rest at full strength
-    (False, 0.0, 0.5)
-    """
-    magnitude = np.abs(heat[heat != 0])
-    if magnitude.size == 0:
-        return bool((heat < 0).any()), 0.0, 1.0
-    low, high = (float(v) for v in np.percentile(magnitude, HEAT_PERCENTILES))
-    if (heat < 0).any():
-        return True, -high, high
-    return False, (low if low < high else 0.0), high
-
-
-def _heat_rgba(heat: np.ndarray, bounds: tuple | None = None) -> np.ndarray:
-    """Colours from a perceptual colour map, diverging (signed) or sequential, over the clipped
-    range ``bounds`` (default :func:`_heat_range`); opacity grows with the clipped strength."""
-    signed, low, high = _heat_range(heat) if bounds is None else bounds
-    scaled = np.clip((heat - low) / (high - low), 0, 1)
-    rgba = colormaps[DIVERGING if signed else SEQUENTIAL](scaled)
-    rgba[..., 3] = np.clip(np.abs(heat) / high, 0, 1) if signed else scaled
-    return rgba
-
-
-def _heat_scale(signed: bool) -> np.ndarray:
-    """The colour scale of :func:`_heat_rgba`, 1 x 256 RGBA from low to high (from -1 to 1 when signed)."""
-    ramp = np.linspace(-1.0 if signed else 0.0, 1.0, 256)[None]
-    return _heat_rgba(ramp, (signed, -1.0 if signed else 0.0, 1.0))
-
 
 def _prediction(raw: dict, class_names: list[str]) -> dict:
     probs = [float(p) for p in raw["probs"]]
@@ -198,7 +113,7 @@ class _Items:
         self._heat = lru_cache(CACHED_ITEMS)(lambda i: np.asarray(task.heatmap(i), dtype=float))
         self._item = lru_cache(CACHED_ITEMS)(self._describe)
         self._image_png = lru_cache(CACHED_ITEMS)(self._encode_image)
-        self._heat_png = lru_cache(CACHED_ITEMS)(lambda i: _png(_heat_rgba(self._heat(i))))
+        self._heat_png = lru_cache(CACHED_ITEMS)(lambda i: png(heat_rgba(self._heat(i))))
         self._class_pngs = None
 
     def _locked(self, cached, index):
@@ -227,13 +142,13 @@ class _Items:
                 if maps.ndim != 3 or counts.shape != (len(self.class_names),) or len(maps) != len(counts):
                     raise AnnotateError(f"class_heatmaps must return K x H x W maps and K counts for the "
                                         f"{len(self.class_names)} classes, got {maps.shape} and {counts.shape}")
-                self._class_pngs = [(int(n), _png(_heat_rgba(m.astype(float)))) for m, n in zip(maps, counts)]
+                self._class_pngs = [(int(n), png(heat_rgba(m.astype(float)))) for m, n in zip(maps, counts)]
             return self._class_pngs
 
     def _encode_image(self, index) -> bytes:
         """8-bit RGB, rounded (grey images repeat their channel)."""
         image = np.round(np.clip(self._image(index), 0, 1) * 255).astype(np.uint8)
-        return _png(np.repeat(image, 3 // image.shape[2], axis=2))
+        return png(np.repeat(image, 3 // image.shape[2], axis=2))
 
     def _describe(self, index) -> dict:
         """Everything the page needs about one image except its answer (JSON-ready)."""
@@ -244,7 +159,7 @@ class _Items:
         if heat.shape != (height, width) or segments.shape != (height, width):
             raise AnnotateError(f"image {index}: the heat map {heat.shape} and segments {segments.shape} must "
                                 f"have the image's size {(height, width)}")
-        signed, low, high = _heat_range(heat)
+        signed, low, high = heat_range(heat)
         pos = self.position[index]
         return {"index": index, "position": pos, "total": len(self.indices),
                 "previous": self.indices[pos - 1] if pos > 0 else None,
@@ -263,12 +178,6 @@ def _answer_json(answer) -> dict | None:
         return None
     return {"decision": answer.decision, "annotator": answer.annotator, "answered_at": answer.answered_at,
             "mask": None if answer.mask is None else encode_mask(answer.mask)}
-
-
-def _error(status: int, message: str):
-    response = jsonify(error=message)
-    response.status_code = status
-    return response
 
 
 def _check_task(items: _Items, store):
@@ -309,7 +218,7 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
 
     def known(index: int):
         if index not in items.position:
-            return _error(404, f"no image {index} to annotate; the images are listed at /api/items")
+            return error_response(404, f"no image {index} to annotate; the images are listed at /api/items")
         return None
 
     @app.before_request
@@ -320,21 +229,21 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
             return None
         given = request.args.get("token") or request.headers.get(TOKEN_HEADER)
         if given is None:
-            return _error(401, "this page needs its token: open the address that was printed when it started "
+            return error_response(401, "this page needs its token: open the address that was printed when it started "
                                f"(…/?token=…), or send the header {TOKEN_HEADER}")
         if not hmac.compare_digest(given.encode(), token.encode()):
-            return _error(403, "wrong token: open the address that was printed when the page started")
+            return error_response(403, "wrong token: open the address that was printed when the page started")
         return None
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         messages = {413: f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes; "
                          "send one mask per request, packed as base64 bits"}
-        return _error(error.code, messages.get(error.code, f"{error.name}: {error.description}"))
+        return error_response(error.code, messages.get(error.code, f"{error.name}: {error.description}"))
 
     @app.errorhandler(EBNNError)
     def task_error(error: EBNNError):
-        return _error(500, str(error))
+        return error_response(500, str(error))
 
     @app.after_request
     def headers(response):
@@ -348,7 +257,6 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
         return render_template("annotate.html", token=token, groups=discovery is not None)
 
     if discovery is not None:
-        from .groups import add_discovery  # the discovery view; it builds on this module
         add_discovery(app, store, discovery)
 
     @app.get("/api/items")
@@ -374,7 +282,7 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
 
     @app.get("/api/heatmap-scale.png")
     def heatmap_scale_png():
-        return app.response_class(_png(_heat_scale(request.args.get("signed") == "1")), mimetype="image/png",
+        return app.response_class(png(heat_scale(request.args.get("signed") == "1")), mimetype="image/png",
                                   headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/classes")
@@ -382,7 +290,7 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
         try:
             found = items.class_pngs()
         except _NoClassMaps as e:
-            return _error(404, str(e))
+            return error_response(404, str(e))
         return jsonify(classes=[{"class": k, "name": name, "images": n}
                                 for k, (name, (n, _)) in enumerate(zip(items.class_names, found))])
 
@@ -391,9 +299,9 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
         try:
             found = items.class_pngs()
         except _NoClassMaps as e:
-            return _error(404, str(e))
+            return error_response(404, str(e))
         if not 0 <= k < len(found):
-            return _error(404, f"no class {k}; the classes are 0 to {len(found) - 1}, listed at /api/classes")
+            return error_response(404, f"no class {k}; the classes are 0 to {len(found) - 1}, listed at /api/classes")
         return app.response_class(found[k][1], mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/items/<int:index>/answer")
@@ -402,27 +310,27 @@ def create_app(task, store, token: str | None = None, next_command: str | None =
         if unknown:
             return unknown
         if not request.is_json:
-            return _error(415, "send the answer as JSON with the header Content-Type: application/json")
+            return error_response(415, "send the answer as JSON with the header Content-Type: application/json")
         limit = app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is None and len(request.get_data()) >= limit:
             raise RequestEntityTooLarge()  # a chunked body: werkzeug stops reading it at the limit
         try:
             body = request.get_json()
         except BadRequest:
-            return _error(400, 'the body is not valid JSON; send {"decision": ..., "mask": ...}')
+            return error_response(400, 'the body is not valid JSON; send {"decision": ..., "mask": ...}')
         except RecursionError:
-            return _error(400, 'the JSON is nested too deeply; an answer is {"decision": ..., "mask": ...}, '
+            return error_response(400, 'the JSON is nested too deeply; an answer is {"decision": ..., "mask": ...}, '
                                "three levels at most")
         if not isinstance(body, dict):
-            return _error(400, 'the body must be a JSON object: {"decision": ..., "mask": ...}')
+            return error_response(400, 'the body must be a JSON object: {"decision": ..., "mask": ...}')
         extra = sorted(set(body) - {"decision", "mask"})
         if extra:
-            return _error(400, f"unknown field {extra[0]!r}; an answer has only 'decision' and 'mask'")
+            return error_response(400, f"unknown field {extra[0]!r}; an answer has only 'decision' and 'mask'")
         try:
             mask = None if body.get("mask") is None else decode_mask(body["mask"])
             saved = store.record(index, body.get("decision"), mask)
         except EBNNError as e:
-            return _error(400, str(e))
+            return error_response(400, str(e))
         state = progress()
         decisions = state.pop("decisions")
         after = items.position[index]

@@ -47,7 +47,7 @@ from ..experiment.rundir import load_model
 from ..explain import explained_network
 from ..explain.regions import DEFAULT_PROPOSALS, PROPOSALS, Regions, attribution_maps, proposal_regions
 from ..metrics import mutual_information_per_image, predictive_entropy_per_image
-from .discovery import Discovery
+from .discovery import Discovery, cell_centres, evidence_features
 from .selection import STRATEGIES, SelectionError, select
 from .server import AnnotateError
 
@@ -141,8 +141,19 @@ class AnnotationTask:
         """The groups of the pool's explanations (:mod:`~pyro_ebnn.annotate.discovery`), made once
         when first needed."""
         if getattr(self, "_discovery", None) is None:
-            self._discovery = Discovery.from_task(self)
+            self._discovery = Discovery(self._discovery_data, self.image, self.class_names, seed=self.seed)
         return self._discovery
+
+    def _discovery_data(self) -> tuple:
+        """What :class:`~pyro_ebnn.annotate.discovery.Discovery` groups: the pool, the maps and
+        predictions of the posterior mean network, the evidence layer's features and cells."""
+        images = torch.cat([x for x, _, _ in batches(self.trainval, 1000, self.pool)])
+        plain = explained_network(self.model.net, "mean")
+        with torch.no_grad():
+            predicted = torch.cat([plain(images[s:s + 500]).argmax(-1) for s in range(0, len(images), 500)])
+        maps = explanation_maps(plain, images, predicted).numpy()
+        return (self.pool, maps, predicted.numpy(), evidence_features(self.model.net, images),
+                cell_centres(self.model.net, tuple(images.shape[1:])))
 
     def _pool_probs(self) -> np.ndarray:
         """S x N x K posterior predictive probabilities of the pool, computed once (and kept for the

@@ -10,7 +10,6 @@ from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
-from torch.distributions import kl_divergence
 
 __all__ = ["NormalPrior", "LaplacePrior", "PRIORS"]
 

@@ -12,8 +12,8 @@ import torch
 from ..bnn import mean_probs, predictive_probs
 from ..data import Split, batches
 from ..errors import ConfigError
-from ..explain import (REFERENCE_METHODS, REFERENCES, ExplainError, channel_mean, explain, figure_indices,
-                       overlap_metrics, parse_methods)
+from ..explain import (METHODS, REFERENCE_METHODS, REFERENCES, SAMPLE_IMAGES, ExplainError, channel_mean, explain,
+                       figure_indices, overlap_metrics, parse_methods)
 from ..metrics import classification_metrics, group_accuracies, plugin_metrics, uncertainty_metrics
 from ..progress import progress_bar
 from .build import resolve_device
@@ -24,7 +24,7 @@ from .report import run_warnings
 from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, load_model, read_metrics, write_metrics, writing
 
 __all__ = ["CHECKPOINTS", "POSTERIOR_MEAN_SETS", "evaluate_sets", "posterior_mean_scores", "attribution_reference", "drop_stale_overlaps", "add_overlap",
-           "evaluate_run", "explain_runs"]
+           "overlap_images", "evaluate_run", "explain_runs"]
 
 #: which network of a run to evaluate: the model selected on validation, or the last epoch's
 CHECKPOINTS = ("selected", "last")
@@ -37,7 +37,7 @@ POSTERIOR_MEAN_SETS = ("marked_noise", "marked_swap")
 
 def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attributions: Optional[bool] = None,
                   methods=None, attribution_samples: int = 0, max_images: Optional[int] = None,
-                  keep: Optional[dict] = None, figure_images: int = 8) -> dict:
+                  keep: Optional[dict] = None, figure_images: int = 8, sample_images: Optional[int] = None) -> dict:
     """Posterior predictive metrics on the test set (unprefixed) and the extra test sets (prefixed,
     e.g. ``decoy_swap_accuracy``): classification (scikit-learn) plus calibration and uncertainty
     (nll, brier, ece, predictive_entropy, mutual_information; :mod:`pyro_ebnn.metrics`), and
@@ -49,7 +49,9 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
     With ``attributions`` (default: the config key ``eval_attributions``) also the attribution
     overlap with the feedback masks on the test set, ``overlap_<method>`` ([001] Eq. 17), for
     ``methods`` (default all four), at the posterior mean or averaged over ``attribution_samples``
-    weight samples, on the first ``max_images`` masked test images (default all).
+    weight samples, on the first ``max_images`` masked test images, or on a seeded random sample of
+    ``sample_images`` of them (:func:`~pyro_ebnn.explain.masked_indices`; default: all), with its
+    standard error over the images ``overlap_<method>_se``.
     ``keep`` (a dict) receives the predictive probabilities and the attributions of
     ``figure_images`` masked test images of every class, for figures."""
     metrics = {}
@@ -93,7 +95,7 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
         metrics.update(overlap_metrics(model.net, split.test, methods, samples=attribution_samples,
                                        max_images=max_images, device=device, progress=progress, seed=cfg.seed,
                                        keep=kept, keep_images=figure_images, workers=cfg.workers,
-                                       reference=attribution_reference(cfg, split)))
+                                       reference=attribution_reference(cfg, split), sample=sample_images))
         metrics["attribution_reference"] = cfg.attribution_reference
         metrics["attribution_seconds"] = time.time() - t0
         if keep is not None and kept:
@@ -129,20 +131,52 @@ def drop_stale_overlaps(metrics: dict, reference: str) -> dict:
     if taken != reference:
         for m in REFERENCE_METHODS:
             metrics.pop(f"overlap_{m}", None)
+            metrics.pop(f"overlap_{m}_se", None)
     metrics["attribution_reference"] = reference
     return metrics
 
 
+def _drop_overlaps(metrics: dict) -> dict:
+    """Remove every method's overlap and standard error from ``metrics``."""
+    for m in METHODS:
+        metrics.pop(f"overlap_{m}", None)
+        metrics.pop(f"overlap_{m}_se", None)
+    return metrics
+
+
+def _first_images_taken(metrics: dict, max_images: Optional[int]) -> bool:
+    """Whether the overlaps in ``metrics`` were taken on the first ``max_images`` masked test images
+    (None: all), as far as ``overlap_selection`` records it (older metrics without it: assumed so).
+
+    >>> sample, first = {"overlap_selection": "random", "n_overlap_images": 500}, {"overlap_selection": "first",
+    ...                                                                            "n_overlap_images": 2000}
+    >>> _first_images_taken(sample, 2000), _first_images_taken(first, 2000), _first_images_taken(first, None)
+    (False, True, False)
+    >>> _first_images_taken({"overlap_selection": "all", "n_overlap_images": 16}, 2000), _first_images_taken({}, 2000)
+    (True, True)
+    """
+    taken, n = metrics.get("overlap_selection"), metrics.get("n_overlap_images")
+    if taken is None:
+        return True
+    if max_images is None:
+        return taken == "all"
+    return (taken == "first" and n == max_images) or (taken == "all" and n is not None and n <= max_images)
+
+
 def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000, device=None,
                 progress: bool = True) -> dict:
-    """Add the attribution overlap ``overlap_<method>`` of a finished run to its metrics.json
-    (the other metrics are kept; nothing is re-trained). Methods already there are skipped, unless
-    they were taken against another reference image than the run's config names."""
+    """Add the attribution overlap ``overlap_<method>`` (and its standard error) of a finished run on
+    the first ``max_images`` masked test images (None: all) to its metrics.json (the other metrics
+    are kept; nothing is re-trained). Methods already there are skipped, unless they were taken
+    against another reference image than the run's config names, or on other images (then every
+    overlap of the run is taken again)."""
     run_dir = Path(run_dir)
     with writing(run_dir):
         metrics = read_metrics(run_dir)
         cfg = load_config(str(run_dir / CONFIG), {"device": device} if device else None)
         drop_stale_overlaps(metrics, cfg.attribution_reference)
+        if not _first_images_taken(metrics, max_images):
+            _drop_overlaps(metrics)
         todo = [m for m in parse_methods(methods) if metrics.get(f"overlap_{m}") is None]
         if not todo:
             return metrics
@@ -159,12 +193,39 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
         return metrics
 
 
+def overlap_images(max_images=None, sample_images: Optional[int] = SAMPLE_IMAGES) -> tuple:
+    """``evaluate``'s choice of the overlap's images as (max_images, sample) for
+    :func:`~pyro_ebnn.explain.overlap_metrics`: ``max_images`` None -> the seeded random sample of
+    ``sample_images`` masked test images; ``"all"`` -> every masked test image; an integer N -> the
+    first N.
+
+    >>> overlap_images(), overlap_images("all"), overlap_images(2000), overlap_images("2000")
+    ((None, 500), (None, None), (2000, None), (2000, None))
+    """
+    if max_images is not None:
+        text = str(max_images).strip()
+        if text.lower() == "all":
+            return None, None
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"--max-images takes a positive number of images or 'all', got {max_images!r}; "
+                              "e.g. --max-images 2000 (the first 2000 masked test images) or --max-images all")
+        return int(text), None
+    if sample_images is None or sample_images < 1:
+        raise ConfigError(f"--sample-images takes a positive number of images, got {sample_images!r}; e.g. "
+                          f"--sample-images {SAMPLE_IMAGES}, or --max-images all for every masked test image")
+    return None, int(sample_images)
+
+
 def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions: bool = True, methods=None,
-                 samples: int = 0, max_images: Optional[int] = None, figures: bool = True,
-                 figure_images: int = 8, checkpoint: str = "selected") -> dict:
+                 samples: int = 0, max_images=None, figures: bool = True,
+                 figure_images: int = 8, checkpoint: str = "selected",
+                 sample_images: Optional[int] = SAMPLE_IMAGES) -> dict:
     """Re-evaluate a saved run on its test sets (same data rule and fold as it was trained on):
     classification, calibration and uncertainty metrics, the attribution overlap (``attributions``,
-    see :func:`evaluate_sets`) and, with ``figures``, reliability diagrams, mutual-information
+    see :func:`evaluate_sets`; on the images that :func:`overlap_images` chooses: by default a seeded
+    random sample of ``sample_images`` masked test images, the same for every run on the same test
+    set; ``max_images="all"`` every one, an integer N the first N) and, with ``figures``,
+    reliability diagrams, mutual-information
     histograms, attribution grids of ``figure_images`` test images and the validation curve, all
     written into ``out``. ``sets``: ``--set key=value`` overrides of the run's config (e.g.
     ``threads``, ``eval_samples``, ``attribution_reference``). ``checkpoint``: the model selected on
@@ -184,8 +245,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
                               "metrics.json; pass another --out")
     if samples < 0:
         raise ConfigError(f"--samples must be >= 0 (0 = attributions at the posterior mean), got {samples}")
-    if max_images is not None and max_images < 1:
-        raise ConfigError(f"--max-images must be >= 1, got {max_images}")
+    max_images, sample_images = overlap_images(max_images, sample_images)
     methods = parse_methods(methods)
     overrides = parse_sets(sets)
     if device:
@@ -208,7 +268,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
                    "seed": cfg.seed,
                    **evaluate_sets(model, split, cfg, dev, progress, attributions=attributions, methods=methods,
                                    attribution_samples=samples, max_images=max_images, keep=keep,
-                                   figure_images=figure_images),
+                                   figure_images=figure_images, sample_images=sample_images),
                    "n_test": len(split.test), "eval_seconds": time.time() - t0, "device": str(dev),
                    "threads": torch.get_num_threads(), "evaluated_run": str(run_dir),
                    "evaluated_checkpoint": checkpoint,
@@ -228,6 +288,9 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
             old = read_metrics(out)
             if attributions:
                 drop_stale_overlaps(old, cfg.attribution_reference)
+                if (old.get("overlap_selection"), old.get("n_overlap_images")) != \
+                        (metrics.get("overlap_selection"), metrics.get("n_overlap_images")):
+                    _drop_overlaps(old)  # other methods' overlaps on other images would read as on these
             metrics = {**old, **metrics}
         if state is not None and state.get("history") and checkpoint == "selected":
             metrics["warnings"] = run_warnings(metrics, state["history"], cfg.mode, cfg.select_metric)

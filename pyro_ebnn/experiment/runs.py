@@ -53,7 +53,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     Under ``torchrun`` the processes train one model together and process 0 writes; the others
     return an empty dict. ``lam``: the feedback weight when the config says ``lam: auto`` (chosen by
     :mod:`~pyro_ebnn.experiment.search`). ``evaluate=False`` stops after training and returns the
-    validation record only (``val_<select_metric>``, ``best_epoch``); ``extra`` goes into metrics.json."""
+    validation record only (``val_<select_metric>``, ``best_epoch``), on every process; ``extra`` goes into metrics.json."""
     out = Path(out)
     set_seed(cfg.seed)
     lam = _feedback_weight(cfg, cfg.lam, lam)
@@ -150,11 +150,11 @@ def _lam_record(cfg: Config, lam: Optional[float]) -> dict:
 
 
 def _validation_record(cfg: Config, trainer: Trainer) -> dict:
-    """What a run that is not evaluated returns: its best validation score and epoch."""
-    if not trainer.group.is_main:
-        return {}
-    return {f"val_{cfg.select_metric}": trainer.best_score, "best_epoch": trainer.best_epoch,
-            "epochs_run": trainer.epoch}
+    """What a run that is not evaluated returns: its best validation score and epoch, process 0's
+    on every process of a group (a search over settings compares them everywhere alike)."""
+    record = {f"val_{cfg.select_metric}": trainer.best_score, "best_epoch": trainer.best_epoch,
+              "epochs_run": trainer.epoch} if trainer.group.is_main else None
+    return trainer.group.broadcast(record)
 
 
 def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None) -> dict:

@@ -34,13 +34,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
 from ..errors import ConfigError
-from .build import build_net
+from .build import build_net, resolve_device
 from .config import AUTO, Config, config_difference
+from .distributed import join
 from .protocol import prepare_split
 from .rundir import CHECKPOINT, MODEL, atomic_write, writing
 from .runs import finetune, train
@@ -123,12 +124,16 @@ def _search(cfg: Config, out: Path, entries: int, epochs: int, fit, resume: bool
         if not config_difference(record["config"], cfg.to_dict(), ignore=("epochs", "finetune_epochs",
                                                                           "device", "threads", "workers")):
             return float(record["lam"]), record
-    with writing(out):  # nobody else trains into OUT meanwhile; train claims it again afterwards
-        return _halve(cfg, out, entries, epochs, fit, progress)
+    group, _ = join(resolve_device(cfg.device))
+    # nobody else trains into OUT meanwhile (under torchrun, process 0 holds it and writes for the
+    # group); train claims it again afterwards
+    with writing(out, claim=group.is_main):
+        return _halve(cfg, out, entries, epochs, fit, progress and group.is_main, group)
 
 
-def _halve(cfg: Config, out: Path, entries: int, epochs: int, fit, progress: bool) -> tuple[float, dict]:
-    _warn_if_ordinary_validation(cfg)
+def _halve(cfg: Config, out: Path, entries: int, epochs: int, fit, progress: bool, group) -> tuple[float, dict]:
+    if progress:
+        _warn_if_ordinary_validation(cfg)
     record_file = out / RECORD
     grid = {g: g / entries for g in GRID}
     where = {g: out / SEARCH_DIR / f"g{g:g}" for g in GRID}
@@ -141,14 +146,16 @@ def _halve(cfg: Config, out: Path, entries: int, epochs: int, fit, progress: boo
     best, seen = successive_halving(list(GRID), lambda g, e: fit(grid[g], e, where[g]), budgets,
                                     echo=lambda s: echo(s.replace("lam search: ", "lam search: g=")))
     winner = where[best]
-    for name in (CHECKPOINT, MODEL):
-        shutil.copyfile(winner / name, out / name)
     record = {"lam": grid[best], "per_image": best, "entries": entries, "grid": list(GRID),
               "epochs": budgets, "scores": {f"{g:g}": {str(e): s for e, s in seen[g].items()} for g in GRID},
               "epochs_trained": sum(max(seen[g]) for g in GRID if seen[g]),
               "seconds": time.time() - t0, "config": cfg.to_dict()}
-    atomic_write(record_file, lambda p: p.write_text(json.dumps(record, indent=2)))
-    shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
+    if group.is_main:
+        for name in (CHECKPOINT, MODEL):
+            shutil.copyfile(winner / name, out / name)
+        atomic_write(record_file, lambda p: p.write_text(json.dumps(record, indent=2)))
+        shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
+    group.barrier()
     echo(f"lam: auto chose lambda = {grid[best]:.3g} (per image {best:g}) in {record['seconds']:.0f} s; "
          f"training it on to epoch {epochs}")
     return grid[best], record

@@ -174,7 +174,7 @@ class GraphedStep:
             with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                 output = self.step(*self.inputs, *constants)
         except Exception as e:  # noqa: BLE001 - any failure of capture means: step eagerly
-            del graph
+            graph = None  # its memory goes back to the pool
             self.release()
             raise CaptureError(_first_line(e)) from e
         self.graph, self.output, self.key = graph, output, key

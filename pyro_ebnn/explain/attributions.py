@@ -38,13 +38,24 @@ from ..errors import EBNNError
 from ..progress import progress_bar
 
 __all__ = ["METHODS", "REFERENCE_METHODS", "REFERENCES", "ExplainError", "explained_network", "default_occlusion_window",
-           "parse_methods", "gradcam_layer_map", "reference_image", "channel_mean", "attribute", "explain"]
+           "parse_methods", "gradcam_layer_map", "reference_image", "channel_mean", "attribute", "explain",
+           "bytes_per_image", "occlusion_windows", "batch_sizes"]
 
 METHODS = ("saliency", "deeplift", "gradcam", "occlusion")
 #: the methods that compare the image with a reference image
 REFERENCE_METHODS = ("deeplift", "occlusion")
 #: the reference images: all zeros, or every pixel at the training images' channel mean
 REFERENCES = ("black", "mean")
+#: memory that one forward batch may take: on a CPU a size that stays in cache (LeNet on 28-pixel
+#: images: about 1,000 images, where a forward pass runs fastest); on a GPU a quarter of the free memory
+CPU_BATCH_BYTES = 64 * 2 ** 20
+GPU_MEMORY_SHARE = 0.25
+#: at most this many images in one forward pass (Occlusion's windows included), one gradient pass
+MAX_FORWARD_IMAGES = {"cpu": 4096, "cuda": 16384}
+MAX_GRADIENT_IMAGES = {"cpu": 500, "cuda": 4096}
+#: Occlusion's windows per image in one forward pass, before more images are added: Captum builds
+#: every window's input once per call, so a call over more images with fewer windows each costs less
+OCCLUSION_WINDOWS = 48
 
 
 class ExplainError(EBNNError):
@@ -129,6 +140,72 @@ def channel_mean(images) -> torch.Tensor:
     return channel_moments(images)[0].float()
 
 
+def bytes_per_image(net: nn.Module, input_shape, device=None) -> int:
+    """Memory one image takes in a forward pass of ``net`` (an upper bound: its input plus the
+    outputs of every module that has no submodules, all kept at once), measured with one black image
+    on ``device`` (default: the network's).
+
+    >>> from pyro_ebnn import lenet
+    >>> bytes_per_image(explained_network(lenet()), (1, 28, 28)) > 4 * 28 * 28
+    True
+    """
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    total = [0]
+
+    def count(module, inputs, output):
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel() * output.element_size()
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    try:
+        x = torch.zeros((1, *tuple(input_shape)), device=device)
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(total[0] + x.numel() * x.element_size())
+
+
+def occlusion_windows(image_shape, window: int, stride: int = 1) -> int:
+    """How many positions Captum's Occlusion slides a ``window`` x ``window`` window over a C x H x W
+    image with ``stride``: one forward pass of the image per position.
+
+    >>> occlusion_windows((1, 28, 28), 3)
+    676
+    """
+    h, w = image_shape[-2:]
+    return (-(-(h - window) // stride) + 1) * (-(-(w - window) // stride) + 1)
+
+
+def batch_sizes(net: nn.Module, input_shape, device=None, n_images: int = 1, windows: int = 1) -> dict:
+    """Batch sizes sized to memory for ``n_images`` images of ``input_shape``: ``batch_size``
+    (images per pass of the gradient methods: four times an image's forward memory each, for the
+    backward pass and DeepLIFT's reference), ``occlusion_batch`` (images per Occlusion call) and
+    ``perturbations_per_eval`` (Occlusion's windows per forward pass, of ``windows`` per image).
+
+    The budget: :data:`CPU_BATCH_BYTES` on a CPU, :data:`GPU_MEMORY_SHARE` of the free memory on a
+    GPU; a forward pass holds at most :data:`MAX_FORWARD_IMAGES` images. Occlusion fills the forward
+    pass with :data:`OCCLUSION_WINDOWS` windows of as many images as fit, then with more windows.
+    LeNet on 28-pixel images on a CPU (60 kB an image): 279 images per gradient pass, Occlusion 23
+    images x 48 windows (of 676) per forward pass.
+
+    >>> from pyro_ebnn import lenet
+    >>> batch_sizes(explained_network(lenet()), (1, 28, 28), "cpu", n_images=250, windows=676)
+    {'batch_size': 279, 'occlusion_batch': 23, 'perturbations_per_eval': 48}
+    """
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    per = bytes_per_image(net, input_shape, device)
+    budget = torch.cuda.mem_get_info(device)[0] * GPU_MEMORY_SHARE if kind == "cuda" else CPU_BATCH_BYTES
+    forward = int(max(1, min(budget // per, MAX_FORWARD_IMAGES[kind])))
+    gradient = int(max(1, min(budget // (4 * per), MAX_GRADIENT_IMAGES[kind])))
+    images = max(1, min(n_images, forward // min(windows, OCCLUSION_WINDOWS)))
+    return {"batch_size": gradient, "occlusion_batch": images,
+            "perturbations_per_eval": int(max(1, min(windows, forward // images)))}
+
+
 def attribute(net: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, method: str,
               occlusion_window: Optional[int] = None, occlusion_stride: int = 1,
               perturbations_per_eval: int = 64, reference=None) -> torch.Tensor:
@@ -159,7 +236,8 @@ def attribute(net: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, me
 
 
 def explain(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, methods=METHODS, samples: int = 0,
-            batch_size: int = 250, occlusion_batch: Optional[int] = None, occlusion_window: Optional[int] = None,
+            batch_size: Optional[int] = None, occlusion_batch: Optional[int] = None,
+            occlusion_window: Optional[int] = None,
             perturbations_per_eval: Optional[int] = None, device=None, seed: int = 0, progress: bool = True,
             reference=None) -> dict:
     """Attributions of ``images`` (N x C x H x W) for their true ``labels``, method -> N x C' x H x W
@@ -168,9 +246,10 @@ def explain(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, methods=
     ``samples=0``: at the posterior mean. ``samples=S > 0``: the mean of the signed attributions of
     S networks whose weights are drawn from q(w) (seeded by ``seed``). Batched over images
     (``batch_size``; ``occlusion_batch`` images at a time for Occlusion, which runs
-    ``perturbations_per_eval`` windows per forward pass; by default 10 x 48 on a CPU, where forward
-    batches of a few hundred images run fastest, and 100 x 256 on a GPU), on ``device`` (default:
-    the network's). ``reference``: DeepLIFT's reference and Occlusion's fill (:func:`reference_image`).
+    ``perturbations_per_eval`` windows per forward pass; by default sized to the memory of
+    ``device``, :func:`batch_sizes`), on ``device`` (default: the network's), to which the network
+    and each batch are moved. ``reference``: DeepLIFT's reference and Occlusion's fill
+    (:func:`reference_image`).
 
     >>> from pyro_ebnn import lenet
     >>> maps = explain(lenet(), torch.rand(2, 1, 28, 28), torch.tensor([3, 7]), "saliency,gradcam", progress=False)
@@ -186,9 +265,6 @@ def explain(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, methods=
     if samples < 0:
         raise ExplainError(f"samples must be >= 0 (0 = posterior mean), got {samples}")
     device = torch.device(device) if device is not None else next(net.parameters()).device
-    gpu = device.type == "cuda"
-    occlusion_batch = occlusion_batch or (100 if gpu else 10)
-    perturbations_per_eval = perturbations_per_eval or (256 if gpu else 48)
     gen = torch.Generator().manual_seed(seed)
     draws = max(samples, 1)
     n = len(images)
@@ -197,6 +273,12 @@ def explain(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, methods=
                        leave=False)
     for _ in range(draws):
         plain = explained_network(net, "sample" if samples > 0 else "mean", gen).to(device)
+        if None in (batch_size, occlusion_batch, perturbations_per_eval):
+            k = occlusion_window or default_occlusion_window(images.shape[-1])
+            sized = batch_sizes(plain, images.shape[1:], device, n, occlusion_windows(images.shape[1:], k))
+            batch_size = batch_size or sized["batch_size"]
+            occlusion_batch = occlusion_batch or sized["occlusion_batch"]
+            perturbations_per_eval = perturbations_per_eval or sized["perturbations_per_eval"]
         for m in methods:
             bs = occlusion_batch if m == "occlusion" else batch_size
             parts = []

@@ -19,8 +19,13 @@ from ..data import batches
 from ..progress import progress_bar
 from .attributions import METHODS, ExplainError, explain, parse_methods
 
-__all__ = ["attribution_magnitude", "overlap_per_image", "overlap", "masked_indices", "figure_indices",
-           "overlap_metrics"]
+__all__ = ["SAMPLE_IMAGES", "SAMPLE_SEED", "attribution_magnitude", "overlap_per_image", "overlap", "masked_indices",
+           "image_selection", "figure_indices", "overlap_metrics", "mean_and_se"]
+
+#: the default sample of ``evaluate``: this many masked test images, drawn at random with this seed
+#: (a fixed seed, so that every run on the same test set is measured on the same images)
+SAMPLE_IMAGES = 500
+SAMPLE_SEED = 0
 
 
 def attribution_magnitude(attributions: torch.Tensor) -> torch.Tensor:
@@ -53,16 +58,59 @@ def overlap(attributions: torch.Tensor, masks: torch.Tensor) -> float:
     return float(per[has].mean()) if has.any() else float("nan")
 
 
-def masked_indices(masks: torch.Tensor, max_images: Optional[int] = None) -> torch.Tensor:
-    """Indices (in order) of the images that carry a non-empty mask, the first ``max_images`` of them.
-    ``masks``: N x 1 x H x W masks, or the N booleans "has a mask" (``LabelledImages.has_mask``)."""
+def masked_indices(masks: torch.Tensor, max_images: Optional[int] = None, sample: Optional[int] = None,
+                   seed: int = SAMPLE_SEED) -> torch.Tensor:
+    """Indices (in order) of the images that carry a non-empty mask: all of them, the first
+    ``max_images`` of them, or ``sample`` of them drawn at random without replacement (seeded by
+    ``seed``; all of them where fewer carry a mask). The sample depends only on which images carry
+    a mask and on ``seed``, so every run on the same test set draws the same images.
+    ``masks``: N x 1 x H x W masks, or the N booleans "has a mask" (``LabelledImages.has_mask``).
+
+    >>> has = torch.tensor([1, 0, 1, 1, 1, 0, 1]).bool()
+    >>> masked_indices(has).tolist(), masked_indices(has, 2).tolist(), len(masked_indices(has, sample=3))
+    ([0, 2, 3, 4, 6], [0, 2], 3)
+    """
     has = masks if masks.dim() == 1 else masks.flatten(1).any(1)
     idx = has.nonzero().flatten()
+    if max_images is not None and sample is not None:
+        raise ExplainError("give max_images (the first N masked images) or sample (N at random), not both")
     if max_images is not None:
         if max_images < 1:
             raise ExplainError(f"max_images must be >= 1, got {max_images}")
         idx = idx[:max_images]
+    if sample is not None:
+        if sample < 1:
+            raise ExplainError(f"sample must be >= 1, got {sample}")
+        if sample < len(idx):
+            g = torch.Generator().manual_seed(int(seed))
+            idx = idx[torch.randperm(len(idx), generator=g)[:sample].sort().values]
     return idx
+
+
+def image_selection(n_masked: int, n_used: int, sample: Optional[int] = None) -> str:
+    """How the overlap's images were chosen, as ``metrics.json`` records it (``overlap_selection``):
+    ``all`` the masked images, the ``first`` N of them, or a ``random`` sample (:data:`SAMPLE_SEED`).
+
+    >>> image_selection(10, 10), image_selection(10, 4), image_selection(10, 4, sample=4)
+    ('all', 'first', 'random')
+    """
+    if n_used >= n_masked:
+        return "all"
+    return "random" if sample is not None else "first"
+
+
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard error (sample standard deviation / sqrt(n)) of the values that are not NaN;
+    NaN where none (the standard error: where fewer than two).
+
+    >>> [round(v, 6) for v in mean_and_se(torch.tensor([0.1, 0.3, float("nan")]))]
+    [0.2, 0.1]
+    """
+    v = values[~torch.isnan(values)].double()
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    se = float(v.std(unbiased=True) / len(v) ** 0.5) if len(v) > 1 else float("nan")
+    return float(v.mean()), se
 
 
 def figure_indices(labels: torch.Tensor, has_mask: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -87,19 +135,24 @@ def figure_indices(labels: torch.Tensor, has_mask: torch.Tensor, n: int, seed: i
 
 def overlap_metrics(net, data, methods=METHODS, samples: int = 0, max_images: Optional[int] = None,
                     device=None, progress: bool = True, keep: Optional[dict] = None, keep_images: int = 8,
-                    batch_size: int = 250, workers: int = 0, **kw) -> dict:
+                    batch_size: int = 250, workers: int = 0, sample: Optional[int] = None, **kw) -> dict:
     """``overlap_<method>`` for every method on the masked images of ``data`` (an image set, in
-    memory or read from disk; :class:`~pyro_ebnn.data.LabelledImages`), plus ``n_overlap_images``
-    and ``overlap_samples``. The images are explained ``batch_size`` at a time, so that only the
-    per-image overlaps are kept. ``keep`` (a dict), if given, receives ``keep_images`` masked
-    images of every class (:func:`figure_indices`; the overlap stays over the first ``max_images``),
-    their masks, labels, attributions, indices and the class names, for figures. Other keywords go
-    to :func:`~pyro_ebnn.explain.explain`."""
+    memory or read from disk; :class:`~pyro_ebnn.data.LabelledImages`), its standard error over the
+    images ``overlap_<method>_se`` (:func:`mean_and_se`), plus ``n_overlap_images``,
+    ``overlap_selection`` (:func:`image_selection`) and ``overlap_samples``. The images: all masked
+    ones, the first ``max_images``, or a seeded random ``sample`` of them (:func:`masked_indices`).
+    They are explained ``batch_size`` at a time, so that only the per-image overlaps are kept.
+    ``keep`` (a dict), if given, receives ``keep_images`` masked images of every class
+    (:func:`figure_indices`; the overlap stays over its own images), their masks, labels,
+    attributions, indices and the class names, for figures. Other keywords go to
+    :func:`~pyro_ebnn.explain.explain`."""
     methods = parse_methods(methods)
-    idx = masked_indices(data.has_mask, max_images)
-    out = {"n_overlap_images": int(len(idx)), "overlap_samples": int(samples)}
+    idx = masked_indices(data.has_mask, max_images, sample)
+    out = {"n_overlap_images": int(len(idx)),
+           "overlap_selection": image_selection(int(data.has_mask.sum()), len(idx), sample),
+           "overlap_samples": int(samples)}
     if len(idx) == 0:
-        out.update({f"overlap_{m}": None for m in methods})
+        out.update({k: None for m in methods for k in (f"overlap_{m}", f"overlap_{m}_se")})
         return out
     per_image = {m: [] for m in methods}
     shown = figure_indices(data.labels, data.has_mask, keep_images, kw.get("seed", 0)) if keep is not None else []
@@ -115,12 +168,10 @@ def overlap_metrics(net, data, methods=METHODS, samples: int = 0, max_images: Op
         bar.update(len(y))
     bar.close()
     for m in methods:
-        per = torch.cat(per_image[m])
-        defined = ~torch.isnan(per)
-        out[f"overlap_{m}"] = float(per[defined].mean()) if defined.any() else float("nan")
+        out[f"overlap_{m}"], out[f"overlap_{m}_se"] = mean_and_se(torch.cat(per_image[m]))
     if keep is not None and len(shown):
         rest = torch.tensor([int(i) for i in shown if int(i) not in found], dtype=torch.long)
-        if len(rest):  # shown images beyond the first max_images: explained on their own
+        if len(rest):  # shown images that the overlap did not explain: explained on their own
             x, y, masks = next(batches(data, len(rest), rest, workers=workers))
             _collect(found, shown, rest, x, masks, y,
                      explain(net, x, y, methods, samples=samples, device=device, progress=False, **kw))
