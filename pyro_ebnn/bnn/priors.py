@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
+from torch.distributions import kl_divergence  # noqa: F401 - the doctests compare against it
 
 __all__ = ["NormalPrior", "LaplacePrior", "PRIORS"]
 
