@@ -168,6 +168,9 @@ KEYS = {
     "mask_pool": "`max`, `min`, `receptive` ([method.md](method.md#evidence-options))",
     "gradient_filter": "[001] Eq. 12",
     "mask_fraction": "fraction of the training images whose mask is kept",
+    "feedback_noise": "feedback of lower quality, for every mode (the XIL typology's robustness experiments): "
+                      "`incomplete:F` cuts every training and validation mask to F of its extent, `wrong:F` moves F "
+                      "of them off what they marked; test masks stay true (`pyro_ebnn/data/noise.py`)",
     "penalty_weight": "weight of a penalty mode (null: its default)",
     "epochs": "training epochs",
     "batch_size": "images per step",

@@ -1,5 +1,5 @@
 """Baselines (pyro_ebnn.baselines): counterexample augmentation, RRR, the thesis L1 gradient
-penalty, CDEP and Expected Gradients, in the deterministic LeNet and as the penalty hook of the Bayesian model."""
+penalty, CDEP, Expected Gradients, RRR-G and HINT, in the deterministic LeNet and as the penalty hook of the Bayesian model."""
 import math
 
 import pytest
@@ -18,7 +18,7 @@ from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.experiment.training import Trainer
 
-MODES = ("none", "augment", "rrr", "l1grad", "cdep", "eg")
+MODES = ("none", "augment", "rrr", "l1grad", "cdep", "eg", "rrr_gradcam", "hint")
 
 
 @pytest.fixture(autouse=True)

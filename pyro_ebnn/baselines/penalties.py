@@ -18,8 +18,10 @@ All of them take the feedback mask E (N x 1 x H x W, 1 = irrelevant, broadcast o
   with alpha ~ U(0, 1), one draw per image and step (Erion et al.'s training estimator), and per
   image the L1 mass of phi on the mask, ``sum_d E_d |phi_d|`` (the penalty of [004]'s code)
   (:func:`expected_gradients`, :func:`eg_penalty`).
+* **rrr_gradcam** and **hint** -- RRR on Grad-CAM (RRR-G) and HINT (Selvaraju et al. 2019), the
+  XIL typology's (Friedrich et al. 2023) penalties at the last convolution (:mod:`.gradcam`).
 
-The four penalties return one value per image (shape ``(B,)``), so that they serve both
+The penalties return one value per image (shape ``(B,)``), so that they serve both
 
 * a plain PyTorch loss ``mean(CE) + weight * mean(penalty)`` (:class:`pyro_ebnn.baselines.PointModel`,
   the deterministic network of the papers' own, non-Bayesian setting: ``network: deterministic``), and
@@ -53,6 +55,7 @@ from torch import nn
 
 from ..bnn import logits_at
 from .decomposition import cdep_penalty
+from .gradcam import hint_penalty, rrr_gradcam_penalty, split_at_evidence
 from .gradients import eg_penalty, l1_grad_penalty, rrr_penalty
 
 __all__ = ["PENALTY_MODES", "PENALTIES", "DEFAULT_WEIGHTS", "default_weight", "penalty_terms", "make_penalty"]
@@ -68,6 +71,8 @@ PENALTIES: dict[str, Callable] = {
     "l1grad": lambda net, x, y, mask, at: l1_grad_penalty(_logits(net, at), x, y, mask),
     "cdep": lambda net, x, y, mask, at: cdep_penalty(net, x, mask, at),
     "eg": lambda net, x, y, mask, at: eg_penalty(_logits(net, at), x, y, mask),
+    "rrr_gradcam": lambda net, x, y, mask, at: rrr_gradcam_penalty(*split_at_evidence(net, at), x, mask),
+    "hint": lambda net, x, y, mask, at: hint_penalty(*split_at_evidence(net, at), x, y, mask),
 }
 #: modes that add a loss penalty (the others: none, feedback, augment)
 PENALTY_MODES = tuple(PENALTIES)
@@ -88,14 +93,19 @@ PENALTY_MODES = tuple(PENALTIES)
 #:   image sum to at most the change of a probability (completeness: sum_d phi_d -> p_y(x) - p_y(x')),
 #:   so the raw penalty is O(0.1) per image on a network that reads the decoy, and 100 makes it
 #:   outweigh a cross-entropy of O(1) there. Sweep it (compare --penalty-weights) before quoting.
+#: * rrr_gradcam, hint: the typology (Friedrich et al. 2023) scales its losses by per-dataset rates
+#:   it does not tabulate. Both penalties are sums over the u x v cells of squares of numbers in
+#:   [0, 1]: RRR-G is at most the number of masked cells (about 9 of LeNet's 121 for a 4 x 4 decoy)
+#:   and zero once the map is off the mask, HINT is O(10) per image at first (every cell's map
+#:   against a target of 1 off the mask); 1 and 0.1 put both at a cross-entropy's order.
 #: On the Bayesian network, where these weights drive the penalty modes far below no penalty
 #: (rrr 0.593, cdep 0.303 against 0.906, Bayesian LeNet, rrr rule, 5 epochs on 20,000 images), the
 #: weights with the best validation score (validation with test-rule decoys) of a sweep over
 #: {1, 10, 100, 1000} (docs/results/baselines.md, "Default weights on the Bayesian network"); none
 #: of them beats no penalty on validation there.
 DEFAULT_WEIGHTS = {
-    "deterministic": {"rrr": 1000.0, "cdep": 1000.0, "l1grad": 1000.0, "eg": 100.0},
-    "bayesian": {"rrr": 1.0, "cdep": 1.0, "l1grad": 100.0, "eg": 10.0},
+    "deterministic": {"rrr": 1000.0, "cdep": 1000.0, "l1grad": 1000.0, "eg": 100.0, "rrr_gradcam": 1.0, "hint": 0.1},
+    "bayesian": {"rrr": 1.0, "cdep": 1.0, "l1grad": 100.0, "eg": 10.0, "rrr_gradcam": 1.0, "hint": 0.1},
 }
 
 

@@ -1,7 +1,7 @@
 """Point-estimate (deterministic) networks: the setting the loss-penalty baselines were published in.
 
 ``network: deterministic`` trains the same architecture with plain ``nn.Conv2d`` / ``nn.Linear``
-layers by minimizing ``mean CE + weight * mean penalty`` (rrr, l1grad, cdep, eg), CE on
+layers by minimizing ``mean CE + weight * mean penalty`` (rrr, l1grad, cdep, eg, rrr_gradcam, hint), CE on
 counterexamples (augment) or plain CE (none), with the same data, folds, seeds, optimizer, learning
 rate schedule and model selection as the Bayesian runs. Feedback as *evidence* needs the Bayesian
 model and is not available here.

@@ -32,11 +32,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: fixed first layers of a network (config key ``normalize``)
 NORMALIZATIONS = ("none", "imagenet")
 
-__all__ = ["channel_moments", "Standardize", "BayesianCNN", "AT", "layer_sequence", "plain_network", "weights_at",
-           "logits_at", "posterior_network", "lenet", "alexnet", "cdep_cnn", "standardized", "fit_standardization",
-           "standardization_of", "ARCHITECTURES"]
-
-
 def channel_moments(images, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation (n - 1) of N x C x H x W images, given as one tensor
     or as an iterable of such batches (images read from disk), accumulated in double precision

@@ -12,16 +12,17 @@ from typing import Iterable, Optional, Union
 
 import yaml
 
-from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg
+from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint
 from ..bnn import ARCHITECTURES, NORMALIZATIONS
 from ..data import DATASETS, DISK_DATASETS
-from ..errors import ConfigError
+from ..data.noise import parse_feedback_noise
+from ..errors import ConfigError, DataError
 
 __all__ = ["AUTO", "STEPS", "MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
            "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
 
 #: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
-#: by noise) and the loss penalties rrr, l1grad, cdep, eg (pyro_ebnn.baselines)
+#: by noise) and the loss penalties rrr, l1grad, cdep, eg, rrr_gradcam, hint (pyro_ebnn.baselines)
 MODES = ("none", "feedback", "augment") + PENALTY_MODES
 NETWORKS = ("bayesian", "deterministic")
 #: validation images: as they are (train), Decoy MNIST's test rule (test), or counterfactual
@@ -91,7 +92,7 @@ class Config:
     prior_scale: float = 0.1
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
-    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg
+    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg | rrr_gradcam | hint
     # the weight of the explanation term per observed pre-activation ([000]'s lambda; the default is
     # [000]'s for the position rule), or auto: chosen on the validation images by successive halving
     # over a grid relative to the size of the evidence layer, what the configs for your own data use
@@ -100,6 +101,9 @@ class Config:
     mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
+    # feedback of lower quality, for every mode: incomplete:F (every mask cut to F of its extent) or
+    # wrong:F (F of the masks moved off the shortcut); null = the masks as they are (pyro_ebnn.data.noise)
+    feedback_noise: Optional[str] = None
     # weight of the rrr / l1grad / cdep / eg penalty; null = the default of the mode on the network
     # (pyro_ebnn.baselines.DEFAULT_WEIGHTS). Penalties are computed at the posterior mean of q(w).
     penalty_weight: Optional[float] = None
@@ -184,7 +188,7 @@ class Config:
             bad("network", f"use bayesian or deterministic, got {self.network!r}")
         if self.network == "deterministic" and self.mode == "feedback":
             bad("mode", "feedback is evidence in the Bayesian model; set network: bayesian, or pick a "
-                        "baseline mode (none, augment, rrr, l1grad, cdep, eg) for the deterministic network")
+                        "baseline mode (none, augment, rrr, l1grad, cdep, eg, rrr_gradcam, hint) for the deterministic network")
         if self.lam != AUTO and not isinstance(self.lam, float):
             bad("lam", f"must be a number or auto, got {self.lam!r}")
         if self.mode == "feedback" and self.lam != AUTO and not self.lam > 0:
@@ -212,6 +216,10 @@ class Config:
             bad("lr_decay", f"must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.mask_fraction <= 1:
             bad("mask_fraction", f"must be in [0, 1], got {self.mask_fraction}")
+        try:
+            parse_feedback_noise(self.feedback_noise)
+        except DataError as e:
+            bad("feedback_noise", f"{self.feedback_noise!r} " + str(e).removeprefix(f"feedback_noise {self.feedback_noise!r} "))
         if not 0 <= self.fold < self.num_folds:
             bad("fold", f"must be in 0..{self.num_folds - 1}, got {self.fold}")
         if self.elbo not in ("meanfield", "trace"):

@@ -11,14 +11,17 @@ import torch
 
 from ..data import (ImageSet, LabelledImages, Split, batches, counterfactual, fold_split, in_memory,
                     keep_fraction_of_masks, load_dataset)
+from ..data.noise import with_feedback_noise
 from ..data.streamed import check_decodes
 from .config import Config
 from .feedback import training_feedback
 
-__all__ = ["COUNTERFACTUAL_SEED", "IN_MEMORY_BYTES", "prepare_split", "read_small_sets", "marked_replaced", "training_indices", "images_of", "set_seed", "use_threads"]
+__all__ = ["COUNTERFACTUAL_SEED", "FEEDBACK_NOISE_SEED", "IN_MEMORY_BYTES", "prepare_split", "read_small_sets", "marked_replaced", "training_indices", "images_of", "set_seed", "use_threads"]
 
 #: offset of the counterfactual validation seed from data_seed
 COUNTERFACTUAL_SEED = 7919
+#: offset of the seed of feedback_noise's draws from the run's seed
+FEEDBACK_NOISE_SEED = 41
 #: image sets on disk whose decoded pixels come to at most this many bytes are read into memory once
 IN_MEMORY_BYTES = 2 * 1024 ** 3
 
@@ -27,7 +30,9 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None,
     """Fold ``cfg.fold`` of the [000] protocol (or, when the dataset has a validation set of its
     own, all train+val images for training and that set for validation). Feedback masks are kept
     on ``cfg.mask_fraction`` of the training images, or, when fine-tuning, on an ``annotated``
-    budget chosen uniformly at random (a fraction if < 1, else a count), or are an annotator's: the
+    budget chosen uniformly at random (a fraction if < 1, else a count), then made incomplete or
+    wrong as ``cfg.feedback_noise`` says (:mod:`pyro_ebnn.data.noise`; the validation images' masks
+    too, which the counterfactual validation replaces), or are an annotator's: the
     answers of the ``feedback`` store (:func:`~pyro_ebnn.experiment.feedback.training_feedback`;
     ``split.feedback`` then counts the decisions).
 
@@ -54,12 +59,14 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None,
         val_idx = np.setdiff1d(np.arange(len(trainval)), train_idx)
         train, val = trainval.subset(train_idx), trainval.subset(val_idx)
         altered = other_rule.subset(val_idx) if other_rule is not None else None
+    val = with_feedback_noise(val, cfg.feedback_noise, cfg.seed + FEEDBACK_NOISE_SEED + 1)  # the user's masks there too
     if cfg.validation_decoys in ("noise", "swap", "exchange"):
         altered = counterfactual(val, cfg.validation_decoys, cfg.data_seed + COUNTERFACTUAL_SEED)
     if feedback is not None:
         train, used = training_feedback(feedback, cfg, trainval, train_idx, train)
     else:
         train, used = train.keep_masks(_kept_masks(cfg, len(train), annotated)), {}
+        train = with_feedback_noise(train, cfg.feedback_noise, cfg.seed + FEEDBACK_NOISE_SEED)
     if altered is None:
         return Split(train, val, test, sets, feedback=used)
     return Split(train, altered, test, sets, {"ordinary": val}, feedback=used)
