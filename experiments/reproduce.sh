@@ -265,6 +265,11 @@ python experiments/learning_curves.py --root results/annotation --budgets 50,100
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
 
+# ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
+python experiments/shortcut_photos.py --task corner --out data/corner
+python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/corner --mode none --fold 0 --out runs/corner
+python experiments/tutorial.py --run runs/corner --out results/tutorial --figures docs/figures/tutorial
+
 # ==== docs/distributed.md: one process against two ================================================
 S="--config configs/decoy_mnist_position.yaml --set epochs=5 --set max_train_images=20000 --set patience=null"
 for seed in 0 1; do
