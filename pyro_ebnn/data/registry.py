@@ -18,14 +18,16 @@ from ..errors import DataError
 from .base import ImageSet
 from .decoy import add_decoys
 from .folders import folder_layout, load_image_folder
-from .mnist import load_mnist
+from .mnist import FASHION_CLASSES, load_fashion_mnist, load_mnist
 from .real import load_dogs_vs_cats, load_isic, load_oxford_pets, load_sbd
 
-__all__ = ["DATASETS", "DISK_DATASETS", "NPZ_KEYS", "load_decoy_mnist", "load_npz", "load_from_disk", "load_dataset"]
+__all__ = ["DATASETS", "DECOY_DATASETS", "DISK_DATASETS", "NPZ_KEYS", "load_decoy_mnist", "load_npz", "load_from_disk", "load_dataset"]
 
 #: datasets read from image files (images resized to image_size, converted to channels)
 DISK_DATASETS = ("folder", "oxford_pets", "sbd", "isic", "dogs_vs_cats")
-DATASETS = ("decoy_mnist", "npz") + DISK_DATASETS
+#: the decoy rules on MNIST's digits and on Fashion-MNIST's clothes
+DECOY_DATASETS = ("decoy_mnist", "decoy_fmnist")
+DATASETS = DECOY_DATASETS + ("npz",) + DISK_DATASETS
 
 NPZ_KEYS = ("train_images", "train_labels", "train_masks", "test_images", "test_labels", "test_masks")
 
@@ -37,8 +39,14 @@ def _limit(n, cap):
 def load_decoy_mnist(cfg):
     """Returns (trainval, {"test": ..., "decoy_swap": ...}); with ``validation_decoys: test`` also
     ``"validation"``: the trainval digits with the decoys of the test rule (prepare_split takes the
-    validation fold from it)."""
-    xtr, ytr, xte, yte = load_mnist(cfg.data_dir, cfg.source)
+    validation fold from it). ``dataset: decoy_fmnist`` puts the same decoys on Fashion-MNIST (the
+    XIL typology's Decoy-FMNIST) instead of MNIST's digits."""
+    if cfg.dataset == "decoy_fmnist":
+        xtr, ytr, xte, yte = load_fashion_mnist(cfg.data_dir, cfg.download)
+        names = FASHION_CLASSES
+    else:
+        xtr, ytr, xte, yte = load_mnist(cfg.data_dir, cfg.source)
+        names = None
     rng = np.random.default_rng(cfg.data_seed)
     if cfg.max_train_images is not None and cfg.max_train_images < len(ytr):
         keep = np.sort(rng.permutation(len(ytr))[: cfg.max_train_images])
@@ -48,14 +56,15 @@ def load_decoy_mnist(cfg):
         xte, yte = xte[keep], yte[keep]
     seed = cfg.data_seed * 1000
     x, m = add_decoys(xtr, ytr, cfg.rule, train=True, seed=seed + 1)
-    trainval = ImageSet(torch.from_numpy(x), torch.from_numpy(ytr), torch.from_numpy(m), 10, "train")
+    trainval = ImageSet(torch.from_numpy(x), torch.from_numpy(ytr), torch.from_numpy(m), 10, "train", names)
     tests = {}
     if getattr(cfg, "validation_decoys", "train") == "test":
         x, m = add_decoys(xtr, ytr, cfg.rule, train=False, seed=seed + 4)
-        tests["validation"] = ImageSet(torch.from_numpy(x), torch.from_numpy(ytr), torch.from_numpy(m), 10, "validation")
+        tests["validation"] = ImageSet(torch.from_numpy(x), torch.from_numpy(ytr), torch.from_numpy(m), 10, "validation",
+                                       names)
     for name, swap, s in (("test", False, 2), ("decoy_swap", True, 3)):
         x, m = add_decoys(xte, yte, cfg.rule, train=False, seed=seed + s, swap=swap)
-        tests[name] = ImageSet(torch.from_numpy(x), torch.from_numpy(yte), torch.from_numpy(m), 10, name)
+        tests[name] = ImageSet(torch.from_numpy(x), torch.from_numpy(yte), torch.from_numpy(m), 10, name, names)
     return trainval, tests
 
 
@@ -118,7 +127,7 @@ def load_from_disk(cfg):
 
 
 def load_dataset(cfg):
-    if cfg.dataset == "decoy_mnist":
+    if cfg.dataset in DECOY_DATASETS:
         return load_decoy_mnist(cfg)
     if cfg.dataset == "npz":
         return load_npz(cfg)

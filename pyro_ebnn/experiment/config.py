@@ -14,11 +14,11 @@ import yaml
 
 from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint
 from ..bnn import ARCHITECTURES, NORMALIZATIONS
-from ..data import DATASETS, DISK_DATASETS
+from ..data import DATASETS, DECOY_DATASETS, DISK_DATASETS
 from ..data.noise import parse_feedback_noise
 from ..errors import ConfigError, DataError
 
-__all__ = ["AUTO", "STEPS", "MODES", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
+__all__ = ["AUTO", "STEPS", "MODES", "DECOY_DATASETS", "NETWORKS", "VALIDATION_DECOYS", "Config", "KEYS", "EXECUTION_KEYS", "REPLICATE_KEYS", "DATA_KEYS", "RENAMED_KEYS",
            "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
 
 #: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
@@ -33,7 +33,7 @@ AUTO = "auto"
 #: how a training step may run (the config key ``step``; pyro_ebnn.experiment.steps)
 STEPS = ("auto", "eager", "graph", "compile")
 #: datasets whose files torchvision downloads (download: true)
-DOWNLOADABLE = ("oxford_pets", "sbd")
+DOWNLOADABLE = ("oxford_pets", "sbd", "decoy_fmnist")
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Config:
     # (bilinear, antialiased; masks nearest) and converted to `channels` channels (1 grey, 3 RGB)
     image_size: int = 224
     channels: int = 3
-    download: bool = False                # oxford_pets, sbd: let torchvision download missing files
+    download: bool = False                # oxford_pets, sbd, decoy_fmnist: let torchvision download missing files
     # isic, dogs_vs_cats (no labelled test split): the fraction of each class cut off as the test
     # set, at random seeded by data_seed (pyro_ebnn.data.real.split_off_test)
     test_fraction: float = 0.1
@@ -175,12 +175,12 @@ class Config:
             bad("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         if self.dataset == "npz" and not self.npz_path:
             bad("npz_path", "dataset npz needs npz_path: a .npz with train_/test_ images, labels, masks")
-        if self.dataset == "decoy_mnist" and self.rule not in ("color", "position", "corners", "rrr", "cdep"):
+        if self.dataset in DECOY_DATASETS and self.rule not in ("color", "position", "corners", "rrr", "cdep"):
             bad("rule", f"unknown decoy rule {self.rule!r}; use color, position, corners, rrr or cdep")
         if self.validation_decoys not in VALIDATION_DECOYS:
             bad("validation_decoys", f"use {', '.join(VALIDATION_DECOYS)}, got {self.validation_decoys!r}")
-        if self.validation_decoys == "test" and self.dataset != "decoy_mnist":
-            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist only; use train, or noise "
+        if self.validation_decoys == "test" and self.dataset not in DECOY_DATASETS:
+            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist and decoy_fmnist only; use train, or noise "
                                      "or swap (counterfactual validation images)")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
