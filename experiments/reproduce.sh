@@ -265,6 +265,16 @@ python experiments/learning_curves.py --root results/annotation --budgets 50,100
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
 
+# ==== docs/results/own-images.md: photograph shortcut tasks with the shipped defaults ===============
+for t in corner photos moving control; do
+  python experiments/shortcut_photos.py --task $t --out data/$t
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback \
+      --folds 0,1,2 --set data_dir=data/$t --jobs 2 --overlap saliency --overlap-images 500 \
+      --out results/own_images/$t
+done
+python experiments/own_images_table.py --root results/own_images --out results/own_images
+cp results/own_images/summary.md results/own_images/runs.csv experiments/results/own_images/
+
 # ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
 python experiments/shortcut_photos.py --task corner --out data/corner
 python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/corner --mode none --fold 0 --out runs/corner
