@@ -237,7 +237,7 @@ def test_config_errors_for_the_new_keys(tmp_path):
         load_config(None, {"dataset": "folder"})
     with pytest.raises(ConfigError, match="use 1 .grey. or 3 .RGB., got 2"):
         _cfg(tmp_path, channels=2)
-    with pytest.raises(ConfigError, match="torchvision downloads oxford_pets and sbd only"):
+    with pytest.raises(ConfigError, match="torchvision downloads oxford_pets, sbd, decoy_fmnist only"):
         _cfg(tmp_path, download=True)
     with pytest.raises(ConfigError, match="ImageNet weights and normalization take RGB"):
         _cfg(tmp_path, channels=1)
@@ -245,5 +245,5 @@ def test_config_errors_for_the_new_keys(tmp_path):
         _cfg(tmp_path, test_fraction=1.5)
     with pytest.raises(ConfigError, match="alexnet needs image_size >= 31, got 16"):
         _cfg(tmp_path, architecture="alexnet", image_size=16)
-    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; use one of decoy_mnist, npz, folder"):
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; use one of decoy_mnist, decoy_fmnist, npz, folder"):
         load_config(None, {"dataset": "imagenet"})

@@ -117,7 +117,7 @@ def test_validation_decoys_follow_the_test_rule_when_asked():
     assert torch.equal(split_t.val.labels, split.val.labels)
     assert (grey(split_t.val) != 255 - 25 * split_t.val.labels).float().mean() > 0.8  # random grey
     assert torch.equal(split_t.train.images, split.train.images)   # training data unchanged
-    with pytest.raises(ConfigError, match="decoy_mnist only"):
+    with pytest.raises(ConfigError, match="decoy_mnist and decoy_fmnist only"):
         load_config(None, {"dataset": "npz", "npz_path": "x.npz", "validation_decoys": "test"})
 
 

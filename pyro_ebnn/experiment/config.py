@@ -169,7 +169,7 @@ class Config:
         if self.channels not in (1, 3):
             bad("channels", f"use 1 (grey) or 3 (RGB), got {self.channels!r}")
         if self.download and self.dataset not in DOWNLOADABLE:
-            bad("download", f"torchvision downloads {' and '.join(DOWNLOADABLE)} only; get {self.dataset} by hand "
+            bad("download", f"torchvision downloads {', '.join(DOWNLOADABLE)} only; get {self.dataset} by hand "
                             "(see pyro_ebnn.data.real) and set download: false")
         if not 0 < self.test_fraction < 1:
             bad("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
