@@ -18,7 +18,7 @@ typology); scaled per image by its minimum and maximum. The gradient is kept in 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,14 +60,18 @@ def split_at_evidence(net: nn.Module, at: str = "mean") -> tuple[Callable, Calla
     return (lambda x: net.evidence_layer(net.body(x))), net.head
 
 
-def gradcam_map(features: Callable, classify: Callable, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """N x u x v Grad-CAM maps of the logit of class ``target[i]`` on the last convolution, scaled
-    to [0, 1] per image, differentiable (module docstring)."""
+def gradcam_map(features: Callable, classify: Callable, x: torch.Tensor,
+                target: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """N x u x v Grad-CAM maps of the logit of class ``target[i]`` (None: the predicted class, from
+    the same forward pass) on the last convolution, scaled to [0, 1] per image, differentiable
+    (module docstring)."""
     with torch.enable_grad():
         a = features(x)
         if not a.requires_grad:  # a frozen network: the map, without a gradient to the weights
             a = a.detach().requires_grad_(True)
-        score = classify(a).gather(-1, target.long()[:, None].to(a.device)).sum()
+        logits = classify(a)
+        target = logits.detach().argmax(-1) if target is None else target.long().to(a.device)
+        score = logits.gather(-1, target[:, None]).sum()
         (grad,) = torch.autograd.grad(score, a, create_graph=True)
     g = (grad.mean((2, 3), keepdim=True) * a).sum(1)
     low = g.flatten(1).min(1).values[:, None, None]
@@ -83,9 +87,7 @@ def cell_mask(mask: torch.Tensor, x: torch.Tensor, cells: tuple) -> torch.Tensor
 def rrr_gradcam_penalty(features: Callable, classify: Callable, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """RRR-G per image (B,): ``sum_cells (m * g)^2`` with ``g`` the scaled Grad-CAM map of the
     predicted class. Exactly zero for an image with an all-zero mask."""
-    with torch.no_grad():
-        predicted = classify(features(x)).argmax(-1)
-    g = gradcam_map(features, classify, x, predicted)
+    g = gradcam_map(features, classify, x)
     return (cell_mask(mask, x, g.shape[1:]) * g).square().flatten(1).sum(1)
 
 
