@@ -21,14 +21,12 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from pyro_ebnn.annotate import AnnotationTask, create_app
+from pyro_ebnn.annotate.server import serving_in_background
 from pyro_ebnn.annotate.session import finetune_command
 from pyro_ebnn.experiment.rundir import read_metrics
 
@@ -36,25 +34,7 @@ from pyro_ebnn.experiment.rundir import read_metrics
 REPORTED = ("balanced_accuracy", "worst_group_accuracy", "marked_swap_balanced_accuracy")
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-class Quiet(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
 TOKEN = "tutorial"
-
-
-@contextmanager
-def serving(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def paint_box(page, box, zoom, brush=3):
@@ -100,7 +80,7 @@ def walk_the_page(task: AnnotationTask, store_path: Path, figures: Path, budget:
                          discovery=discovery)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        with serving(app) as base:
+        with serving_in_background(app) as base:
             page.goto(f"{base}/?token={TOKEN}")
             page.wait_for_selector("body[data-index]", timeout=60_000)
             page.evaluate("() => new Promise(requestAnimationFrame)")

@@ -7,16 +7,15 @@ The session fixture ``browser`` (conftest.py) installs Debian's Chromium with ap
 and the tests run as root; screenshots go to test-artifacts/ (or $TEST_ARTIFACTS)."""
 import os
 import socket
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 
 from annotate_fixtures import FakeTask, fake_store
-from pyro_ebnn.annotate.server import create_app
+from pyro_ebnn.annotate.server import create_app, serving_in_background
 from pyro_ebnn.annotate.session import page_token
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
@@ -33,17 +32,7 @@ class _OneRequestPerConnection(WSGIRequestHandler):
         pass
 
 
-@contextmanager
-def _serving(app, port=0, handler=None):
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+_serving = serving_in_background
 
 
 def _free_port():

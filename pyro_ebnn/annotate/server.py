@@ -50,6 +50,7 @@ import hmac
 import ipaddress
 import socket
 import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -63,7 +64,7 @@ from .groups import add_discovery
 from .wire import (MaskEncodingError, decode_mask, encode_mask, error_response, heat_range, heat_rgba,
                    heat_scale, png)
 
-__all__ = ["AnnotateError", "MaskEncodingError", "create_app", "serve", "page_url", "is_loopback", "encode_mask",
+__all__ = ["AnnotateError", "MaskEncodingError", "create_app", "serve", "serving_in_background", "page_url", "is_loopback", "encode_mask",
            "decode_mask", "TOKEN_HEADER", "MAX_BODY_BYTES", "SECURITY_HEADERS"]
 
 TOKEN_HEADER = "X-Annotate-Token"
@@ -383,6 +384,21 @@ def serve(task, store, host: str = "127.0.0.1", port: int = 8765, token: str | N
             pass
         finally:
             server.server_close()
+
+
+@contextmanager
+def serving_in_background(app, port: int = 0, request_handler=None):
+    """Serve ``app`` on 127.0.0.1:``port`` (0: any free port) from a background thread while the
+    block runs; yields the base address. For scripts and tests that drive the page in a browser."""
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=request_handler or _QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 class _QuietHandler(WSGIRequestHandler):
