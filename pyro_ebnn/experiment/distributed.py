@@ -16,6 +16,7 @@ for it. NCCL on GPUs (one per process, ``LOCAL_RANK``), gloo on CPUs.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -74,7 +75,8 @@ class Group:
 def join(device: torch.device) -> tuple[Group, torch.device]:
     """The group this process belongs to and the device it trains on. Under ``torchrun``
     (``WORLD_SIZE`` > 1 in the environment) the process group is started here (NCCL for CUDA, gloo
-    otherwise), and each process takes the GPU ``LOCAL_RANK``; otherwise a group of one."""
+    otherwise) and closed when the process exits, and each process takes the GPU ``LOCAL_RANK``;
+    otherwise a group of one."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return Group(), device
@@ -84,4 +86,12 @@ def join(device: torch.device) -> tuple[Group, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_leave)
     return Group(rank, size, local), device
+
+
+def _leave():
+    """Close the process group before the interpreter exits: a gloo or NCCL group left to the
+    interpreter's teardown can abort the process (its worker threads are destroyed unjoined)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
