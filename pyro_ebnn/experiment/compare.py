@@ -45,11 +45,13 @@ from .tables import collect, mean_std, summarize
 
 __all__ = ["parse_modes", "run_dir", "parse_weights", "parse_sweeps", "settings_of", "label", "run_grid",
            "train_in_parallel", "worker_pool", "GPU_MIB_PER_RUN", "gpu_free_mib", "auto_jobs",
-           "is_finished", "effective_weight", "select_settings", "tables", "write", "compare"]
+           "is_finished", "effective_weight", "select_settings", "against_none", "tables", "write", "compare"]
 TABLE_METRICS = (("balanced_accuracy", "balanced accuracy"), ("worst_group_accuracy", "worst-group accuracy"),
                  ("f1_macro", "macro F1"), ("roc_auc", "ROC AUC"))
 OVERLAP_METRICS = ("overlap_saliency", "overlap_deeplift", "overlap_gradcam", "overlap_occlusion")
 COST_METRICS = (("seconds_per_epoch", "seconds per epoch"),)
+#: a mean paired difference within this of zero counts as "no change" in :func:`against_none`
+NO_CHANGE = 0.01
 
 
 def parse_modes(text: str) -> list[tuple[str, str]]:
@@ -379,6 +381,48 @@ def _with_network(runs):
     return [{**r, "network": r.get("network") or (r.get("config") or {}).get("network", "bayesian")} for r in runs]
 
 
+def against_none(runs: list[dict]) -> list[dict]:
+    """Every mode against ``none`` on the same rule, network, fold and seed: the paired differences
+    of balanced accuracy and worst-group accuracy, mean ± std over the pairs, and a verdict
+    ("helped", "no change" within :data:`NO_CHANGE`, "hurt") from the balanced accuracy.
+
+    >>> run = lambda mode, fold, acc, worst: dict(name="r", network="bayesian", mode=mode, fold=fold, seed=0,
+    ...                                           balanced_accuracy=acc, worst_group_accuracy=worst)
+    >>> rows = against_none([run("none", 0, 0.75, 0.5), run("none", 1, 0.74, 0.6),
+    ...                      run("feedback", 0, 0.70, 0.4), run("feedback", 1, 0.71, 0.5)])
+    >>> rows[0]["verdict"], rows[0]["pairs"], rows[0]["balanced_accuracy"]
+    ('hurt', 2, '-0.040 ± 0.014')
+    """
+    key = lambda r: (r.get("name"), r.get("network"), r.get("fold"), r.get("seed"))
+    reference = {key(r): r for r in runs if r.get("mode") == "none"}
+    pairs = {}
+    for r in runs:
+        base = reference.get(key(r))
+        if r.get("mode") != "none" and base is not None:
+            pairs.setdefault((r.get("name"), r.get("network"), r.get("mode")), []).append((r, base))
+    rows = []
+    for (name, network, mode), pp in sorted(pairs.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        row = {"name": name, "network": network, "mode": mode, "pairs": len(pp)}
+        for metric in ("balanced_accuracy", "worst_group_accuracy"):
+            diffs = [r[metric] - b[metric] for r, b in pp if r.get(metric) is not None and b.get(metric) is not None]
+            row[metric], row[f"{metric}_mean"], _ = mean_std(diffs)
+        change = row["balanced_accuracy_mean"]
+        row["verdict"] = ("n/a" if change is None else "helped" if change > NO_CHANGE
+                          else "hurt" if change < -NO_CHANGE else "no change")
+        rows.append(row)
+    return rows
+
+
+def _against_none_table(rows) -> list[str]:
+    if not rows:
+        return []
+    md = ["## Against no feedback (mode minus none, paired by fold)", "",
+          "| rule | mode | balanced accuracy | worst-group accuracy | folds | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['name']} | {label(r['mode'], r['network'])} | {r['balanced_accuracy']} | "
+           f"{r['worst_group_accuracy']} | {r['pairs']} | {r['verdict']} |" for r in rows]
+    return md + [""]
+
+
 def tables(runs: list[dict], modes=None) -> tuple[str, list[dict]]:
     """Markdown ([000] Table 1 / Table 2 layout plus cost) and the long CSV rows."""
     text, rows, _ = _tables(runs, modes)
@@ -411,6 +455,7 @@ def _tables(runs, modes):
           "are the Bayesian network (penalties added to the negative ELBO); (det.) is the same "
           "architecture with point weights, the setting of the baselines' own papers. "
           f"Architecture: {', '.join(archs)}.", ""]
+    md += _against_none_table(against_none(runs))
     md += ["## Table 1: test performance", ""]
     for key, title in TABLE_METRICS:
         md += table(key, title)
@@ -461,4 +506,12 @@ def compare(configs, modes: str, folds, out, sets=(), device=None, overlap=("sal
     runs = collect(out)
     if not runs:
         raise ConfigError(f"no finished runs under {out}; run compare without --collect-only first")
-    return write(runs, table_prefix or Path(out) / "compare", parsed)
+    text = write(runs, table_prefix or Path(out) / "compare", parsed)
+    chosen, _ = select_settings(_with_network(runs))
+    for row in against_none(chosen):
+        if row["verdict"] == "hurt":
+            echo(f"warning: {label(row['mode'], row['network'])} scored below none on {row['name']}'s test images: "
+                 f"balanced accuracy {row['balanced_accuracy']}, worst group {row['worst_group_accuracy']} "
+                 f"({row['pairs']} folds, paired); keep the run without feedback or change what it learns from "
+                 f"(docs/evaluation.md, \"When feedback does not help\")")
+    return text
