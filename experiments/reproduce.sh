@@ -274,6 +274,17 @@ for t in corner photos moving control; do
 done
 python experiments/own_images_table.py --root results/own_images --out results/own_images
 cp results/own_images/summary.md results/own_images/runs.csv experiments/results/own_images/
+# why feedback fails on the moving patch: the patch's effect per network, and the receptive pool
+for t in moving control photos; do for k in 0 1 2; do
+  python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/$t \
+      --set mask_pool=receptive --fold $k --out results/own_images_receptive/$t/fold$k
+done; done
+R=results/own_images/moving/image_folder_small
+python experiments/patch_sensitivity.py --task-dir data/moving --run none=$R/none/fold0 --run feedback=$R/feedback/fold0 \
+    --run feedback-receptive=results/own_images_receptive/moving/fold0 --out experiments/results/own_images/patch_moving.md
+R=results/own_images/corner/image_folder_small
+python experiments/patch_sensitivity.py --task-dir data/corner --run none=$R/none/fold0 --run feedback=$R/feedback/fold0 \
+    --out experiments/results/own_images/patch_corner.md
 
 # ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
 python experiments/shortcut_photos.py --task corner --out data/corner

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from pyro_ebnn.baselines import rrr_penalty
-from pyro_ebnn.experiment.compare import parse_modes, tables
+from pyro_ebnn.experiment.compare import against_none, parse_modes, tables
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.errors import ConfigError
 from pyro_ebnn.bnn import cdep_cnn, layer_sequence, lenet
@@ -145,6 +145,23 @@ def test_compare_tables_have_the_paper_layout_with_mean_and_std():
     for r in runs:
         r["config"] = {**r.get("config", {}), "architecture": "cdep_cnn"}
     assert "Architecture: cdep_cnn." in tables(runs)[0].splitlines()[0]
+
+
+def test_compare_says_per_rule_whether_each_mode_beat_none_fold_by_fold():
+    run = lambda mode, fold, acc, network="bayesian": {
+        "name": "r", "mode": mode, "network": network, "fold": fold, "seed": 0,
+        "balanced_accuracy": acc, "worst_group_accuracy": acc - 0.2}
+    runs = [run("none", 0, 0.70), run("none", 1, 0.80), run("feedback", 0, 0.66), run("feedback", 1, 0.74),
+            run("augment", 0, 0.705), run("augment", 1, 0.80), run("rrr", 0, 0.80), run("rrr", 1, 0.90),
+            run("rrr", 2, 0.10),                                   # no fold 2 without feedback: not paired
+            run("rrr", 0, 0.10, "deterministic")]                  # no none (det.): not paired
+    rows = {r["mode"] + "/" + r["network"]: r for r in against_none(runs)}
+    assert set(rows) == {"feedback/bayesian", "augment/bayesian", "rrr/bayesian"}
+    assert (rows["feedback/bayesian"]["balanced_accuracy"], rows["feedback/bayesian"]["verdict"]) == ("-0.050 ± 0.014", "hurt")
+    assert rows["augment/bayesian"]["verdict"] == "no change" and rows["rrr/bayesian"]["verdict"] == "helped"
+    assert (rows["rrr/bayesian"]["pairs"], rows["rrr/bayesian"]["balanced_accuracy"]) == (2, "+0.100 ± 0.000")
+    text, _ = tables(runs, parse_modes("none,feedback,augment,rrr"))
+    assert "| r | feedback | -0.050 ± 0.014 | -0.050 ± 0.014 | 2 | hurt |" in text.splitlines()
 
 
 @pytest.mark.slow

@@ -47,3 +47,19 @@ def test_the_shortcut_task_patches_every_training_image_of_one_class_and_half_of
                     "12", "--test", "8", "--size", "32", "--patch", "6", "--seed", "1"], cwd=ROOT, check=True,
                    capture_output=True, timeout=300)
     assert (again / "train" / "everyday" / "00003.png").read_bytes() == (out / "train" / "everyday" / "00003.png").read_bytes()
+
+
+def test_patch_sensitivity_pastes_the_tasks_patch_where_its_placement_rule_says():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("patch_sensitivity", ROOT / "experiments" / "patch_sensitivity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = torch.zeros(20, 3, 64, 64)
+    for placement, inside in (("random", None), ("corner", {(0, 0), (0, 56), (56, 0), (56, 56)})):
+        task = {"patch": 16, "size": 128, "colour": [255, 0, 255], "placement": placement}
+        x, where = module.pasted(images, task, seed=3)
+        assert where.flatten(1).sum(1).tolist() == [64] * 20                  # 16 px at 128 -> 8 x 8 at 64
+        assert torch.equal(x.permute(1, 0, 2, 3)[:, where[:, 0]].T, MAGENTA.expand(64 * 20, 3))
+        assert torch.equal(x[~where.expand_as(x)], images[~where.expand_as(x)])   # nothing else changed
+        corners = {tuple(int(v) for v in w[0].nonzero().min(0).values) for w in where}
+        assert corners <= inside if inside else len(corners) > 10

@@ -405,7 +405,8 @@ def against_none(runs: list[dict]) -> list[dict]:
         row = {"name": name, "network": network, "mode": mode, "pairs": len(pp)}
         for metric in ("balanced_accuracy", "worst_group_accuracy"):
             diffs = [r[metric] - b[metric] for r, b in pp if r.get(metric) is not None and b.get(metric) is not None]
-            row[metric], row[f"{metric}_mean"], _ = mean_std(diffs)
+            _, mean, std = mean_std(diffs)
+            row[metric], row[f"{metric}_mean"] = ("n/a" if mean is None else f"{mean:+.3f} ± {std:.3f}"), mean
         change = row["balanced_accuracy_mean"]
         row["verdict"] = ("n/a" if change is None else "helped" if change > NO_CHANGE
                           else "hurt" if change < -NO_CHANGE else "no change")
