@@ -41,6 +41,8 @@ def test_config_errors():
         load_config(None, {"lam": 0.0, "mode": "feedback"})
     with pytest.raises(ConfigError, match="cannot read 'abc'"):
         load_config(None, {"epochs": "abc"})
+    with pytest.raises(ConfigError, match="'evidence_channels': use all or attending, got 'some'"):
+        load_config(None, {"evidence_channels": "some"})
     assert load_config(None, {"lam": 0.0, "mode": "none"}).mode == "none"
 
 

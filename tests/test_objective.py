@@ -33,11 +33,11 @@ def batch(n=5, size=6, classes=3):
     return x, y, mask
 
 
-@pytest.mark.parametrize("lam", [1.0, 0.05])
-def test_pyro_loss_equals_hand_derived_objective(lam):
+@pytest.mark.parametrize("lam,channels", [(1.0, "all"), (0.05, "all"), (1.0, "attending")])
+def test_pyro_loss_equals_hand_derived_objective(lam, channels):
     net = tiny_net()
     net.head.eval()  # deterministic head: the only noise is the evidence-layer sample
-    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(lam))
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(lam, channels=channels))
     x, y, mask = batch()
     N = 60
     pyro.set_rng_seed(7)
@@ -46,8 +46,13 @@ def test_pyro_loss_equals_hand_derived_objective(lam):
     guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=N)
     a = guide_trace.nodes[PREACTIVATION_SITE]["value"]
     mean, std = net.evidence_moments(x)
-    ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std})
+    ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std}, channels=channels)
     assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
+    if channels == "attending":   # some marked pre-activations are observed, not all of them
+        every = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std})
+        observed = FeedbackEvidence(lam, channels=channels).irrelevant_cells(mask, mean)
+        assert 0 < observed.sum() < FeedbackEvidence(lam).irrelevant_cells(mask, mean).sum()
+        assert not torch.allclose(loss, every)
     # and the same gradients for every variational parameter
     g_pyro = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
     g_ref = torch.autograd.grad(ref, list(net.parameters()))
@@ -333,3 +338,21 @@ def test_predictive_runs_on_the_analytic_kl_model_that_train_builds():
     assert pred["logits"].shape == (4, 3, 10) and pred[PREACTIVATION_SITE].shape == (4, 3, 16, 11, 11)
     assert not torch.allclose(pred["logits"][0], pred["logits"][1])
     assert KL_SITE not in pred
+
+
+def test_attending_channels_observe_the_channels_that_light_up_on_the_marked_region_only():
+    """[000] Sec. 6: a channel that responds to the decoy is observed zero there; a channel that
+    responds everywhere alike, or elsewhere, is left free."""
+    from pyro_ebnn.bnn.evidence import attending_channels
+    mean = torch.full((2, 3, 4, 4), -1.0)
+    mean[:, 0, :2, :2] = 2.0                       # channel 0: only on the marked corner
+    mean[:, 1] = 0.5                               # channel 1: everywhere alike
+    mean[:, 2, 2:, 2:] = 3.0                       # channel 2: only elsewhere
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[0, :, :4, :4] = True                      # image 1 has no mask
+    cells = FeedbackEvidence(1.0, channels="attending").irrelevant_cells(mask, mean)
+    assert cells[0].flatten(1).sum(1).tolist() == [4, 0, 0] and not cells[1].any()
+    assert torch.equal(attending_channels(mean, downsize_mask(mask, (4, 4))).flatten(1),
+                       torch.tensor([[True, False, False], [False, False, False]]))
+    with pytest.raises(ValueError, match="use 'all' or 'attending'"):
+        FeedbackEvidence(1.0, channels="some")

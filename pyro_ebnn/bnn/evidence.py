@@ -20,12 +20,15 @@ import pyro
 import pyro.distributions as dist
 from pyro import poutine
 
-__all__ = ["PREACTIVATION_SITE", "EVIDENCE_SITE", "downsize_mask", "preactivation_distribution", "MaskedNormal",
-           "observe_irrelevant_activations", "FeedbackEvidence", "reaches_output"]
+__all__ = ["PREACTIVATION_SITE", "EVIDENCE_SITE", "CHANNELS", "downsize_mask", "attending_channels",
+           "preactivation_distribution", "MaskedNormal", "observe_irrelevant_activations", "FeedbackEvidence",
+           "reaches_output"]
 
 #: Pyro site names; they say what they hold.
 PREACTIVATION_SITE = "last_conv.preactivation"
 EVIDENCE_SITE = "feedback.irrelevant_preactivation"
+#: which channels of a marked cell are observed: all of them ([000] Eq. 4) or those attending to the marked region ([000] Sec. 6)
+CHANNELS = ("all", "attending")
 
 
 def downsize_mask(mask: torch.Tensor, size: tuple[int, int], pool: str = "max") -> torch.Tensor:
@@ -54,6 +57,31 @@ def downsize_mask(mask: torch.Tensor, size: tuple[int, int], pool: str = "max") 
     if pool == "min":
         return F.adaptive_avg_pool2d(1.0 - m, size) == 0
     raise ValueError(f"unknown mask pool {pool!r}; use 'max' or 'min'")
+
+
+def attending_channels(mean: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Bool ... x C x 1 x 1: the channels that attend to the marked cells of each image ([000] Sec. 6,
+    channel-selective evidence). A channel attends to them when it puts more of its positive
+    activation there than a channel spread evenly over the map would:
+
+        share_c = sum_{marked} relu(mu_c) / sum_{all cells} relu(mu_c)  >  marked cells / all cells.
+
+    ``mean``: mu_U, ... x C x u x v; ``cells``: the marked cells, broadcastable to it. The choice is
+    not differentiated (it selects which pre-activations are observed, like the mask itself).
+
+    >>> mean = torch.zeros(1, 2, 2, 2)
+    >>> mean[0, 0, 0, 0], mean[0, 0, 1, 1] = 3.0, 1.0        # channel 0: 3/4 of its mass on the marked cell
+    >>> mean[0, 1] = 1.0                                      # channel 1: spread evenly (1/4 = the cell's share)
+    >>> cells = torch.zeros(1, 1, 2, 2, dtype=torch.bool); cells[0, 0, 0, 0] = True
+    >>> attending_channels(mean, cells).flatten().tolist()
+    [True, False]
+    """
+    mass = mean.detach().clamp(min=0)
+    cells = cells.expand_as(mass)
+    inside = (mass * cells).sum((-2, -1), keepdim=True)
+    share = inside / mass.sum((-2, -1), keepdim=True).clamp(min=torch.finfo(mass.dtype).tiny)
+    area = cells.sum((-2, -1), keepdim=True) / (mass.shape[-2] * mass.shape[-1])
+    return share > area
 
 
 def preactivation_distribution(mean: torch.Tensor, std: torch.Tensor) -> dist.Distribution:
@@ -170,11 +198,14 @@ class FeedbackEvidence:
         that still see part of it; an extension beyond the papers).
     gradient_filter: [001] Eq. (12): keep only the cells whose activation reaches the output, i.e.
         has a non-zero gradient of the summed logits (evaluated at the LRT mean).
+    channels: "all" (every channel of a marked cell, [000] Eq. 4) or "attending" (only the channels
+        that attend to the marked region, :func:`attending_channels`; [000] Sec. 6's proposal).
     """
 
     lam: float = 1.0
     pool: str = "max"
     gradient_filter: bool = False
+    channels: str = "all"
 
     def __post_init__(self):
         if not (isinstance(self.lam, (int, float)) and self.lam > 0):
@@ -182,6 +213,8 @@ class FeedbackEvidence:
                              "to train without feedback use mode 'none'")
         if self.pool not in ("max", "min", "receptive"):
             raise ValueError(f"unknown mask pool {self.pool!r}; use 'max', 'min' or 'receptive'")
+        if self.channels not in CHANNELS:
+            raise ValueError(f"unknown evidence channels {self.channels!r}; use 'all' or 'attending'")
 
     def irrelevant_cells(self, mask: torch.Tensor, mean: torch.Tensor, net=None) -> torch.Tensor:
         """Boolean B x C x u x v: the pre-activations to condition on zero. ``net`` (a BayesianCNN)
@@ -193,6 +226,8 @@ class FeedbackEvidence:
         else:
             cells = downsize_mask(mask, tuple(mean.shape[-2:]), self.pool)
         cells = cells.expand(mean.shape[-4:])
+        if self.channels == "attending":
+            cells = cells & attending_channels(mean, cells)
         if self.gradient_filter:
             if net is None:
                 raise ValueError("the gradient filter needs the network")

@@ -67,9 +67,12 @@ def lrt_layer(layer: BayesianLayer, z: torch.Tensor, eps: Optional[torch.Tensor]
 
 
 def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None, lam: float = 0.0,
-                  prior_scale: float = 0.1, noise: Optional[Mapping[str, torch.Tensor]] = None, pool: str = "max"):
+                  prior_scale: float = 0.1, noise: Optional[Mapping[str, torch.Tensor]] = None, pool: str = "max",
+                  channels: str = "all"):
     """[000] Eq. (3) with the Eq. (4) likelihood, one LRT sample. ``noise`` fixes the eps of the
-    layers it names (``bayesian_layers`` names: conv1, conv2, fc1, ...); the others draw theirs."""
+    layers it names (``bayesian_layers`` names: conv1, conv2, fc1, ...); the others draw theirs.
+    ``channels="attending"``: only the channels whose positive activation falls on the marked cells
+    more than evenly are observed ([000] Sec. 6)."""
     noise = dict(noise or {})
     names = {id(layer): name for name, layer in bayesian_layers(net).items()}
     z, evidence = x, x.new_zeros(())
@@ -80,6 +83,11 @@ def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None
         z, mean, std = lrt_layer(module, z, noise.get(names[id(module)]))
         if module is net.evidence_layer and mask is not None:
             irrelevant = downsize_mask(mask, tuple(mean.shape[-2:]), pool).expand_as(mean)
+            if channels == "attending":
+                positive = mean.detach().clamp(min=0)
+                share = (positive * irrelevant).sum((2, 3)) / positive.sum((2, 3)).clamp(min=1e-30)
+                area = irrelevant[:, :1].float().mean((2, 3))
+                irrelevant = irrelevant & (share > area)[..., None, None]
             z = z.masked_fill(irrelevant, 0.0)
             log_n0 = -0.5 * (mean / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
             evidence = (log_n0 * irrelevant).sum()

@@ -100,6 +100,7 @@ class Config:
     lam: Union[float, str] = 3e-4
     mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
+    evidence_channels: str = "all"        # all ([000] Eq. 4) | attending: only the channels attending to the marked region ([000] Sec. 6)
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
     # feedback of lower quality, for every mode: incomplete:F (every mask cut to F of its extent) or
     # wrong:F (F of the masks moved off the shortcut); null = the masks as they are (pyro_ebnn.data.noise)
@@ -230,6 +231,8 @@ class Config:
             bad("standardize", f"must be true or false, got {self.standardize!r}")
         if self.mask_pool not in ("max", "min", "receptive"):
             bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
+        if self.evidence_channels not in ("all", "attending"):
+            bad("evidence_channels", f"use all or attending, got {self.evidence_channels!r}")
         if self.architecture not in ARCHITECTURES:
             bad("architecture", f"use one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         if self.architecture == "alexnet" and self.dataset in DISK_DATASETS and self.image_size < 31:
