@@ -239,6 +239,13 @@ python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-determ
 # the Bayesian network's default penalty weights
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,rrr,l1grad,cdep,eg --penalty-weights 1,10,100,1000 --folds 0 --set epochs=5 --set max_train_images=20000 --set validation_decoys=test --set threads=1 --overlap none --out results/bayesian_weights
 
+# ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
+for rule in position color; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes feedback \
+      --sweep feedback:evidence_channels=all,attending --folds 0,1,2 --set epochs=8 --set eval_samples=10 \
+      --set threads=1 --set validation_decoys=test --out results/channels
+done
+
 # ==== docs/results/photos.md: real photographs through the image-folder path =====================
 python experiments/shortcut_photos.py --out data/shortcut_photos
 python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback,augment \
