@@ -2,6 +2,7 @@
 likelihoods, the model and guide, the posterior predictive and the hand-derived objective.
 
 Nothing here knows which dataset it sees or how an experiment is run."""
+from .backbones import STAGES, TORCHVISION_PREFIX, ResidualBlock, is_torchvision, torchvision_cnn, torchvision_state
 from .evidence import (EVIDENCE_SITE, PREACTIVATION_SITE, FeedbackEvidence, MaskedNormal, downsize_mask,
                        observe_irrelevant_activations, reaches_output)
 from .layers import (BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_layers, max_pool_2x2, run_lrt,
@@ -23,4 +24,5 @@ __all__ = ["EVIDENCE_SITE", "PREACTIVATION_SITE", "LOGITS_SITE", "PENALTY_SITE",
            "NORMALIZATIONS", "normalized", "imagenet_alexnet_file", "imagenet_alexnet_state", "load_pretrained_means",
            "load_means", "cdep_cnn", "lenet", "fit_standardization", "standardization_of", "standardized",
            "layer_sequence", "plain_network", "posterior_network", "weights_at", "logits_at", "negative_elbo",
-           "mean_probs", "posterior_predictive", "predictive_probs", "PRIORS", "NormalPrior", "LaplacePrior"]
+           "mean_probs", "posterior_predictive", "predictive_probs", "PRIORS", "NormalPrior", "LaplacePrior",
+           "STAGES", "TORCHVISION_PREFIX", "ResidualBlock", "is_torchvision", "torchvision_cnn", "torchvision_state"]

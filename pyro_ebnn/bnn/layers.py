@@ -172,10 +172,12 @@ def run_lrt(module: nn.Module, z: torch.Tensor, sample_shape: torch.Size = torch
     """
     if isinstance(module, BayesianLayer):
         return module(z, sample_shape)
+    if hasattr(module, "run_lrt"):  # a block of its own (pyro_ebnn.bnn.backbones.ResidualBlock)
+        return module.run_lrt(z, sample_shape)
     if isinstance(module, nn.Sequential):
         for child in module:
             z = run_lrt(child, z, sample_shape)
-            if isinstance(child, BayesianLayer):
+            if isinstance(child, BayesianLayer) or hasattr(child, "run_lrt"):
                 sample_shape = torch.Size()
         return z
     if _is_pool_2x2(module):
@@ -271,7 +273,7 @@ def _is_pool_2x2(module: nn.Module) -> bool:
 
 
 #: Plain modules that expect an N x C x H x W input (all others act elementwise).
-_IMAGE_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+_IMAGE_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
                   nn.BatchNorm2d, nn.Flatten)
 
 

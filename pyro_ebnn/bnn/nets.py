@@ -119,7 +119,10 @@ class BayesianCNN(nn.Module):
 
     def evidence_moments(self, x: torch.Tensor, sample_shape: torch.Size = torch.Size()):
         """mu_U and sigma_U of the last-conv pre-activation (LRT through the body)."""
-        return self.evidence_layer.moments(run_lrt(self.body, x, sample_shape))
+        z = run_lrt(self.body, x, sample_shape)
+        if sample_shape and z.dim() == x.dim():  # a body of point estimates: the draws start at the evidence layer
+            z = z.expand(sample_shape + z.shape)
+        return self.evidence_layer.moments(z)
 
     def classify(self, a: torch.Tensor) -> torch.Tensor:
         """Logits from a (sampled) last-conv pre-activation."""
@@ -137,7 +140,8 @@ class BayesianCNN(nn.Module):
             elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
                 m = F.max_pool2d(m, module.kernel_size, module.stride, module.padding, ceil_mode=module.ceil_mode)
             elif not isinstance(module, (nn.ReLU, nn.BatchNorm2d, nn.Dropout, Standardize)):
-                raise ValueError(f"receptive-field pooling does not know {type(module).__name__}")
+                raise ValueError(f"receptive-field pooling does not know {type(module).__name__}; "
+                                 "use mask_pool: max or min")
             if module is self.evidence_layer:
                 return m > 0.5
         raise AssertionError("the evidence layer is part of the network")  # pragma: no cover
@@ -208,6 +212,8 @@ def plain_network(net: BayesianCNN) -> nn.Sequential:
     def convert(module):
         if isinstance(module, BayesianLayer):
             return _plain_layer(module)
+        if hasattr(module, "converted"):  # a block with Bayesian convolutions (backbones.ResidualBlock)
+            return module.converted(convert)
         if isinstance(module, nn.Sequential):
             return nn.Sequential(OrderedDict((name, convert(child)) for name, child in module.named_children()))
         if any(isinstance(m, BayesianLayer) for m in module.modules()):

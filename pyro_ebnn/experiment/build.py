@@ -8,7 +8,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ..baselines import PointModel, make_penalty, point_network
-from ..bnn import (ARCHITECTURES, PRIORS, CategoricalLikelihood, FeedbackBNN, FeedbackEvidence, imagenet_alexnet_state,
+from ..bnn import (ARCHITECTURES, PRIORS, TORCHVISION_PREFIX, is_torchvision, torchvision_cnn, torchvision_state, CategoricalLikelihood, FeedbackBNN, FeedbackEvidence, imagenet_alexnet_state,
                    load_means, load_pretrained_means, normalized, standardized)
 from ..errors import ConfigError
 
@@ -27,8 +27,17 @@ def build_net(cfg, input_shape, num_classes, initialize: bool = True):
     if c != 3 and (cfg.normalize == "imagenet" or cfg.pretrained is not False):
         raise ConfigError(f"ImageNet weights and normalization take RGB images, these have {c} channel(s); set "
                           "normalize: none and pretrained: false, or read the images with channels: 3")
-    pretrained = imagenet_alexnet_state(cfg.pretrained) if initialize and cfg.pretrained is not False else None
     trained = initial_state(cfg.init_from) if initialize and cfg.init_from else None
+    if is_torchvision(cfg.architecture):
+        name = cfg.architecture[len(TORCHVISION_PREFIX):]
+        state = torchvision_state(name, cfg.pretrained) if initialize and cfg.pretrained is not False else None
+        net = torchvision_cnn(name, num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init,
+                              evidence_layer=cfg.evidence_layer, state=state)
+        net = standardized(net) if cfg.standardize else normalized(net, cfg.normalize)
+        if trained is not None:
+            load_means(net, trained[1], str(trained[0]))
+        return net
+    pretrained = imagenet_alexnet_state(cfg.pretrained) if initialize and cfg.pretrained is not False else None
     extra = {"batch_norm": cfg.batch_norm} if cfg.architecture == "alexnet" else {}
     net = ARCHITECTURES[cfg.architecture](num_classes, in_channels=c, image_size=h, rho_init=cfg.rho_init, **extra)
     if pretrained is not None:

@@ -13,7 +13,7 @@ from typing import Iterable, Optional, Union
 import yaml
 
 from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint
-from ..bnn import ARCHITECTURES, NORMALIZATIONS
+from ..bnn import ARCHITECTURES, NORMALIZATIONS, STAGES, is_torchvision
 from ..data import DATASETS, DECOY_DATASETS, DISK_DATASETS
 from ..data.noise import parse_feedback_noise
 from ..errors import ConfigError, DataError
@@ -68,7 +68,10 @@ class Config:
     # images as they are stay available as the extra validation set "ordinary".
     validation_decoys: str = "train"
     # -- model -----------------------------------------------------------------------------------
-    architecture: str = "lenet"           # lenet | alexnet | cdep_cnn (the MNIST CNN of [004])
+    architecture: str = "lenet"           # lenet | alexnet | cdep_cnn (the MNIST CNN of [004]) | torchvision:<resnet>
+    # torchvision:<name> (resnet18, resnet34, resnet50, ...): the stage whose output carries the
+    # evidence, layer1 ... layer4, or auto: the deepest with at least 7 x 7 cells (pyro_ebnn.bnn.backbones)
+    evidence_layer: str = "auto"
     batch_norm: bool = False              # alexnet: batch norm after each convolution ([001]'s AlexNet)
     # the posterior means of alexnet start at ImageNet weights ([000]): true = torchvision's
     # IMAGENET1K_V1 (the torch hub cache, downloaded there if missing), a path = a state-dict file
@@ -233,15 +236,27 @@ class Config:
             bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
         if self.evidence_channels not in ("all", "attending"):
             bad("evidence_channels", f"use all or attending, got {self.evidence_channels!r}")
-        if self.architecture not in ARCHITECTURES:
-            bad("architecture", f"use one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture not in ARCHITECTURES and not is_torchvision(self.architecture):
+            bad("architecture", f"use one of {', '.join(ARCHITECTURES)} or torchvision:<name> (e.g. "
+                                f"torchvision:resnet18), got {self.architecture!r}")
+        if self.evidence_layer != "auto" and not is_torchvision(self.architecture):
+            bad("evidence_layer", f"{self.architecture} has one evidence layer, its last convolution; set "
+                                  "evidence_layer: auto (a stage is named for torchvision:<name> networks)")
+        if self.evidence_layer not in ("auto",) + STAGES:
+            bad("evidence_layer", f"use auto or one of {', '.join(STAGES)}, got {self.evidence_layer!r}")
+        if is_torchvision(self.architecture) and self.mask_pool == "receptive":
+            bad("mask_pool", "a residual network's cells see (nearly) the whole image, so the receptive pool would "
+                             "mark every cell; use max or min")
+        if is_torchvision(self.architecture) and self.dataset in DISK_DATASETS and self.image_size < 32:
+            bad("image_size", f"a ResNet needs image_size >= 32, got {self.image_size}")
         if self.architecture == "alexnet" and self.dataset in DISK_DATASETS and self.image_size < 31:
             bad("image_size", f"alexnet needs image_size >= 31, got {self.image_size} (224 gives the papers' 13 x 13 "
                               "last convolution)")
         if self.batch_norm and self.architecture != "alexnet":
             bad("batch_norm", f"batch norm is a variant of alexnet ([001]); set batch_norm: false for {self.architecture}")
-        if self.pretrained is not False and self.architecture != "alexnet":
-            bad("pretrained", f"pretrained weights exist for alexnet only; set pretrained: false for {self.architecture}")
+        if self.pretrained is not False and self.architecture != "alexnet" and not is_torchvision(self.architecture):
+            bad("pretrained", f"pretrained weights exist for alexnet and torchvision:<name> only; set pretrained: "
+                              f"false for {self.architecture}")
         if self.pretrained is not False and self.init_from:
             bad("init_from", "start from either pretrained weights or a trained run; set pretrained: false or "
                              "init_from: null")
