@@ -196,6 +196,11 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --collect-
     --modes none,feedback,augment,rrr,l1grad,eg,rrr@deterministic,cdep@deterministic,l1grad@deterministic,eg@deterministic,none@deterministic \
     --out results/compare_val
 cp results/compare_val/compare.md results/compare_val/compare.csv results/compare_val/compare_sweep.csv experiments/results/baselines/
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,none@deterministic $C --jobs 2   # Grad-CAM penalties
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes rrr_gradcam,hint,rrr_gradcam@deterministic,hint@deterministic \
+    --penalty-weights 0.1,1,10 $C --jobs 2
+cp results/compare_val/compare.md experiments/results/baselines/gradcam_compare.md
+cp results/compare_val/compare_sweep.csv experiments/results/baselines/gradcam_compare_sweep.csv
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
