@@ -278,7 +278,7 @@ python experiments/benchmark_annotate.py --run results/annotation/position/base 
 python -m pytest -q -s tests/test_annotate_page.py
 
 # ==== docs/results/own-images.md: photograph shortcut tasks with the shipped defaults ===============
-for t in corner photos moving control; do
+for t in corner photos moving control textures; do
   python experiments/shortcut_photos.py --task $t --out data/$t
   python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback \
       --folds 0,1,2 --set data_dir=data/$t --jobs 2 --overlap saliency --overlap-images 500 \
@@ -289,8 +289,14 @@ cp results/own_images/summary.md results/own_images/runs.csv experiments/results
 # why feedback fails on the moving patch: the patch's effect per network, and the receptive pool
 for t in moving control photos; do for k in 0 1 2; do
   python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/$t \
-      --set mask_pool=receptive --fold $k --out results/own_images_receptive/$t/fold$k
+      --set mask_pool=receptive --set evidence_channels=all --fold $k --out results/own_images_receptive/$t/fold$k
 done; done
+for t in moving control photos; do
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes feedback --folds 0,1,2 \
+      --set data_dir=data/$t --set mask_pool=receptive --jobs 2 --overlap none --out results/own_images_receptive/$t
+done
+python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes feedback --folds 0,1,2 \
+    --set data_dir=data/textures --set evidence_channels=all --jobs 2 --overlap none --out results/own_images_all/textures
 R=results/own_images/moving/image_folder_small
 python experiments/patch_sensitivity.py --task-dir data/moving --run none=$R/none/fold0 --run feedback=$R/feedback/fold0 \
     --run feedback-receptive=results/own_images_receptive/moving/fold0 --out experiments/results/own_images/patch_moving.md

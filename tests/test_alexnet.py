@@ -132,7 +132,7 @@ def test_init_from_starts_the_means_at_a_trained_deterministic_run(tmp_path):
 
 
 def test_config_refuses_what_does_not_fit():
-    with pytest.raises(ConfigError, match="pretrained weights exist for alexnet only"):
+    with pytest.raises(ConfigError, match="pretrained weights exist for alexnet and torchvision"):
         load_config(None, {"pretrained": True})
     with pytest.raises(ConfigError, match="batch norm is a variant of alexnet"):
         load_config(None, {"batch_norm": True})

@@ -113,8 +113,10 @@ class BayesianCNN(nn.Module):
         super().__init__()
         self.body, self.evidence_layer, self.head = body, evidence_layer, head
         self.input_shape = tuple(input_shape)
-        with torch.no_grad():
-            mean, _ = self.evidence_moments(torch.zeros((1,) + self.input_shape))
+        training = self.training
+        with torch.no_grad():  # in eval mode: a zero image must not move batch norms' running statistics
+            mean, _ = self.eval().evidence_moments(torch.zeros((1,) + self.input_shape))
+        self.train(training)
         self.evidence_shape = tuple(mean.shape[1:])
 
     def evidence_moments(self, x: torch.Tensor, sample_shape: torch.Size = torch.Size()):
