@@ -113,16 +113,20 @@ class BayesianCNN(nn.Module):
         super().__init__()
         self.body, self.evidence_layer, self.head = body, evidence_layer, head
         self.input_shape = tuple(input_shape)
-        training = self.training
-        with torch.no_grad():  # in eval mode: a zero image must not move batch norms' running statistics
-            mean, _ = self.eval().evidence_moments(torch.zeros((1,) + self.input_shape))
-        self.train(training)
+        self._point_body = not any(isinstance(m, BayesianLayer) for m in body.modules())
+        norms = [b for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        kept = [b.clone() for b in norms]  # a zero image must not move batch norms' running statistics
+        with torch.no_grad():
+            mean, _ = self.evidence_moments(torch.zeros((1,) + self.input_shape))
+            for b, k in zip(norms, kept):
+                b.copy_(k)
         self.evidence_shape = tuple(mean.shape[1:])
 
     def evidence_moments(self, x: torch.Tensor, sample_shape: torch.Size = torch.Size()):
         """mu_U and sigma_U of the last-conv pre-activation (LRT through the body)."""
         z = run_lrt(self.body, x, sample_shape)
-        if sample_shape and z.dim() == x.dim():  # a body of point estimates: the draws start at the evidence layer
+        if sample_shape and self._point_body:  # a body of point estimates: the draws start at the evidence layer
             z = z.expand(sample_shape + z.shape)
         return self.evidence_layer.moments(z)
 
