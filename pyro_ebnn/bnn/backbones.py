@@ -19,7 +19,6 @@ after ``layer3``; ``evidence_layer: auto`` takes the deepest stage with at least
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .layers import BayesianConv2d, BayesianLinear, run_lrt
-from .nets import BayesianCNN
+from .nets import BayesianCNN, pretrained_state
 
 __all__ = ["TORCHVISION_PREFIX", "STAGES", "MIN_CELLS", "ResidualBlock", "torchvision_cnn", "torchvision_state",
            "is_torchvision"]
@@ -201,27 +200,7 @@ def torchvision_state(name: str, source: Union[bool, str] = True) -> dict:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except Exception:
         raise ConfigError(f"torchvision has no pretrained weights for {name!r}; set pretrained: false")
-    if source is True:
-        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        try:
-            return weights.get_state_dict(progress=False)
-        except Exception as e:  # offline (URLError, OSError), or a corrupt file
-            raise ConfigError(f"pretrained: true needs torchvision's ImageNet {name} weights; looked for {where} "
-                              f"(downloaded from {weights.url}) and could not get them ({type(e).__name__}); put "
-                              "the file there, set pretrained: PATH to a copy, or set pretrained: false")
-    path = Path(str(source))
-    if not path.is_file():
-        raise ConfigError(f"pretrained: {path} does not exist; it should be a state dict of torchvision's {name} "
-                          f"(e.g. {Path(weights.url).name} from {weights.url}), or set pretrained: true or false")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"pretrained: cannot read {path} as a state dict ({type(e).__name__}); save one with "
-                          "torch.save(model.state_dict(), path), or set pretrained: false")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"pretrained: {path} is not a state dict (a dict of tensors); save one with "
-                          "torch.save(model.state_dict(), path), or set pretrained: false")
-    return state
+    return pretrained_state(weights, name, source)
 
 
 def _resnet(name: str) -> nn.Module:

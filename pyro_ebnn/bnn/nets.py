@@ -23,7 +23,7 @@ from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_laye
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "ARCHITECTURES", "channel_moments", "Standardize",
            "BayesianCNN", "AT", "layer_sequence", "plain_network", "weights_at", "logits_at", "posterior_network",
            "lenet", "alexnet", "cdep_cnn", "standardized", "normalized", "fit_standardization",
-           "standardization_of", "imagenet_alexnet_file", "imagenet_alexnet_state", "load_pretrained_means",
+           "standardization_of", "imagenet_alexnet_file", "pretrained_state", "imagenet_alexnet_state", "load_pretrained_means",
            "load_means"]
 
 #: torchvision's ImageNet channel statistics, what its pretrained weights expect
@@ -381,25 +381,23 @@ def imagenet_alexnet_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
 
 
-def imagenet_alexnet_state(source: Union[bool, str] = True) -> dict:
-    """The state dict of torchvision's AlexNet: ``True`` = ``AlexNet_Weights.IMAGENET1K_V1`` from the
-    torch hub cache (downloaded there when missing and online), a path = a state-dict file.
-    Unavailable weights are a :class:`ConfigError` naming the file, where it comes from and the way
-    out (``pretrained: false``)."""
+def pretrained_state(weights, name: str, source: Union[bool, str] = True) -> dict:
+    """The state dict of torchvision's network ``name`` with the pretrained ``weights`` (a torchvision
+    ``Weights`` entry): ``True`` = from the torch hub cache (downloaded there when missing and online),
+    a path = a state-dict file. Unavailable weights are a :class:`ConfigError` naming the file, where
+    it comes from and the way out (``pretrained: false``)."""
     if source is True:
-        where = imagenet_alexnet_file()
+        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         try:
-            return AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+            return weights.get_state_dict(progress=False)
         except Exception as e:  # offline (URLError, OSError), or a corrupt file
-            raise ConfigError(f"pretrained: true needs torchvision's ImageNet AlexNet weights; looked for {where} "
-                              f"(downloaded from {AlexNet_Weights.IMAGENET1K_V1.url}) and could not get them "
-                              f"({type(e).__name__}); put the file there, set pretrained: PATH to a copy, or set "
-                              "pretrained: false")
+            raise ConfigError(f"pretrained: true needs torchvision's ImageNet {name} weights; looked for {where} "
+                              f"(downloaded from {weights.url}) and could not get them ({type(e).__name__}); put "
+                              "the file there, set pretrained: PATH to a copy, or set pretrained: false")
     path = Path(str(source))
     if not path.is_file():
-        raise ConfigError(f"pretrained: {path} does not exist; it should be a state dict of torchvision's AlexNet "
-                          f"(e.g. {Path(AlexNet_Weights.IMAGENET1K_V1.url).name} from "
-                          f"{AlexNet_Weights.IMAGENET1K_V1.url}), or set pretrained: true or false")
+        raise ConfigError(f"pretrained: {path} does not exist; it should be a state dict of torchvision's {name} "
+                          f"(e.g. {Path(weights.url).name} from {weights.url}), or set pretrained: true or false")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -409,6 +407,11 @@ def imagenet_alexnet_state(source: Union[bool, str] = True) -> dict:
         raise ConfigError(f"pretrained: {path} is not a state dict (a dict of tensors); save one with "
                           "torch.save(model.state_dict(), path), or set pretrained: false")
     return state
+
+
+def imagenet_alexnet_state(source: Union[bool, str] = True) -> dict:
+    """The state dict of torchvision's AlexNet (``AlexNet_Weights.IMAGENET1K_V1``), as :func:`pretrained_state` reads it."""
+    return pretrained_state(AlexNet_Weights.IMAGENET1K_V1, "AlexNet", source)
 
 
 def load_pretrained_means(net: BayesianCNN, state: dict, where: str = "the pretrained weights",
