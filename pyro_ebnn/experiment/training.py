@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..baselines import PointModel, replace_with_noise
-from ..bnn import FeedbackBNN, mean_probs
+from ..bnn import FeedbackBNN, bayesian_layers, mean_probs
 from ..data import ImageSet, Split, batches
 from ..errors import TrainingError
 from ..metrics import classification_metrics
@@ -330,8 +330,14 @@ class Trainer:
             return
         if kl > 0.5 * loss_per_step:
             cfg = self.cfg
+            if float(torch.nn.functional.softplus(torch.tensor(float(cfg.rho_init)))) >= 0.5 * cfg.prior_scale:
+                fix = f"start from a smaller posterior scale (--set rho_init={cfg.rho_init - 3:g}) or a pretrained network"
+            else:  # the scales start well below the prior's: the KL is large because the network is
+                weights = sum(layer.weight_loc.numel() + layer.bias_loc.numel()
+                              for layer in bayesian_layers(self.model.net).values())
+                fix = (f"the network's ~{weights:,} Bayesian weights are too many for them; start from pretrained "
+                       "weights (pretrained: true) or use a smaller network (architecture: lenet)")
             raise TrainingError(
                 f"validation balanced accuracy stayed at chance for {self.epoch} epochs while the KL term is "
                 f"{kl / loss_per_step:.0%} of the loss: the posterior cannot leave the prior on {n} training "
-                f"images; start from a smaller posterior scale "
-                f"(--set rho_init={cfg.rho_init - 3:g}) or a pretrained network, and check the labels")
+                f"images; {fix}, and check the labels")
