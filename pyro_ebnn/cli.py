@@ -83,7 +83,7 @@ def _config(config, mode, sets, seed, device, fold):
 def _common(f):
     f = click.option("--config", "config", type=click.Path(), default=None, help="configs/<file>.yaml")(f)
     f = click.option("--mode", type=click.Choice(list(MODES)), default=None,
-                     help="none | feedback (evidence) | augment | rrr | l1grad | cdep | eg | rrr_gradcam | hint (baselines)")(f)
+                     help="none | feedback (evidence) | augment | rrr | l1grad | cdep | eg | rrr_gradcam | hint | rbr (baselines)")(f)
     f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")(f)
     f = click.option("--seed", type=int, default=None)(f)
     f = click.option("--device", default=None, help="auto | cpu | cuda")(f)
@@ -380,7 +380,7 @@ def grid(configs, modes, folds, sets, device, jobs, out):
 @click.option("--overlap-images", "overlap_images", default=2000, show_default=True, type=int,
               help="first N masked test images per run for the overlap")
 @click.option("--penalty-weights", "penalty_weights", default=None, metavar="W1,W2,...",
-              help="sweep: train every penalty mode (rrr, l1grad, cdep, eg, rrr_gradcam, hint) once per weight and report the weight "
+              help="sweep: train every penalty mode (rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr) once per weight and report the weight "
                    "with the best mean validation score (use with --set validation_decoys=test)")
 @click.option("--sweep", "sweeps", multiple=True, metavar="MODE:KEY=V1,V2,...",
               help="train MODE once per value of a config key and report the value with the best mean validation "

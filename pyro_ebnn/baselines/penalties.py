@@ -20,6 +20,9 @@ All of them take the feedback mask E (N x 1 x H x W, 1 = irrelevant, broadcast o
   (:func:`expected_gradients`, :func:`eg_penalty`).
 * **rrr_gradcam** and **hint** -- RRR on Grad-CAM (RRR-G) and HINT (Selvaraju et al. 2019), the
   XIL typology's (Friedrich et al. 2023) penalties at the last convolution (:mod:`.gradcam`).
+* **rbr** -- Right for Better Reasons (Shao et al. 2021) in the typology's form: RRR's input gradient
+  times the input gradient of the summed parameter gradient of the loss (the influence of the
+  pixels, identity Hessian), squared on the mask (:mod:`.influence`).
 
 The penalties return one value per image (shape ``(B,)``), so that they serve both
 
@@ -57,6 +60,7 @@ from ..bnn import logits_at
 from .decomposition import cdep_penalty
 from .gradcam import hint_penalty, rrr_gradcam_penalty, split_at_evidence
 from .gradients import eg_penalty, l1_grad_penalty, rrr_penalty
+from .influence import rbr_on, rbr_penalty
 
 __all__ = ["PENALTY_MODES", "PENALTIES", "DEFAULT_WEIGHTS", "default_weight", "penalty_terms", "make_penalty"]
 
@@ -73,6 +77,7 @@ PENALTIES: dict[str, Callable] = {
     "eg": lambda net, x, y, mask, at: eg_penalty(_logits(net, at), x, y, mask),
     "rrr_gradcam": lambda net, x, y, mask, at: rrr_gradcam_penalty(*split_at_evidence(net, at), x, mask),
     "hint": lambda net, x, y, mask, at: hint_penalty(*split_at_evidence(net, at), x, y, mask),
+    "rbr": lambda net, x, y, mask, at: rbr_penalty(*rbr_on(net, at), x, y, mask),
 }
 #: modes that add a loss penalty (the others: none, feedback, augment)
 PENALTY_MODES = tuple(PENALTIES)
@@ -107,8 +112,8 @@ PENALTY_MODES = tuple(PENALTIES)
 #: {1, 10, 100, 1000} (docs/results/baselines.md, "Default weights on the Bayesian network"); none
 #: of them beats no penalty on validation there.
 DEFAULT_WEIGHTS = {
-    "deterministic": {"rrr": 1000.0, "cdep": 1000.0, "l1grad": 1000.0, "eg": 100.0, "rrr_gradcam": 10.0, "hint": 0.1},
-    "bayesian": {"rrr": 1.0, "cdep": 1.0, "l1grad": 100.0, "eg": 10.0, "rrr_gradcam": 0.1, "hint": 0.1},
+    "deterministic": {"rrr": 1000.0, "cdep": 1000.0, "l1grad": 1000.0, "eg": 100.0, "rrr_gradcam": 10.0, "hint": 0.1, "rbr": 1.0},
+    "bayesian": {"rrr": 1.0, "cdep": 1.0, "l1grad": 100.0, "eg": 10.0, "rrr_gradcam": 0.1, "hint": 0.1, "rbr": 1.0},
 }
 
 

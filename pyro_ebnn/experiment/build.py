@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from ..baselines import PointModel, make_penalty, point_network
+from ..baselines import PointModel, check_rbr_cost, make_penalty, point_network
 from ..bnn import (ARCHITECTURES, PRIORS, TORCHVISION_PREFIX, is_torchvision, torchvision_cnn, torchvision_state, CategoricalLikelihood, FeedbackBNN, FeedbackEvidence, imagenet_alexnet_state,
                    load_means, load_pretrained_means, normalized, standardized)
 from ..errors import ConfigError
@@ -75,11 +75,14 @@ def build_evidence(cfg, lam=None):
 
 
 def build_model(cfg, input_shape, num_classes, lam=None, initialize: bool = True):
-    """The model of ``cfg.mode``: feedback -> evidence; rrr / l1grad / cdep / eg -> a loss penalty
+    """The model of ``cfg.mode``: feedback -> evidence; rrr / l1grad / cdep / eg / ... -> a loss penalty
     and no evidence; none / augment -> neither (augment acts on the images, in the training loop).
     ``network: deterministic`` -> a :class:`~pyro_ebnn.baselines.PointModel` of the same architecture.
     ``initialize``: see :func:`build_net` (false when a saved state is loaded next)."""
     net = build_net(cfg, input_shape, num_classes, initialize)
+    if cfg.mode == "rbr":
+        c, h, w = input_shape
+        check_rbr_cost(sum(p.numel() for name, p in net.named_parameters() if not name.endswith("_rho")), c * h * w)
     if cfg.network == "deterministic":
         return PointModel(point_network(net), cfg.mode, cfg.penalty_weight)
     prior = PRIORS[cfg.prior](scale=cfg.prior_scale)

@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Union
 
 import yaml
 
-from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint
+from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr
 from ..bnn import ARCHITECTURES, NORMALIZATIONS, STAGES, is_torchvision
 from ..data import DATASETS, DECOY_DATASETS, DISK_DATASETS
 from ..data.noise import parse_feedback_noise
@@ -22,7 +22,7 @@ __all__ = ["AUTO", "STEPS", "MODES", "DECOY_DATASETS", "NETWORKS", "VALIDATION_D
            "saved_config", "config_difference", "setting_of", "load_config", "parse_sets", "coerce"]
 
 #: every training mode: none, feedback (evidence), augment (counterexamples: masked pixels replaced
-#: by noise) and the loss penalties rrr, l1grad, cdep, eg, rrr_gradcam, hint (pyro_ebnn.baselines)
+#: by noise) and the loss penalties rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr (pyro_ebnn.baselines)
 MODES = ("none", "feedback", "augment") + PENALTY_MODES
 NETWORKS = ("bayesian", "deterministic")
 #: validation images: as they are (train), Decoy MNIST's test rule (test), or counterfactual
@@ -95,7 +95,7 @@ class Config:
     prior_scale: float = 0.1
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
-    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg | rrr_gradcam | hint
+    mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg | rrr_gradcam | hint | rbr
     # the weight of the explanation term per observed pre-activation ([000]'s lambda; the default is
     # [000]'s for the position rule), or auto: chosen on the validation images by successive halving
     # over a grid relative to the size of the evidence layer, what the configs for your own data use
@@ -192,7 +192,7 @@ class Config:
             bad("network", f"use bayesian or deterministic, got {self.network!r}")
         if self.network == "deterministic" and self.mode == "feedback":
             bad("mode", "feedback is evidence in the Bayesian model; set network: bayesian, or pick a "
-                        "baseline mode (none, augment, rrr, l1grad, cdep, eg, rrr_gradcam, hint) for the deterministic network")
+                        "baseline mode (none, augment, rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr) for the deterministic network")
         if self.lam != AUTO and not isinstance(self.lam, float):
             bad("lam", f"must be a number or auto, got {self.lam!r}")
         if self.mode == "feedback" and self.lam != AUTO and not self.lam > 0:
