@@ -18,7 +18,7 @@ from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.experiment.training import Trainer
 
-MODES = ("none", "augment", "rrr", "l1grad", "cdep", "eg", "rrr_gradcam", "hint")
+MODES = ("none", "augment", "rrr", "l1grad", "cdep", "eg", "rrr_gradcam", "hint", "rbr")
 
 
 @pytest.fixture(autouse=True)
