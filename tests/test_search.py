@@ -1,4 +1,4 @@
-"""lam: auto: successive halving over the grid, run as a user runs it (the train command on an image
+"""lam: auto: successive halving over the grid and no feedback, run as a user runs it (the train command on an image
 folder), resumed from its record, and refused where it cannot work."""
 import json
 
@@ -8,9 +8,11 @@ from click.testing import CliRunner
 
 from pyro_ebnn.cli import cli
 from pyro_ebnn.errors import ConfigError
+from pyro_ebnn.experiment.build import build_evidence
 from pyro_ebnn.experiment.config import Config, load_config
+from pyro_ebnn.experiment.report import run_warnings
 from pyro_ebnn.experiment.runs import train
-from pyro_ebnn.experiment.search import GRID, RECORD, SEARCH_DIR, evidence_entries, rungs, successive_halving
+from pyro_ebnn.experiment.search import GRID, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, rungs, successive_halving
 
 from image_fixtures import write_folder
 
@@ -51,9 +53,9 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     search = m["lam_search"]
     entries = evidence_entries(load_config("configs/image_folder_small.yaml", {"image_size": 16}), (3, 16, 16), 2)
     assert search["entries"] == entries and search["epochs"] == [1, 2, 3]
-    assert set(search["scores"]) == {f"{g:g}" for g in GRID}
-    assert sorted(len(s) for s in search["scores"].values()) == [1, 1, 2, 3]     # 4 at epoch 1, 2 at 2, 1 at 3
-    assert m["lam"] == pytest.approx(search["per_image"] / entries) and search["per_image"] in GRID
+    assert set(search["scores"]) == {f"{g:g}" for g in (NO_FEEDBACK,) + GRID}     # no feedback is a candidate
+    assert sorted(len(s) for s in search["scores"].values()) == [1, 1, 2, 2, 3]  # 5 at epoch 1, 3 at 2, 1 at 3
+    assert m["lam"] == pytest.approx(search["per_image"] / entries) and search["per_image"] in (NO_FEEDBACK,) + GRID
     assert m["config"]["lam"] == "auto" and m["epochs_run"] == 3                 # the choice trained to the end
     assert torch.load(out / "model.pt", weights_only=False)["lam"] == pytest.approx(m["lam"])
     assert not (out / SEARCH_DIR).exists() and json.loads((out / RECORD).read_text())["lam"] == m["lam"]
@@ -71,3 +73,11 @@ def test_lam_auto_is_refused_where_a_number_is_needed(tmp_path):
         with pytest.raises(ConfigError, match="lam"):
             load_config(None, {"lam": bad})
     assert load_config(None, {"lam": "AUTO"}).lam == "auto" and load_config(None, {"lam": "3e-4"}).lam == 3e-4
+
+
+def test_no_feedback_as_the_choice_builds_no_evidence_and_says_so():
+    cfg = load_config(None, {"mode": "feedback", "lam": "auto"})
+    assert build_evidence(cfg, NO_FEEDBACK) is None and build_evidence(cfg, 1e-4).lam == 1e-4
+    lines = run_warnings({"lam": 0.0}, [{"val_balanced_accuracy": 0.8}, {"val_balanced_accuracy": 0.7}], "feedback")
+    assert len(lines) == 1 and lines[0].startswith("lam: auto found no lambda") and "without it" in lines[0]
+    assert run_warnings({"lam": 1e-4}, [{"val_balanced_accuracy": 0.8}], "feedback") == []

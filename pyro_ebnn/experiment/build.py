@@ -63,10 +63,13 @@ def initial_state(run) -> tuple[Path, dict]:
 
 
 def build_evidence(cfg, lam=None):
-    """The evidence of a feedback run; ``lam`` replaces the config's (needed when it says ``auto``)."""
+    """The evidence of a feedback run; ``lam`` replaces the config's (needed when it says ``auto``);
+    none for ``lam = 0``, the candidate of ``lam: auto`` that trains without feedback."""
     if cfg.mode != "feedback":
         return None
     lam = cfg.lam if lam is None else lam
+    if lam == 0:
+        return None
     if lam == "auto":
         raise ConfigError("lam: auto is a search, not a weight: the train and finetune commands choose the number "
                           "(pyro_ebnn.experiment.search); pass lam= to build a model directly")

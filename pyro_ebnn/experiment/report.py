@@ -64,7 +64,8 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
 
     * the model was selected at the first epoch and validation then declined;
     * the selected or the last network gives one class to most test images;
-    * a feedback run's last validation score is below its first epoch's.
+    * a feedback run's last validation score is below its first epoch's;
+    * ``lam: auto`` found no lambda that beat training without feedback (the run has no evidence).
     """
     key = f"val_{select_metric}"
     scores = [h[key] for h in history if key in h]
@@ -81,7 +82,11 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
         if share > ONE_CLASS_SHARE and label_share < share - LABEL_SHARE_GAP:
             out.append(f"the {which} network gives one class to {share:.0%} of the test images (the largest class is "
                        f"{label_share:.0%} of them): it hardly tells the classes apart{side}")
-    if mode == "feedback" and len(scores) >= 2 and scores[-1] < scores[0] - 0.02:
+    if mode == "feedback" and metrics.get("lam") == 0:
+        out.append("lam: auto found no lambda that did better on the validation images (marked regions exchanged "
+                   "between classes) than no feedback, so this run is trained without it: the network may not read "
+                   "the marked regions; compare --modes none,feedback on your test images before relying on either")
+    elif mode == "feedback" and len(scores) >= 2 and scores[-1] < scores[0] - 0.02:
         out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
                    f"the evidence may outweigh the labels; try lam: auto or a smaller lam{side}")
     return out

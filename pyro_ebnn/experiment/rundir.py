@@ -84,10 +84,12 @@ def write_config(out: Path, cfg: Config):
 
 def save_model(path: Path, model, cfg: Config, input_shape, num_classes, extra=None):
     """The network, the config and the shapes; ``lam``, the feedback weight it trained with (a number
-    also when the config says ``lam: auto``)."""
+    also when the config says ``lam: auto``; 0 for a feedback run that ``lam: auto`` trained without
+    evidence)."""
     evidence = getattr(model, "evidence", None)
+    lam = evidence.lam if evidence is not None else (0.0 if cfg.mode == "feedback" else None)
     payload = {"net": model.net.state_dict(), "config": cfg.to_dict(), "input_shape": tuple(input_shape),
-               "num_classes": num_classes, "lam": evidence.lam if evidence is not None else None, **(extra or {})}
+               "num_classes": num_classes, "lam": lam, **(extra or {})}
     atomic_write(path, lambda p: torch.save(payload, p))
 
 
