@@ -84,8 +84,12 @@ COMMANDS = {
                 "config × mode × fold × swept setting, adds the attribution overlap and writes `OUT/compare.md` "
                 "and `OUT/compare.csv` in the layout of [000] Tables 1 and 2 (balanced accuracy, macro F1, ROC AUC, "
                 "overlap, seconds per epoch, decoy-swap accuracy, ECE; mean ± std over folds). A mode is one of "
-                "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg` on the Bayesian network, or "
-                "`MODE@deterministic` on the plain network of the baselines' papers. With `--penalty-weights` or "
+                "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg`, `rrr_gradcam`, `hint`, `rbr` on the "
+                "Bayesian network, or `MODE@deterministic` on the plain network of the baselines' papers. Every mode "
+                "is also set against `none` of the same network, fold by fold: the section \"Against no feedback\" "
+                "of `compare.md` gives the paired differences of balanced and worst-group accuracy and a verdict "
+                "(helped, no change within 0.01, hurt), and a mode that hurt gets a warning line at the end "
+                "([evaluation.md](evaluation.md#when-feedback-does-not-help)). With `--penalty-weights` or "
                 "`--sweep`, the tables report per rule and mode the setting with the best mean validation score "
                 "(never the test score), list the whole sweep and write `OUT/compare_sweep.csv`; pair them with "
                 "`--set validation_decoys=test`. Results: [results/baselines.md](results/baselines.md).",
@@ -152,9 +156,13 @@ KEYS = {
     "max_test_images": "subsample the test images",
     "data_seed": "seed of the data (decoys, folds, subsamples)",
     "validation_decoys": "the validation images: as they are (`train`), with the test rule's decoys (`test`, Decoy MNIST), with their masked regions replaced by noise (`noise`) or by another class's pixels (`swap`), or exchanged with an unmarked image of another class (`exchange`, the folder and npz configs')",
-    "architecture": "`lenet`, `alexnet`, `cdep_cnn`",
+    "architecture": "`lenet`, `alexnet`, `cdep_cnn`, or `torchvision:<name>` for torchvision's ResNets (`resnet18`, "
+                    "`resnet34`, `resnet50`, `resnet101`, `resnet152`; [method.md](method.md#torchvision-resnets))",
+    "evidence_layer": "`torchvision:<name>` only: the stage whose output carries the evidence, `layer1` … `layer4`; "
+                      "`auto`: the deepest with at least 7 × 7 cells (`layer4` at 224 px, `layer2` at 64 px)",
     "batch_norm": "AlexNet with batch norm after each convolution ([001])",
-    "pretrained": "`true`: ImageNet AlexNet means from torchvision (torch hub cache); a path: a state-dict file; `false`",
+    "pretrained": "`alexnet` and `torchvision:<name>`: `true`: the ImageNet means from torchvision (torch hub cache; "
+                  "offline, one line says which file to put where); a path: a state-dict file; `false`",
     "init_from": "a run directory (or model.pt) whose network gives the posterior means at the start",
     "normalize": "`none` or `imagenet`: a fixed first layer with ImageNet's channel mean and std",
     "network": "`bayesian` (the Pyro model) or `deterministic` (point weights, for the baselines)",
@@ -163,10 +171,12 @@ KEYS = {
     "prior": "`normal` or `laplace`",
     "prior_scale": "scale of the prior on every weight",
     "class_weights": "per-class weights of the log-likelihood",
-    "mode": "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg`",
+    "mode": "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg`, `rrr_gradcam`, `hint`, `rbr`",
     "lam": "λ, the weight of the evidence per observed pre-activation, or `auto`: chosen on validation by successive halving ([method.md](method.md#choosing-λ))",
     "mask_pool": "`max`, `min`, `receptive` ([method.md](method.md#evidence-options))",
     "gradient_filter": "[001] Eq. 12",
+    "evidence_channels": "`all` ([000] Eq. 4), `attending`: only the channels attending to the marked region "
+                         "([method.md](method.md#evidence-options))",
     "mask_fraction": "fraction of the training images whose mask is kept",
     "feedback_noise": "feedback of lower quality, for every mode (the XIL typology's robustness experiments): "
                       "`incomplete:F` cuts every training and validation mask to F of its extent, `wrong:F` moves F "
