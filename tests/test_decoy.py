@@ -108,3 +108,36 @@ def test_swapped_decoys_encode_a_wrong_label_and_rules_are_deterministic(digits,
             assert _label_of_grey(_grey(x[i, 0], m[i, 0])[0]) != y[i]
     # only the squares change the digit
     assert np.array_equal(np.rint(x[:, 0] * 255)[~m[:, 0]], x8[~m[:, 0]])
+
+
+def _hue_class(x):
+    """The class whose colour a ColorMNIST image carries (the colour of its brightest pixel)."""
+    from pyro_ebnn.data.decoy import COLOURS
+    flat = x.reshape(3, -1)
+    rgb = flat[:, flat.sum(0).argmax()]
+    return int(np.abs(COLOURS - rgb / rgb.max()).sum(1).argmin())
+
+
+def test_colormnist_colours_the_digit_by_its_class_in_training_and_by_9_minus_y_at_test(digits):
+    from pyro_ebnn.data.decoy import COLOURS
+    x, y = digits
+    xtr, mtr = add_decoys(x, y, "colormnist", train=True, seed=1)
+    xte, mte = add_decoys(x, y, "colormnist", train=False, seed=2)
+    xsw, _ = add_decoys(x, y, "colormnist", train=False, seed=3, swap=True)
+    assert xtr.shape == (N, 3, 28, 28) and not mtr.any() and not mte.any()
+    assert len({tuple(c.round(3)) for c in COLOURS}) == 10 and COLOURS[0].tolist() == [1.0, 0.0, 0.0]
+    assert [_hue_class(a) for a in xtr[:50]] == list(y[:50])
+    assert [_hue_class(a) for a in xte[:50]] == list(9 - y[:50])
+    assert all(_hue_class(a) != t for a, t in zip(xsw[:50], y[:50]))
+    # the shape is untouched: every channel is the grey digit times one colour
+    assert np.allclose(xtr.max(1), x / 255.0 * COLOURS[y].max(1)[:, None, None], atol=1e-6)
+    assert xtr[:, :, :8].max() == 0                      # no ink, no colour: nothing but the digit is painted
+
+
+def test_colormnist_refuses_the_modes_that_need_masks():
+    from pyro_ebnn.errors import ConfigError
+    from pyro_ebnn.experiment.config import load_config
+    assert load_config("configs/color_mnist.yaml").rule == "colormnist"
+    for mode in ("feedback", "augment", "rrr"):
+        with pytest.raises(ConfigError, match=f"no mask can mark .* mode {mode} has nothing to act on"):
+            load_config("configs/color_mnist.yaml", {"mode": mode})

@@ -15,6 +15,7 @@ import yaml
 from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr
 from ..bnn import ARCHITECTURES, NORMALIZATIONS, STAGES, is_torchvision
 from ..data import DATASETS, DECOY_DATASETS, DISK_DATASETS
+from ..data.decoy import RULES as DECOY_RULES
 from ..data.noise import parse_feedback_noise
 from ..errors import ConfigError, DataError
 
@@ -43,7 +44,7 @@ class Config:
     # decoy_mnist | npz | folder | oxford_pets | sbd | isic | dogs_vs_cats (pyro_ebnn.data.registry;
     # the layouts on disk: pyro_ebnn.data.folders and pyro_ebnn.data.real)
     dataset: str = "decoy_mnist"
-    rule: str = "position"                # decoy rule (decoy_mnist): color position corners rrr cdep
+    rule: str = "position"                # decoy rule (decoy_mnist): color position corners rrr cdep colormnist
     # decoy_mnist: torchvision's MNIST root; folder and the real-world sets: the folder that holds them
     data_dir: Optional[str] = None
     # image files (folder and the real-world sets) are resized to image_size x image_size pixels
@@ -179,8 +180,11 @@ class Config:
             bad("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         if self.dataset == "npz" and not self.npz_path:
             bad("npz_path", "dataset npz needs npz_path: a .npz with train_/test_ images, labels, masks")
-        if self.dataset in DECOY_DATASETS and self.rule not in ("color", "position", "corners", "rrr", "cdep"):
-            bad("rule", f"unknown decoy rule {self.rule!r}; use color, position, corners, rrr or cdep")
+        if self.dataset in DECOY_DATASETS and self.rule not in DECOY_RULES:
+            bad("rule", f"unknown decoy rule {self.rule!r}; use {', '.join(DECOY_RULES)}")
+        if self.dataset in DECOY_DATASETS and self.rule == "colormnist" and self.mode != "none":
+            bad("mode", f"ColorMNIST's shortcut is the colour of the digit's own pixels, which no mask can mark (a mask "
+                        f"on the digit would hide its shape too), so mode {self.mode} has nothing to act on; use mode none")
         if self.validation_decoys not in VALIDATION_DECOYS:
             bad("validation_decoys", f"use {', '.join(VALIDATION_DECOYS)}, got {self.validation_decoys!r}")
         if self.validation_decoys == "test" and self.dataset not in DECOY_DATASETS:
