@@ -31,9 +31,10 @@ from .masks import pixel_mask
 
 __all__ = ["MAX_PARAMETER_PIXELS", "influence_map", "rbr_penalty", "rbr_on", "check_rbr_cost"]
 
-#: the largest (trainable parameters x input pixels) RBR accepts: LeNet on 28-px digits is
-#: 3.4e4 x 784 = 2.7e7 and costs about 10x a step without penalty; the third-order graph grows with
-#: both, so a 224-px AlexNet (5.7e7 x 5e4 = 3e12) is refused.
+#: the largest (trainable parameters x input values) RBR accepts. The third-order graph grows with
+#: both: LeNet on 28-px digits (6.0e4 x 784 = 4.7e7) takes about 10 times a step without penalty
+#: (docs/method.md), LeNet on 64-px RGB images (3.9e5 x 12,288 = 4.8e9) is accepted, ResNet-18 at
+#: 64 px (1.1e7 x 12,288 = 1.4e11) and AlexNet at 224 px (5.7e7 x 150,528 = 8.6e12) are refused.
 MAX_PARAMETER_PIXELS = 1e10
 
 
