@@ -4,9 +4,9 @@
                                           [--device cpu|cuda] [--variants bayes:none,det:rrr,...]
 
 Variants: the Bayesian model (the negative ELBO through TraceMeanField_ELBO, Adam, validation
-off: the step of ``train``) in the modes none, feedback, augment, rrr, l1grad, cdep, eg; and the
+off: the step of ``train``) in every mode (none, feedback, augment and the penalties); and the
 deterministic LeNet (``network: deterministic``: plain PyTorch loss, the same training loop) in
-none, augment, rrr, l1grad, cdep, eg, i.e. each penalty in its own paper's setting. Every variant
+every mode but feedback, i.e. each penalty in its own paper's setting. Every variant
 runs the same number of steps per epoch, so the step-time ratios are the epoch-time ratios. LeNet, real Decoy MNIST batches (config decoy_mnist_rrr.yaml, masks
 kept on mask_fraction of the images as in training), penalty weights at their defaults.
 
@@ -35,8 +35,8 @@ from pyro_ebnn.experiment.build import build_model
 from pyro_ebnn.experiment.config import load_config
 from pyro_ebnn.experiment.training import Trainer
 
-BAYES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep", "eg")
-DET = ("none", "augment", "rrr", "l1grad", "cdep", "eg")
+BAYES = ("none", "feedback", "augment", "rrr", "l1grad", "cdep", "eg", "rrr_gradcam", "hint", "rbr")
+DET = ("none", "augment", "rrr", "l1grad", "cdep", "eg", "rrr_gradcam", "hint", "rbr")
 ALL = [f"bayes:{m}" for m in BAYES] + [f"det:{m}" for m in DET]
 REFERENCE = "bayes:none"
 CONFIG = "configs/decoy_mnist_rrr.yaml"
