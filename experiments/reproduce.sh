@@ -201,6 +201,16 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes rr
     --penalty-weights 0.1,1,10 $C --jobs 2
 cp results/compare_val/compare.md experiments/results/baselines/gradcam_compare.md
 cp results/compare_val/compare_sweep.csv experiments/results/baselines/gradcam_compare_sweep.csv
+C1="--set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --overlap saliency --overlap-images 2000 --out results/compare_val"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes rbr@deterministic --penalty-weights 0.1,1,10,100 --folds 0 $C1   # RBR
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes rbr --penalty-weights 0.01,0.1,1 --folds 0 $C1
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,none@deterministic --folds 0,1,2 $C1
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,none@deterministic,rbr,rbr@deterministic \
+    --penalty-weights 0.01,0.1,1,10,100 --folds 0,1,2 --collect-only --overlap none --set epochs=8 --set eval_samples=10 \
+    --set threads=1 --set validation_decoys=test --out results/compare_val
+cp results/compare_val/compare.md experiments/results/baselines/rbr_compare.md
+cp results/compare_val/compare_sweep.csv experiments/results/baselines/rbr_compare_sweep.csv
+python experiments/benchmark_modes.py --threads 1 --repeats 10 --rounds 3 --variants bayes:none,bayes:rrr,bayes:rbr,det:none,det:rrr,det:rbr
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
