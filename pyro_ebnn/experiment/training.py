@@ -32,7 +32,7 @@ from .distributed import Group
 from .rundir import CHECKPOINT, MODEL, atomic_write, save_model
 from .steps import CaptureError, CompiledStep, GraphedStep, resolve_step, sync_free
 
-__all__ = ["training_loss", "device_loss", "chance_level", "Trainer", "CHANCE_EPOCHS"]
+__all__ = ["training_loss", "device_loss", "chance_level", "at_chance", "Trainer", "CHANCE_EPOCHS"]
 
 #: validations after which a model whose validation balanced accuracy never rose above chance,
 #: while the KL term made most of its loss, is stopped as one that cannot learn
@@ -85,6 +85,18 @@ def chance_level(num_classes: int, n: int) -> float:
     """
     p = 1 / num_classes
     return p + max(0.02, 2 * math.sqrt(p * (1 - p) / max(n, 1)))
+
+
+def at_chance(score: float, num_classes: int, n: int) -> bool:
+    """Whether a balanced accuracy is within :func:`chance_level`'s band around 1/K. Far *below*
+    chance is not "not learning": a network that reads a shortcut which the validation images
+    reverse (ColorMNIST's colours, a decoy of the test rule) is systematically wrong.
+
+    >>> at_chance(0.51, 2, 900), at_chance(0.60, 2, 900), at_chance(0.001, 10, 10000)
+    (True, False, False)
+    """
+    p = 1 / num_classes
+    return abs(score - p) <= chance_level(num_classes, n) - p
 
 
 def _fused_adam(device):
@@ -305,7 +317,7 @@ class Trainer:
             m = self._scores(split.val)
             others = {f"val_{name}_{cfg.select_metric}": self._scores(images)[cfg.select_metric]
                       for name, images in split.extra_val.items()}
-            result = (m[cfg.select_metric], m["balanced_accuracy"] <= chance_level(train.num_classes, len(split.val)),
+            result = (m[cfg.select_metric], at_chance(m["balanced_accuracy"], train.num_classes, len(split.val)),
                       others)
             if result[0] > self.best_score:
                 save_model(out / MODEL, self.model, cfg, train.image_shape, train.num_classes,
