@@ -211,6 +211,8 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes no
 cp results/compare_val/compare.md experiments/results/baselines/rbr_compare.md
 cp results/compare_val/compare_sweep.csv experiments/results/baselines/rbr_compare_sweep.csv
 python experiments/benchmark_modes.py --threads 1 --repeats 10 --rounds 3 --variants bayes:none,bayes:rrr,bayes:rbr,det:none,det:rrr,det:rbr
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes feedback --folds 0,1,2 $C1 \
+    --set mask_fraction=0.2 --out results/masks20   # masks on 20% of the images
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
