@@ -213,6 +213,9 @@ cp results/compare_val/compare_sweep.csv experiments/results/baselines/rbr_compa
 python experiments/benchmark_modes.py --threads 1 --repeats 10 --rounds 3 --variants bayes:none,bayes:rrr,bayes:rbr,det:none,det:rrr,det:rbr
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes feedback --folds 0,1,2 $C1 \
     --set mask_fraction=0.2 --out results/masks20   # masks on 20% of the images
+python -m pyro_ebnn.run compare --config configs/color_mnist.yaml --modes none,none@deterministic --folds 0,1,2 \
+    --set eval_samples=10 --set threads=1 --overlap none --out results/color_mnist   # ColorMNIST
+cp results/color_mnist/compare.md experiments/results/baselines/color_mnist_compare.md
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
