@@ -216,6 +216,10 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes fe
 python -m pyro_ebnn.run compare --config configs/color_mnist.yaml --modes none,none@deterministic --folds 0,1,2 \
     --set eval_samples=10 --set threads=1 --overlap none --out results/color_mnist   # ColorMNIST
 cp results/color_mnist/compare.md experiments/results/baselines/color_mnist_compare.md
+for n in incomplete:0.5 wrong:1.0; do   # feedback of lower quality
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes feedback --folds 0,1,2 $C1 \
+      --set feedback_noise=$n --out results/noise_${n%%:*}
+done
 R=results/compare_val/decoy_mnist_cdep   # how the CDEP networks meet their penalty
 python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-deterministic-w1000/fold0 \
     $R/cdep-deterministic-w10/fold0 $R/rrr-deterministic-w10/fold0
