@@ -160,7 +160,7 @@ def test_two_processes_choose_lambda_together_and_process_0_writes_the_search(tm
     run = _torchrun(tmp_path / "d.npz", tmp_path / "auto", epochs=2, lam="auto")
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 0, output
-    assert output.count("lam: auto chose lambda") == 1        # one process reports
+    assert output.count("lam: auto chose ") == 1              # one process reports (a lambda, or no feedback)
     m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["lam"] == m["lam_search"]["lam"] and m["lam_search"]["epochs"] == [1, 2]
     assert not (tmp_path / "auto" / "lam_search").exists()     # the candidates' runs are cleaned up
