@@ -38,6 +38,16 @@ __all__ = ["MAX_PARAMETER_PIXELS", "influence_map", "rbr_penalty", "rbr_on", "ch
 MAX_PARAMETER_PIXELS = 1e10
 
 
+def _influence(xg: torch.Tensor, logits: torch.Tensor, parameters: Sequence[torch.Tensor],
+               y: torch.Tensor) -> torch.Tensor:
+    """``d/dx sum_j d loss / d theta_j`` from one forward pass ``logits = f(xg)``, graph kept."""
+    loss = F.cross_entropy(logits, y.long().to(xg.device), reduction="sum")
+    grads = torch.autograd.grad(loss, list(parameters), create_graph=True, allow_unused=True)
+    total = sum(g.sum() for g in grads if g is not None)
+    (influence,) = torch.autograd.grad(total, xg, create_graph=True)
+    return influence
+
+
 def influence_map(logits_fn: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.Tensor],
                   x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``d/dx sum_j d loss / d theta_j`` per image (the shape of x), graph kept. Images are
@@ -45,24 +55,13 @@ def influence_map(logits_fn: Callable[[torch.Tensor], torch.Tensor], parameters:
     with respect to image n is image n's own."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(logits_fn(xg), y.long().to(x.device), reduction="sum")
-        grads = torch.autograd.grad(loss, list(parameters), create_graph=True, allow_unused=True)
-        total = sum(g.sum() for g in grads if g is not None)
-        (influence,) = torch.autograd.grad(total, xg, create_graph=True)
-    return influence
-
-
-def _log_prob_gradient(logits_fn, x):
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.log_softmax(logits_fn(xg), dim=-1).sum(), xg, create_graph=True)
-    return grad
+        return _influence(xg, logits_fn(xg), parameters, y)
 
 
 def rbr_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.Tensor],
                 x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per image ``sum_d (E_d * i_d * r_d)^2`` (module docstring); shape (B,), exactly zero for an
-    image with an all-zero mask.
+    """Per image ``sum_d (E_d * i_d * r_d)^2`` (module docstring), both maps from one forward pass;
+    shape (B,), exactly zero for an image with an all-zero mask.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     >>> x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
@@ -72,8 +71,12 @@ def rbr_penalty(logits_fn: Callable[[torch.Tensor], torch.Tensor], parameters: S
     ((2,), 0.0)
     """
     m = pixel_mask(mask, x)
-    product = influence_map(logits_fn, parameters, x, y) * _log_prob_gradient(logits_fn, x)
-    return (m * product).square().flatten(1).sum(1)
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        logits = logits_fn(xg)
+        influence = _influence(xg, logits, parameters, y)
+        (log_prob_gradient,) = torch.autograd.grad(F.log_softmax(logits, dim=-1).sum(), xg, create_graph=True)
+    return (m * influence * log_prob_gradient).square().flatten(1).sum(1)
 
 
 def rbr_on(net: nn.Module, at: str = "mean") -> tuple[Callable, list]:
