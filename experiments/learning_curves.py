@@ -5,7 +5,7 @@ images, per strategy and simulated annotator (docs/results/annotation.md).
         [--rules corners,position] [--budgets 50,100,200,25,400] [--seeds 0,1,2] \\
         [--strategies random,entropy,bald,explanation] [--oracles candidates,truth] [--summary-only]
     python experiments/learning_curves.py --root RUNS --actions 5,10,20,50,100,200 \\
-        [--annotators groups,clicker,painter] [--rules corners,position] [--seeds 0,1,2]
+        [--annotators groups,finder,clicker,painter] [--rules corners,position] [--seeds 0,1,2]
 
 Against effort (``--actions``; without ``--budgets`` only these run): test balanced accuracy after
 fine-tuning on what a simulated annotator gives for A actions, counted as a person spends them
@@ -13,7 +13,9 @@ fine-tuning on what a simulated annotator gives for A actions, counted as a pers
 per action, the clicker clicks the proposed regions that touch it (one action per click, one to
 accept an image with nothing to click), both on the seed's random ranking of the pool; the group
 annotator marks, best-ranked group first, the region where the true masks of a discovered group's
-members agree, one action per group, propagated to the group's images at the same place. Runs go
+members agree, one action per group, propagated to the group's images at the same place; the finder
+answers the same groups but marks the decoy on one of a group's shown images and has it found in
+every pool image that looks the same in pixels ("mark once, find everywhere"). Runs go
 in the order of ``--actions`` (smallest first), all annotators, rules and seeds of one budget
 before the next; a budget beyond the groups there are repeats the run of all groups
 (``same_as.json``). The seed's control (no annotated image) is the same as for the budgets.
@@ -51,7 +53,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_ebnn.annotate import AnnotationTask, oracle_answer  # noqa: E402
-from pyro_ebnn.annotate.oracle import ACTIONS, answer_groups, image_actions  # noqa: E402
+from pyro_ebnn.annotate.oracle import ACTIONS, GROUP_RULES, answer_groups, image_actions  # noqa: E402
 from pyro_ebnn.data import batches, load_dataset  # noqa: E402
 from pyro_ebnn.data.store import FeedbackStore  # noqa: E402
 from pyro_ebnn.experiment.config import load_config  # noqa: E402
@@ -322,8 +324,8 @@ def action_store(root: Path, rule: str, annotator: str, seed: int, actions: int,
     for suffix in ("", "-wal", "-shm"):
         Path(str(store_path) + suffix).unlink(missing_ok=True)
     with FeedbackStore(store_path, fingerprint, shape, f"oracle:{annotator}") as store:
-        if annotator == "groups":
-            spent = answer_groups(discovery, store, true_mask, actions)
+        if annotator in GROUP_RULES:
+            spent = answer_groups(discovery, store, true_mask, actions, GROUP_RULES[annotator])
         else:
             used, images = 0, []
             for index in ranking["random"]:
@@ -382,7 +384,7 @@ def run_actions(args):
             for seed in args.seeds:
                 control(root, rule, seed)
                 ranking = rankings(root, rule, seed, ["random", "shortcut"], max(args.actions), args.pool, args.samples)
-                if seed not in discoveries and "groups" in args.annotators:
+                if seed not in discoveries and set(GROUP_RULES) & set(args.annotators):
                     discoveries[seed] = AnnotationTask(start_model(root, rule), pool=args.pool, samples=args.samples,
                                                        seed=seed).discovery()
                 for annotator in args.annotators:
@@ -675,7 +677,7 @@ def main():
     ap.add_argument("--budgets", default=None, help="the first three run first  [default: 50,100,200,25,400, "
                     "or none with --actions]")
     ap.add_argument("--actions", default=None, help="curves against the annotator's actions, e.g. 5,10,20,50,100,200")
-    ap.add_argument("--annotators", default="groups,clicker,painter", help="with --actions: " + ", ".join(ACTIONS))
+    ap.add_argument("--annotators", default="groups,finder,clicker,painter", help="with --actions: " + ", ".join(ACTIONS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--oracles", default=",".join(ORACLES))

@@ -1,8 +1,8 @@
 """Finding the shortcut across the dataset: the group whose explanations rest on a planted square is
 found and ranked first; marking it once stores one answer and a propagated mask per member with
 provenance, undone in one action; a region marked on one image is found again at another place
-(by evidence-layer features and by pixels); the group annotator spends one action per group; the
-shortcut selection strategy picks the images that rest on the square."""
+(by evidence-layer features and by pixels); the group annotator spends one action per group, and the
+finder's one mark finds a moving square in every image at its own place; the shortcut selection strategy picks the images that rest on the square."""
 import numpy as np
 import pytest
 import torch
@@ -10,7 +10,7 @@ import torch
 from discovery_fixtures import SIZE, SQUARE, PlantedPool, tiny_net
 from pyro_ebnn.annotate.discovery import (DiscoveryError, cell_centres, cluster, discover, downsample,
                                           evidence_features, propagate_features, propagate_pixels)
-from pyro_ebnn.annotate.oracle import answer_groups
+from pyro_ebnn.annotate.oracle import GROUP_RULES, answer_groups
 from pyro_ebnn.annotate.selection import select
 from pyro_ebnn.data.store import FeedbackStore
 
@@ -120,6 +120,21 @@ def test_the_group_annotator_spends_one_action_per_group(pool, store):
     squares = {i for i in pool.indices if pool.has_square(i)}
     assert set(store.combined()) == squares and spent["images"] == len(squares)
     assert all(np.array_equal(a.mask, _square()) for a in store.combined().values())
+
+
+def test_the_finder_marks_a_moving_square_once_and_finds_it_at_its_place_everywhere(tmp_path):
+    pool = PlantedPool(moving=True)
+    squares = {i for i in pool.indices if pool.has_square(i)}
+    assert len({str(pool.square(i)) for i in squares}) == 4
+    marked = {}
+    for annotator, rule in GROUP_RULES.items():
+        with FeedbackStore(tmp_path / f"{annotator}.sqlite", "planted", (SIZE, SIZE), "alice") as store:
+            spent = answer_groups(pool.discovery(), store, pool.true_mask, actions=1, rule=rule)
+            assert spent["actions"] == 1 and len(store.history()) == spent["marked"]
+            marked[annotator] = store.combined()
+    assert set(marked["finder"]) == squares                      # every square, whatever its corner
+    assert all(np.array_equal(a.mask, pool.true_mask(i)) for i, a in marked["finder"].items())
+    assert set(marked["groups"]) < squares                      # by place: where the group's members agree
 
 
 def test_the_shortcut_strategy_picks_the_images_that_rest_on_the_square(pool):

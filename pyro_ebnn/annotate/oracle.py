@@ -18,8 +18,12 @@ Actions, counted as a person spends them (:data:`ACTIONS`, for learning curves a
   groups   answers per discovered group (:mod:`~pyro_ebnn.annotate.discovery`), best-ranked
            first: marks the group's region where the true masks of its members agree (the pixels
            marked in more than half of them, :func:`group_mark`), once, and the mark is propagated
-           to the group's images; one action per group looked at, also where nothing is marked
-           (:func:`answer_groups`)
+           to the group's images at the same place; one action per group looked at, also where
+           nothing is marked (:func:`answer_groups`, rule ``place``)
+  finder   answers per discovered group as ``groups`` does, but marks the true mask of the first of
+           the group's shown images that has one and has the mark found again in every pool image
+           that looks the same (:func:`answer_groups`, rule ``pixels``): "mark once, find
+           everywhere", for a shortcut whose place differs from image to image
 """
 from __future__ import annotations
 
@@ -32,12 +36,14 @@ from ..data.store import FeedbackStore
 from ..explain.regions import Regions
 from .discovery import Group, majority_mask
 
-__all__ = ["ORACLES", "ACTIONS", "oracle_answer", "answer_with_oracle", "image_actions", "group_mark",
-           "answer_groups"]
+__all__ = ["ORACLES", "ACTIONS", "GROUP_RULES", "oracle_answer", "answer_with_oracle", "image_actions",
+           "group_mark", "marked_member", "answer_groups"]
 
 ORACLES = ("truth", "candidates")
-#: the simulated annotators whose actions are counted, and the oracle each answers images as (groups: per group)
-ACTIONS = {"painter": "truth", "clicker": "candidates", "groups": None}
+#: the simulated annotators whose actions are counted, and the oracle each answers images as (None: per group)
+ACTIONS = {"painter": "truth", "clicker": "candidates", "groups": None, "finder": None}
+#: the propagation rule of each annotator that answers per group
+GROUP_RULES = {"groups": "place", "finder": "pixels"}
 
 
 def oracle_answer(oracle: str, truth: np.ndarray, regions: Optional[Regions] = None) -> tuple[str, Optional[np.ndarray]]:
@@ -99,18 +105,40 @@ def group_mark(group: Group, true_mask) -> Optional[np.ndarray]:
     return mask if mask.any() else None
 
 
+def marked_member(group: Group, true_mask) -> tuple[Optional[int], Optional[np.ndarray]]:
+    """(image, mask): the first of the group's shown images (:meth:`Group.shown`) whose true mask
+    is not empty, and that mask, as a person who marks the shortcut on an image that shows it;
+    (None, None) where none of them has one.
+
+    >>> g = Group("c0g0", 0, (4, 5, 6), (1.0, 1.0, 1.0), np.ones((1, 2)) / 2, 0.5, 1.0)
+    >>> marked_member(g, lambda i: np.array([[i == 5, False]]))
+    (5, array([[ True, False]]))
+    """
+    for index in group.shown():
+        mask = np.asarray(true_mask(index), bool)
+        if mask.any():
+            return index, mask
+    return None, None
+
+
 def answer_groups(discovery, store: FeedbackStore, true_mask, actions: int, rule: str = "place") -> dict:
     """The group oracle: the best-ranked groups of ``discovery``, one action each, until
-    ``actions`` are spent; each group's :func:`group_mark` recorded as one answer about its
-    representative with the masks ``rule`` propagates it to (:meth:`FeedbackStore.record_propagated`).
+    ``actions`` are spent; each group's mark recorded as one answer with the masks ``rule``
+    propagates it to (:meth:`FeedbackStore.record_propagated`). The mark: for ``place``, the
+    :func:`group_mark` on the group's representative; for a rule that finds the mark by its look
+    (``pixels``, ``features``), the true mask of the :func:`marked_member`, drawn on that image.
     Returns ``{"actions", "groups", "marked", "propagated", "images"}`` (images: those with a mask)."""
     spent, marked, propagated, images = 0, 0, 0, set()
     for group in discovery.groups()[:max(0, int(actions))]:
         spent += 1
-        mask = group_mark(group, true_mask)
+        if rule == "place":
+            source, mask = None, group_mark(group, true_mask)
+        else:
+            source, mask = marked_member(group, true_mask)
         if mask is None:
             continue
-        answer, masks = store.record_propagated((group.representative, mask), discovery.propagate(group, mask, rule))
+        drawn_on = group.representative if source is None else source
+        answer, masks = store.record_propagated((drawn_on, mask), discovery.propagate(group, mask, rule, source=source))
         marked += 1
         propagated += len(masks)
         images |= {answer.index} | {m.index for m in masks}
