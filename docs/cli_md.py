@@ -170,6 +170,8 @@ KEYS = {
     "standardize": "[000]'s input standardization as the network's first layer",
     "prior": "`normal` or `laplace`",
     "prior_scale": "scale of the prior on every weight",
+    "kl_scale": "the weight of the weights' KL in the loss: `1` is the ELBO; below 1 a tempered posterior, for "
+                "networks with millions of Bayesian weights on small data ([method.md](method.md#torchvision-resnets))",
     "class_weights": "per-class weights of the log-likelihood",
     "mode": "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg`, `rrr_gradcam`, `hint`, `rbr`",
     "lam": "λ, the weight of the evidence per observed pre-activation, or `auto`: chosen on validation by successive halving ([method.md](method.md#choosing-λ))",

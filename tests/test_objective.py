@@ -302,6 +302,28 @@ def test_analytic_kl_gives_the_mean_field_loss_without_weight_sites(elbo):
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(g, g_ref))
 
 
+@pytest.mark.parametrize("analytic_kl", [False, True])
+def test_kl_scale_tempers_the_weights_kl_and_nothing_else(analytic_kl):
+    """kl_scale = 0.01: the loss is 0.01 KL - N/B (log-likelihood + lambda evidence), by hand and by
+    Pyro (weight sites or the analytic factor); the data and evidence terms are those of the ELBO."""
+    net = tiny_net()
+    net.head.eval()
+    x, y, mask = batch()
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(0.5), analytic_kl=analytic_kl, kl_scale=0.01)
+    pyro.set_rng_seed(3)
+    loss = TraceMeanField_ELBO().differentiable_loss(bnn.model, bnn.guide, x, y, mask, data_size=40)
+    pyro.set_rng_seed(3)
+    a = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=40).nodes[PREACTIVATION_SITE]["value"]
+    mean, std = net.evidence_moments(x)
+    noise = {"conv1": (a - mean) / std}
+    tempered = negative_elbo(net, x, y, 40, mask, 0.5, noise=noise, kl_scale=0.01)
+    elbo = negative_elbo(net, x, y, 40, mask, 0.5, noise=noise)
+    assert torch.allclose(loss, tempered, rtol=1e-5), (loss.item(), tempered.item())
+    assert torch.allclose(elbo - tempered, 0.99 * FeedbackBNN(net).kl(), rtol=1e-4)
+    with pytest.raises(ValueError, match="kl_scale must be > 0"):
+        FeedbackBNN(net, kl_scale=0)
+
+
 def test_analytic_kl_under_vectorized_particles_draws_the_body_noise_per_particle():
     bnn = FeedbackBNN(lenet(), analytic_kl=True)
     x = torch.rand(3, 1, 28, 28)

@@ -22,11 +22,12 @@ which runs right after it on the same batch, so a step makes exactly one forward
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Optional
 
 import torch
 import pyro
+from pyro import poutine
 from pyro.poutine.runtime import get_plates
 from torch.distributions import kl_divergence
 
@@ -66,9 +67,12 @@ class FeedbackBNN:
 
     def __init__(self, net: BayesianCNN, prior: Callable = NormalPrior(0.1),
                  likelihood: Callable = CategoricalLikelihood(), evidence: Optional[FeedbackEvidence] = None,
-                 name: str = "bnn", penalty: Optional[Callable] = None, analytic_kl: bool = False):
+                 name: str = "bnn", penalty: Optional[Callable] = None, analytic_kl: bool = False,
+                 kl_scale: float = 1.0):
+        if not kl_scale > 0:
+            raise ValueError(f"kl_scale must be > 0 (1 for the ELBO), got {kl_scale}")
         self.net, self.prior, self.likelihood, self.evidence, self.name = net, prior, likelihood, evidence, name
-        self.penalty, self.analytic_kl = penalty, analytic_kl
+        self.penalty, self.analytic_kl, self.kl_scale = penalty, analytic_kl, float(kl_scale)
         self.layers = bayesian_layers(net)
         self._parameters = tuple(net.parameters())  # versions key the guide's hand-off to the model
         self._handoff = None
@@ -99,12 +103,17 @@ class FeedbackBNN:
             sizes = [f.size for f in sorted(get_plates(), key=lambda f: f.dim) if f.dim is not None]
             return torch.Size(sizes + [1]) if sizes else torch.Size()
         lead = None
-        for lname, layer in self.layers.items():
-            for pname, fn in distributions_of(lname, layer).items():
-                w = pyro.sample(f"{lname}.{pname}", fn)
-                if lead is None:
-                    lead = w.shape[: w.dim() - fn.event_dim]
+        with self._tempered():
+            for lname, layer in self.layers.items():
+                for pname, fn in distributions_of(lname, layer).items():
+                    w = pyro.sample(f"{lname}.{pname}", fn)
+                    if lead is None:
+                        lead = w.shape[: w.dim() - fn.event_dim]
         return lead
+
+    def _tempered(self):
+        """The weights' terms of the loss weighted by ``kl_scale`` (no handler at all for 1)."""
+        return poutine.scale(scale=self.kl_scale) if self.kl_scale != 1.0 else nullcontext()
 
     def _priors_of(self, lname, layer):
         dev = layer.weight_loc.device
@@ -149,7 +158,8 @@ class FeedbackBNN:
               data_size: Optional[int] = None) -> torch.Tensor:
         lead = self._weight_sites(self._priors_of)
         if self.analytic_kl:
-            pyro.factor(KL_SITE, -self.kl(), has_rsample=True)
+            with self._tempered():
+                pyro.factor(KL_SITE, -self.kl(), has_rsample=True)
         with self._data_plate(x, data_size):
             handoff, self._handoff = self._handoff, None
             if handoff is not None and handoff[0] == self._key(x, mask):

@@ -68,8 +68,8 @@ def lrt_layer(layer: BayesianLayer, z: torch.Tensor, eps: Optional[torch.Tensor]
 
 def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None, lam: float = 0.0,
                   prior_scale: float = 0.1, noise: Optional[Mapping[str, torch.Tensor]] = None, pool: str = "max",
-                  channels: str = "all"):
-    """[000] Eq. (3) with the Eq. (4) likelihood, one LRT sample. ``noise`` fixes the eps of the
+                  channels: str = "all", kl_scale: float = 1.0):
+    """[000] Eq. (3) with the Eq. (4) likelihood, one LRT sample (``kl_scale`` < 1: the KL tempered). ``noise`` fixes the eps of the
     layers it names (``bayesian_layers`` names: conv1, conv2, fc1, ...); the others draw theirs.
     ``channels="attending"``: only the channels whose positive activation falls on the marked cells
     more than evenly are observed ([000] Sec. 6)."""
@@ -93,4 +93,4 @@ def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None
             evidence = (log_n0 * irrelevant).sum()
     log_lik = -F.cross_entropy(z, y, reduction="sum")
     scale = data_size / len(x)
-    return network_kl(net, prior_scale) - scale * (log_lik + lam * evidence)
+    return kl_scale * network_kl(net, prior_scale) - scale * (log_lik + lam * evidence)

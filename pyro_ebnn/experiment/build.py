@@ -91,7 +91,7 @@ def build_model(cfg, input_shape, num_classes, lam=None, initialize: bool = True
     prior = PRIORS[cfg.prior](scale=cfg.prior_scale)
     return FeedbackBNN(net, prior=prior, likelihood=CategoricalLikelihood(cfg.class_weights),
                        evidence=build_evidence(cfg, lam), penalty=make_penalty(cfg.mode, cfg.penalty_weight),
-                       analytic_kl=cfg.elbo == "meanfield")
+                       analytic_kl=cfg.elbo == "meanfield", kl_scale=cfg.kl_scale)
 
 
 def build_elbo(cfg):

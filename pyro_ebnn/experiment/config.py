@@ -94,6 +94,9 @@ class Config:
     standardize: bool = False
     prior: str = "normal"                 # normal | laplace
     prior_scale: float = 0.1
+    # the weight of the weights' KL in the loss: 1 is [000]'s ELBO; below 1 a tempered posterior, for
+    # networks with millions of Bayesian weights on a few thousand images (docs/method.md, "Small data")
+    kl_scale: float = 1.0
     class_weights: Optional[list] = None
     # -- feedback --------------------------------------------------------------------------------
     mode: str = "feedback"                # none | feedback | augment | rrr | l1grad | cdep | eg | rrr_gradcam | hint | rbr
@@ -275,6 +278,8 @@ class Config:
             bad("prior", f"use normal or laplace, got {self.prior!r}")
         if not self.prior_scale > 0:
             bad("prior_scale", f"must be > 0, got {self.prior_scale}")
+        if not 0 < self.kl_scale <= 1:
+            bad("kl_scale", f"must be in (0, 1] (1 for the ELBO, below 1 a tempered posterior), got {self.kl_scale}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             bad("device", f"use auto, cpu or cuda, got {self.device!r}")
         if self.step not in STEPS:

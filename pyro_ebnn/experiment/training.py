@@ -337,7 +337,7 @@ class Trainer:
             return
         try:
             with torch.no_grad():
-                kl = float(self.model.kl())
+                kl = self.model.kl_scale * float(self.model.kl())
         except NotImplementedError:  # a prior without a closed-form KL
             return
         if kl > 0.5 * loss_per_step:
@@ -348,7 +348,8 @@ class Trainer:
                 weights = sum(layer.weight_loc.numel() + layer.bias_loc.numel()
                               for layer in bayesian_layers(self.model.net).values())
                 fix = (f"the network's ~{weights:,} Bayesian weights are too many for them; start from pretrained "
-                       "weights (pretrained: true) or use a smaller network (architecture: lenet)")
+                       "weights (pretrained: true), temper their KL (--set kl_scale=1e-4) or use a smaller network "
+                       "(architecture: lenet)")
             raise TrainingError(
                 f"validation balanced accuracy stayed at chance for {self.epoch} epochs while the KL term is "
                 f"{kl / loss_per_step:.0%} of the loss: the posterior cannot leave the prior on {n} training "
