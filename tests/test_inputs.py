@@ -43,6 +43,9 @@ def test_config_errors():
         load_config(None, {"epochs": "abc"})
     with pytest.raises(ConfigError, match="'evidence_channels': use all or attending, got 'some'"):
         load_config(None, {"evidence_channels": "some"})
+    with pytest.raises(ConfigError, match=r"'kl_scale': must be in \(0, 1\]"):
+        load_config(None, {"kl_scale": 2})
+    assert load_config(None, {"kl_scale": "1e-4"}).kl_scale == 1e-4   # as --set passes it
     assert load_config(None, {"lam": 0.0, "mode": "none"}).mode == "none"
 
 
