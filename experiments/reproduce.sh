@@ -293,6 +293,17 @@ python experiments/benchmark_alexnet.py --batch 4 --repeats 2 --rounds 3 --sampl
 #    strategy, oracle and budget a feedback store and `finetune --feedback` on it (6 epochs);
 #    resumes; tables, CSV and figure in experiments/results/annotation/
 python experiments/learning_curves.py --root results/annotation --budgets 50,100,200 --out experiments/results/annotation
+#    against the annotator's actions (painter, clicker, groups), then the finder on its own
+python experiments/learning_curves.py --root results/annotation --actions 5,10,20,50,100,200 --annotators groups,clicker,painter --out experiments/results/annotation
+python experiments/learning_curves.py --root results/annotation --actions 5,10,20 --annotators finder --out results/finder_summary
+python experiments/learning_curves.py --root results/annotation --summary-only --actions 5,10,20 --annotators finder --out experiments/results/annotation/finder
+S="--set finetune_epochs=6 --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=null --set validation_decoys=test --set threads=1 --seed 0"
+FS=results/annotation/position/actions/finder/seed0/a5/feedback.sqlite   # the finder's store, 5 actions
+python -m pyro_ebnn.run finetune --run results/annotation/position/base --feedback $FS $S --set finetune_lam=1 --set mask_pool=receptive --out results/posft/receptive
+python -m pyro_ebnn.run finetune --run results/annotation/position/base --feedback $FS $S --set finetune_lam=1 --mode rrr --out results/posft/rrr
+for l in 1e-2 3e-4; do
+  python -m pyro_ebnn.run finetune --run results/annotation/position/base --feedback $FS $S --set finetune_lam=$l --out results/posft/lam$l
+done
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
 
