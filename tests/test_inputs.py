@@ -46,6 +46,9 @@ def test_config_errors():
     with pytest.raises(ConfigError, match=r"'kl_scale': must be in \(0, 1\]"):
         load_config(None, {"kl_scale": 2})
     assert load_config(None, {"kl_scale": "1e-4"}).kl_scale == 1e-4   # as --set passes it
+    assert [load_config(None, {"finetune_lam": v}).finetune_lam for v in ("auto", "1e-2", "null")] == ["auto", 0.01, None]
+    with pytest.raises(ConfigError, match="'finetune_lam': must be > 0, auto, or null"):
+        load_config(None, {"finetune_lam": 0})
     assert load_config(None, {"lam": 0.0, "mode": "none"}).mode == "none"
 
 

@@ -159,7 +159,7 @@ class Config:
     finetune_budget: float = 0.004        # fraction (< 1) or count (>= 1) of annotated train images; 0: control
     finetune_epochs: int = 17
     finetune_lr: Optional[float] = None
-    finetune_lam: Optional[float] = None  # [001] uses no lambda (1.0)
+    finetune_lam: Union[float, str, None] = None  # null: lam; a number; or auto ([001] uses 1.0)
     # a feedback store (pyro_ebnn.data.store; `annotate` writes one): fine-tune on the images an
     # annotator answered, with their masks, in place of finetune_budget's uniform random choice
     finetune_feedback: Optional[str] = None
@@ -202,6 +202,8 @@ class Config:
                         "baseline mode (none, augment, rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr) for the deterministic network")
         if self.lam != AUTO and not isinstance(self.lam, float):
             bad("lam", f"must be a number or auto, got {self.lam!r}")
+        if self.finetune_lam is not None and self.finetune_lam != AUTO and not self.finetune_lam > 0:
+            bad("finetune_lam", f"must be > 0, auto, or null (the run's lam), got {self.finetune_lam}")
         if self.mode == "feedback" and self.lam != AUTO and not self.lam > 0:
             bad("lam", f"feedback needs lam > 0 or auto (got {self.lam}); use --mode none to train without feedback")
         if self.penalty_weight is not None and not self.penalty_weight > 0:
@@ -358,9 +360,11 @@ def coerce(key: str, value):
     if value is None:
         return None
     typ = str(f.type)
-    if "Union[float, str]" in typ:  # a number, or auto
+    if "Union[float, str" in typ:  # a number, or auto (or null where the key allows it)
         if isinstance(value, str) and value.strip().lower() == AUTO:
             return AUTO
+        if "None" in typ and isinstance(value, str) and value.strip().lower() in ("null", "none"):
+            return None
         try:
             return float(value)
         except (TypeError, ValueError):
