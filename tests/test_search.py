@@ -81,3 +81,23 @@ def test_no_feedback_as_the_choice_builds_no_evidence_and_says_so():
     lines = run_warnings({"lam": 0.0}, [{"val_balanced_accuracy": 0.8}, {"val_balanced_accuracy": 0.7}], "feedback")
     assert len(lines) == 1 and lines[0].startswith("lam: auto found no lambda") and "without it" in lines[0]
     assert run_warnings({"lam": 1e-4}, [{"val_balanced_accuracy": 0.8}], "feedback") == []
+
+
+def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate(tmp_path):
+    """finetune --set finetune_lam=auto: the fine-tuning grid (the training grid and one decade up), no
+    lambda = 0 (a person's answers are meant to be used), the choice fine-tuned on to the end."""
+    from pyro_ebnn.experiment.search import FINETUNE_GRID
+    root = write_folder(tmp_path / "data", per_class=(12, 4), masked=range(8))
+    base = tmp_path / "base"
+    res = CliRunner().invoke(cli, ["train", "--config", "configs/image_folder_small.yaml", "--out", str(base),
+                                   "--set", f"data_dir={root}", "--set", "epochs=1", "--set", "lam=1e-3", *TINY])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "tuned"
+    res = CliRunner().invoke(cli, ["finetune", "--run", str(base), "--out", str(out), "--set", "finetune_lam=auto",
+                                   "--set", "finetune_budget=4", "--set", "finetune_epochs=2", *TINY])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    search = m["lam_search"]
+    assert FINETUNE_GRID[-1] > max(GRID) and NO_FEEDBACK not in FINETUNE_GRID
+    assert set(search["scores"]) == {f"{g:g}" for g in FINETUNE_GRID} and search["epochs"] == [1, 2]
+    assert m["finetune_lam"] == pytest.approx(search["per_image"] / search["entries"])
