@@ -280,6 +280,16 @@ R=results/photos/image_folder_small
 python -m pyro_ebnn.run explain --run $R/none/fold0 --run $R/feedback-lam0.0001/fold0 --run $R/augment/fold0 \
     --out results/photos/explain --n-images 6 --methods saliency,gradcam
 
+#    ResNet-18 against LeNet (5 epochs, fold 0)
+python experiments/shortcut_photos.py --task photos --out data/photos
+C="python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0 --set data_dir=data/photos --set epochs=5 --set threads=1 --jobs 1 --overlap saliency --overlap-images 500"
+$C --set architecture=torchvision:resnet18 --set kl_scale=1e-4 --out results/resnet_photos/resnet18
+$C --out results/resnet_photos/lenet
+$C --modes feedback --set architecture=torchvision:resnet18 --set kl_scale=1e-4 --set evidence_layer=layer1 --out results/resnet_photos/resnet18_layer1
+cp results/resnet_photos/lenet/compare.md experiments/results/photos/backbones_lenet.md
+cp results/resnet_photos/resnet18/compare.md experiments/results/photos/backbones_resnet18_layer2.md
+cp results/resnet_photos/resnet18_layer1/compare.md experiments/results/photos/backbones_resnet18_layer1.md
+
 # ==== docs/results/cost.md: time and memory =======================================================
 python experiments/benchmark_modes.py --threads 1 --repeats 50 --rounds 5 --warmup 3 --json experiments/results/cost/benchmark_modes.json
 python experiments/profile_step.py --steps 20 > experiments/results/cost/profile_step.txt
