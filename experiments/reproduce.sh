@@ -263,6 +263,16 @@ python experiments/cdep_diagnostic.py $R/none-deterministic/fold0 $R/cdep-determ
 # the Bayesian network's default penalty weights
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes none,rrr,l1grad,cdep,eg --penalty-weights 1,10,100,1000 --folds 0 --set epochs=5 --set max_train_images=20000 --set validation_decoys=test --set threads=1 --overlap none --out results/bayesian_weights
 
+#    every mode on [000]'s position and color rules, 3 folds
+for rule in position color; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml \
+      --modes none,feedback,none@deterministic,rrr@deterministic,cdep@deterministic,hint@deterministic,rrr_gradcam@deterministic,l1grad@deterministic,augment,rrr \
+      --folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+      --overlap saliency --overlap-images 2000 --jobs 2 --out results/rule_tables/$rule
+  cp results/rule_tables/$rule/compare.md experiments/results/baselines/rule_${rule}_compare.md
+  cp results/rule_tables/$rule/compare.csv experiments/results/baselines/rule_${rule}_compare.csv
+done
+
 # ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
 for rule in position color; do
   python -m pyro_ebnn.run compare --config configs/decoy_mnist_$rule.yaml --modes feedback \
