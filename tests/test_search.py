@@ -101,3 +101,5 @@ def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate
     assert FINETUNE_GRID[-1] > max(GRID) and NO_FEEDBACK not in FINETUNE_GRID
     assert set(search["scores"]) == {f"{g:g}" for g in FINETUNE_GRID} and search["epochs"] == [1, 2]
     assert m["finetune_lam"] == pytest.approx(search["per_image"] / search["entries"])
+    full = evidence_entries(load_config(str(base / "config.yaml")), (3, 16, 16), 2)
+    assert 0 < search["entries"] < full   # relative to the share of training images with a mask too

@@ -20,10 +20,11 @@ continues to a third, and the best one goes on to the full run, which is the run
 retraining). A candidate's score is its best validation score so far (``select_metric``, the
 score that selects the model); ties go to the smaller lambda (no feedback first). On 20 epochs the
 search of ``train`` trains 40 epochs in all (5 x 3 + 3 x 4 + 13), 2.0 times a plain run. ``finetune``, whose feedback a
-person gave on purpose, has no no-feedback candidate but one more decade up (:data:`FINETUNE_GRID`):
-it starts from a network that has learned the shortcut, and on the position rule a fine-tuning
-weight of g = 19 did better on the test images than the training grid's largest, 3 (0.929 against
-0.918, one store; docs/results/annotation.md).
+person gave on purpose, has no no-feedback candidate but one more decade up (:data:`FINETUNE_GRID`),
+and its lambda is relative to the share of training images that carry a mask as well: lambda =
+g / (C u v x share). A person annotates a few images or, with propagation, most of them; without
+the share the best value lay outside the grid on one rule or the other (79 against 1,963 masked
+images of the two Decoy MNIST rules, docs/results/annotation.md).
 
 The validation images decide, so they must show the shortcut failing: ``validation_decoys:
 exchange`` (the folder configs' default) puts the marked pattern on the other classes' images.
@@ -127,8 +128,8 @@ def _warn_if_ordinary_validation(cfg: Config):
               "where the marked pattern predicts the label as in training; set validation_decoys: exchange")
 
 
-def _search(cfg: Config, out: Path, entries: int, epochs: int, fit, resume: bool, progress: bool,
-            grid: tuple = GRID) -> tuple[float, dict]:
+def _search(cfg: Config, out: Path, entries: float, epochs: int, fit, resume: bool, progress: bool,
+            grid: tuple = GRID, per: str = "pre-activations") -> tuple[float, dict]:
     """Choose lambda for ``cfg`` (``fit(lam, epochs, where) -> validation score``); returns it and the
     record, leaving the chosen candidate's checkpoint and model in ``out`` to be resumed."""
     out = Path(out)
@@ -142,11 +143,11 @@ def _search(cfg: Config, out: Path, entries: int, epochs: int, fit, resume: bool
     # nobody else trains into OUT meanwhile (under torchrun, process 0 holds it and writes for the
     # group); train claims it again afterwards
     with writing(out, claim=group.is_main):
-        return _halve(cfg, out, entries, epochs, fit, progress and group.is_main, group, grid)
+        return _halve(cfg, out, entries, epochs, fit, progress and group.is_main, group, grid, per)
 
 
-def _halve(cfg: Config, out: Path, entries: int, epochs: int, fit, progress: bool, group,
-           candidates: tuple) -> tuple[float, dict]:
+def _halve(cfg: Config, out: Path, entries: float, epochs: int, fit, progress: bool, group,
+           candidates: tuple, per: str = "pre-activations") -> tuple[float, dict]:
     if progress:
         _warn_if_ordinary_validation(cfg)
     record_file = out / RECORD
@@ -156,7 +157,7 @@ def _halve(cfg: Config, out: Path, entries: int, epochs: int, fit, progress: boo
     budgets = rungs(epochs)
     echo = _echo if progress else (lambda s: None)
     echo(f"lam: auto: {len(candidates)} values of lambda, {', '.join(f'{v:.3g}' for v in grid.values())} "
-         f"(per image: {', '.join(f'{g:g}' for g in candidates)} / {entries} pre-activations"
+         f"(per image: {', '.join(f'{g:g}' for g in candidates)} / {entries:.6g} {per}"
          f"{'; 0 is no feedback' if NO_FEEDBACK in candidates else ''}), compared at epochs "
          f"{', '.join(map(str, budgets))} on the validation images")
     best, seen = successive_halving(list(candidates), lambda g, e: fit(grid[g], e, where[g]), budgets,
@@ -213,11 +214,16 @@ def finetune_choosing_lam(run_dir, cfg: Config, out, resume: bool = True, progre
     split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback, progress=progress)
     if not (split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0):
         return finetune(run_dir, cfg, out, resume=resume, progress=progress)  # no feedback: nothing to weigh
-    entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes)
+    # lambda = g / (C u v x the share of training images with a mask): the evidence of a few annotated
+    # images weighs against the likelihood of all of them as that of many does
+    share = float(split.train.has_mask.float().mean())
+    entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes) * share
+    per = f"pre-activations x {share:.3g}, the share of training images with a mask"
 
     def fit(value, epochs, where):
         return finetune(run_dir, dataclasses.replace(cfg, finetune_epochs=epochs), where, resume=True,
                         progress=progress, lam=value, evaluate=False)[f"val_{cfg.select_metric}"]
-    chosen, record = _search(cfg, out, entries, cfg.finetune_epochs, fit, resume, progress, grid=FINETUNE_GRID)
+    chosen, record = _search(cfg, out, entries, cfg.finetune_epochs, fit, resume, progress, grid=FINETUNE_GRID,
+                             per=per)
     record = {k: v for k, v in record.items() if k != "config"}
     return finetune(run_dir, cfg, out, resume=True, progress=progress, lam=chosen, extra={"lam_search": record})
