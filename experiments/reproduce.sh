@@ -326,7 +326,7 @@ for l in 1e-2 3e-4; do
 done
 for rule in position corners; do for seed in 0 1 2; do   # the fine-tuning weight chosen on validation
   python -m pyro_ebnn.run finetune --run results/annotation/$rule/base --set finetune_lam=auto ${S% --seed 0} --seed $seed \
-      --feedback results/annotation/$rule/actions/finder/seed$seed/a5/feedback.sqlite --out results/ftauto/$rule/seed$seed
+      --feedback results/annotation/$rule/actions/finder/seed$seed/a5/feedback.sqlite --out results/ftshare/$rule/seed$seed
 done; done
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
