@@ -69,8 +69,9 @@ def lrt_layer(layer: BayesianLayer, z: torch.Tensor, eps: Optional[torch.Tensor]
 def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None, lam: float = 0.0,
                   prior_scale: float = 0.1, noise: Optional[Mapping[str, torch.Tensor]] = None, pool: str = "max",
                   channels: str = "all", kl_scale: float = 1.0):
-    """[000] Eq. (3) with the Eq. (4) likelihood, one LRT sample (``kl_scale`` < 1: the KL tempered). ``noise`` fixes the eps of the
-    layers it names (``bayesian_layers`` names: conv1, conv2, fc1, ...); the others draw theirs.
+    """[000] Eq. (3) with the Eq. (4) likelihood, one LRT sample; ``kl_scale`` < 1 tempers the KL.
+    ``noise`` fixes the eps of the layers it names (``bayesian_layers`` names: conv1, conv2, fc1,
+    ...); the others draw theirs.
     ``channels="attending"``: only the channels whose positive activation falls on the marked cells
     more than evenly are observed ([000] Sec. 6)."""
     noise = dict(noise or {})
