@@ -44,7 +44,9 @@ def test_the_warnings_name_each_failure_with_the_selected_and_last_numbers():
                                    "balanced accuracy 0.520" in line for line in lines)
     assert lines[0].startswith("the model was selected at epoch 1 and validation then fell from 0.820 to 0.600")
     assert "the selected network gives one class to 95%" in lines[1] and "the last network" in lines[2]
-    assert "below its first epoch's 0.820" in lines[3]
+    assert "below its first epoch's 0.820" in lines[3] and "try lam: auto or a smaller lam" in lines[3]
+    chosen = run_warnings({**one_class, "lam": 1e-3, "lam_search": {"per_image": 3.0}}, history, "feedback")[3]
+    assert "try a smaller lam than the one chosen" in chosen and "lam: auto" not in chosen   # it was auto already
     healthy = [{"val_balanced_accuracy": v} for v in (0.6, 0.8, 0.9)]
     assert run_warnings({"best_epoch": 3, "plugin_confusion_matrix": [[40, 10], [10, 40]]}, healthy, "feedback") == []
     # a data set whose test images are mostly one class is not a network that predicts one class

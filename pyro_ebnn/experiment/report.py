@@ -88,7 +88,8 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
                    "the marked regions; compare --modes none,feedback on your test images before relying on either")
     elif mode == "feedback" and len(scores) >= 2 and scores[-1] < scores[0] - 0.02:
         out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
-                   f"the evidence may outweigh the labels; try lam: auto or a smaller lam{side}")
+                   f"the evidence may outweigh the labels; try "
+                   f"{'a smaller lam than the one chosen' if 'lam_search' in metrics else 'lam: auto or a smaller lam'}{side}")
     return out
 
 
