@@ -103,3 +103,15 @@ def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate
     assert m["finetune_lam"] == pytest.approx(search["per_image"] / search["entries"])
     full = evidence_entries(load_config(str(base / "config.yaml")), (3, 16, 16), 2)
     assert 0 < search["entries"] < full   # relative to the share of training images with a mask too
+
+
+def test_finetune_lam_auto_with_no_mask_among_the_annotated_images_is_one_line(tmp_path):
+    root = write_folder(tmp_path / "data", per_class=(12, 4), masked=())
+    base = tmp_path / "base"
+    res = CliRunner().invoke(cli, ["train", "--config", "configs/image_folder_small.yaml", "--out", str(base),
+                                   "--set", f"data_dir={root}", "--set", "epochs=1", "--mode", "none", *TINY])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["finetune", "--run", str(base), "--out", str(tmp_path / "tuned"), "--set",
+                                   "finetune_lam=auto", "--set", "finetune_budget=4", *TINY])
+    assert res.exit_code == 2 and "none of the annotated training images carries a mask" in res.output.splitlines()[-1]
+    assert not (tmp_path / "tuned" / "metrics.json").exists()
