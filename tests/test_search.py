@@ -105,13 +105,14 @@ def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate
     assert 0 < search["entries"] < full   # relative to the share of training images with a mask too
 
 
-def test_finetune_lam_auto_with_no_mask_among_the_annotated_images_is_one_line(tmp_path):
+def test_finetune_lam_auto_with_no_mask_among_the_annotated_images_runs(tmp_path):
+    """No annotated image carries a mask: the share-relative grid does not divide by zero."""
     root = write_folder(tmp_path / "data", per_class=(12, 4), masked=())
     base = tmp_path / "base"
     res = CliRunner().invoke(cli, ["train", "--config", "configs/image_folder_small.yaml", "--out", str(base),
                                    "--set", f"data_dir={root}", "--set", "epochs=1", "--mode", "none", *TINY])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["finetune", "--run", str(base), "--out", str(tmp_path / "tuned"), "--set",
-                                   "finetune_lam=auto", "--set", "finetune_budget=4", *TINY])
-    assert res.exit_code == 2 and "none of the annotated training images carries a mask" in res.output.splitlines()[-1]
-    assert not (tmp_path / "tuned" / "metrics.json").exists()
+                                   "finetune_lam=auto", "--set", "finetune_budget=4", "--set", "finetune_epochs=1", *TINY])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "tuned" / "metrics.json").exists()

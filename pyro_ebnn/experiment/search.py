@@ -216,12 +216,8 @@ def finetune_choosing_lam(run_dir, cfg: Config, out, resume: bool = True, progre
         return finetune(run_dir, cfg, out, resume=resume, progress=progress)  # no feedback: nothing to weigh
     # lambda = g / (C u v x the share of training images with a mask): the evidence of a few annotated
     # images weighs against the likelihood of all of them as that of many does
-    share = float(split.train.has_mask.float().mean())
-    if share == 0:
-        if cfg.network != "bayesian":
-            return finetune(run_dir, cfg, out, resume=resume, progress=progress)  # refused there, in one line
-        raise ConfigError("none of the annotated training images carries a mask, so finetune_lam: auto has nothing "
-                          "to weigh; annotate images that show the shortcut, or run the control with finetune_budget=0")
+    # (no annotated image with a mask: no evidence to weigh, any lambda is the same run)
+    share = float(split.train.has_mask.float().mean()) or 1.0
     entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes) * share
     per = f"pre-activations x {share:.3g}, the share of training images with a mask"
 
