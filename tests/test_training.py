@@ -104,7 +104,9 @@ def test_a_prior_scale_must_be_positive():
             prior(0.0)
 
 
-@pytest.mark.parametrize("rho_init, fix", [("0", "--set rho_init=-3"), ("-7", "Bayesian weights are too many")])
+@pytest.mark.parametrize("rho_init, fix", [("0", "--set rho_init=-3"),
+                                           ("-7", "Bayesian weights are too many for them; start from pretrained "
+                                                  "weights (pretrained: true), temper their KL (--set kl_scale=0.0001)")])
 def test_a_model_that_cannot_leave_its_prior_stops_with_one_line(tmp_path, rho_init, fix):
     """Random labels: validation stays at chance while the KL term is most of the loss; the run stops
     after a few epochs instead of training on silently. The fix it names depends on the posterior

@@ -348,8 +348,8 @@ class Trainer:
                 weights = sum(layer.weight_loc.numel() + layer.bias_loc.numel()
                               for layer in bayesian_layers(self.model.net).values())
                 fix = (f"the network's ~{weights:,} Bayesian weights are too many for them; start from pretrained "
-                       "weights (pretrained: true), temper their KL (--set kl_scale=1e-4) or use a smaller network "
-                       "(architecture: lenet)")
+                       f"weights (pretrained: true), temper their KL (--set kl_scale={min(cfg.kl_scale * 1e-3, 1e-4):g}) "
+                       "or use a smaller network (architecture: lenet)")
             raise TrainingError(
                 f"validation balanced accuracy stayed at chance for {self.epoch} epochs while the KL term is "
                 f"{kl / loss_per_step:.0%} of the loss: the posterior cannot leave the prior on {n} training "
