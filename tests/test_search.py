@@ -103,6 +103,12 @@ def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate
     assert m["finetune_lam"] == pytest.approx(search["per_image"] / search["entries"])
     full = evidence_entries(load_config(str(base / "config.yaml")), (3, 16, 16), 2)
     assert 0 < search["entries"] < full   # relative to the share of training images with a mask too
+    # a record of another grid (an older search) is not reused: the search runs again
+    record = json.loads((out / RECORD).read_text())
+    (out / RECORD).write_text(json.dumps({**record, "grid": list(GRID)}))
+    again = CliRunner().invoke(cli, ["finetune", "--run", str(base), "--out", str(out), "--set", "finetune_lam=auto",
+                                     "--set", "finetune_budget=4", "--set", "finetune_epochs=2", *TINY])
+    assert again.exit_code == 0 and "lam search" in again.output
 
 
 def test_finetune_lam_auto_with_no_mask_among_the_annotated_images_runs(tmp_path):

@@ -136,8 +136,8 @@ def _search(cfg: Config, out: Path, entries: float, epochs: int, fit, resume: bo
     record_file = out / RECORD
     if resume and record_file.exists():
         record = json.loads(record_file.read_text())
-        if not config_difference(record["config"], cfg.to_dict(), ignore=("epochs", "finetune_epochs",
-                                                                          "device", "threads", "workers")):
+        if record.get("grid") == list(grid) and record.get("entries") == entries and not config_difference(
+                record["config"], cfg.to_dict(), ignore=("epochs", "finetune_epochs", "device", "threads", "workers")):
             return float(record["lam"]), record
     group, _ = join(resolve_device(cfg.device))
     # nobody else trains into OUT meanwhile (under torchrun, process 0 holds it and writes for the
