@@ -2,10 +2,11 @@
 images, per strategy and simulated annotator (docs/results/annotation.md).
 
     python experiments/learning_curves.py --root RUNS --out experiments/results/annotation \\
-        [--rules corners,position] [--budgets 50,100,200,25,400] [--seeds 0,1,2] \\
+        [--rules corners,position,photos] [--budgets 50,100,200,25,400] [--seeds 0,1,2] \\
         [--strategies random,entropy,bald,explanation] [--oracles candidates,truth] [--summary-only]
     python experiments/learning_curves.py --root RUNS --actions 5,10,20,50,100,200 \\
-        [--annotators groups,finder,clicker,painter] [--rules corners,position] [--seeds 0,1,2]
+        [--annotators groups,finder,clicker,painter] [--rules corners,position,photos] [--seeds 0,1,2] \\
+        [--finetune-epochs 6] [--finetune-lam 1|auto]
 
 Against effort (``--actions``; without ``--budgets`` only these run): test balanced accuracy after
 fine-tuning on what a simulated annotator gives for A actions, counted as a person spends them
@@ -20,7 +21,9 @@ in the order of ``--actions`` (smallest first), all annotators, rules and seeds 
 before the next; a budget beyond the groups there are repeats the run of all groups
 (``same_as.json``). The seed's control (no annotated image) is the same as for the budgets.
 
-Per decoy rule: one start model (``train``, mode none) trained once; on test images, how well its
+Rules: ``corners`` and ``position`` (Decoy MNIST) and ``photos``, the real-photo patch task of
+docs/results/photos.md, written by experiments/shortcut_photos.py into ``ROOT/photos/data``. Per
+rule: one start model (``train``, mode none) trained once; on test images, how well its
 candidate regions find the decoys. Per seed: the pool (``--pool`` training images, the seed's
 draw), each strategy's ranking of it (its best ``max(budgets)`` images, best first) and the
 attribution overlap of every pool image. Per oracle and budget B: a feedback store holding the
@@ -60,6 +63,7 @@ from pyro_ebnn.experiment.config import load_config  # noqa: E402
 from pyro_ebnn.experiment.feedback import store_fingerprint  # noqa: E402
 from pyro_ebnn.experiment.rundir import METRICS, read_metrics  # noqa: E402
 from pyro_ebnn.experiment.runs import finetune, train  # noqa: E402
+from pyro_ebnn.experiment.search import finetune_choosing_lam  # noqa: E402
 from pyro_ebnn.experiment.tables import mean_std  # noqa: E402
 from pyro_ebnn.explain import attribute, explained_network, overlap_per_image  # noqa: E402
 from pyro_ebnn.explain.regions import attribution_maps, candidate_regions, region_coverage, region_iou  # noqa: E402
@@ -74,20 +78,31 @@ RULES = {
     "corners": ("configs/decoy_mnist_corners.yaml", {"mode": "none", "epochs": 3, "validation_decoys": "train"}),
     # [000]'s rule and hyperparameters, no feedback
     "position": ("configs/decoy_mnist_position.yaml", {"mode": "none", "epochs": 30, "validation_decoys": "train"}),
+    # the real-photo task of docs/results/photos.md (a magenta patch anywhere on every everyday
+    # image), written by experiments/shortcut_photos.py into ROOT/photos/data; the shipped small
+    # folder config, no feedback
+    "photos": ("configs/image_folder_small.yaml", {"mode": "none", "validation_decoys": "train"}),
 }
+#: what the fine-tuning of a rule sets besides FINETUNE: the photo task has no test rule to
+#: validate on; its validation images get their marked regions exchanged across classes
+RULE_FINETUNE = {"photos": {"validation_decoys": "exchange"}}
 #: the fine-tuning of every point: [001]'s (lambda 1, lr 1e-3, validation decoys of the test rule),
 #: fewer epochs, validation inside epochs, no early stopping
 FINETUNE = {"finetune_epochs": 6, "finetune_lr": 1e-3, "finetune_lam": 1.0, "val_every_steps": 20, "patience": None,
             "validation_decoys": "test"}
-#: the fine-tuning epochs of FINETUNE (``--finetune-epochs``); other than 6, the control and the
-#: curves against actions go in directories named with it (``control_e17``, ``actions_e17``)
-EPOCHS = {"default": 6}
+#: the fine-tuning epochs and weight of FINETUNE (``--finetune-epochs``, ``--finetune-lam``); other
+#: than 6 and 1, the control and the curves against actions go in directories named with them
+#: (``control_e17``, ``actions_e17_lamauto``)
+DEFAULTS = {"finetune_epochs": 6, "finetune_lam": 1.0}
 
 
-def tag(name: str) -> str:
-    """``name``, or ``name_e<epochs>`` for fine-tuning epochs other than the default 6."""
-    epochs = FINETUNE["finetune_epochs"]
-    return name if epochs == EPOCHS["default"] else f"{name}_e{epochs}"
+def tag(name: str, weighted: bool = True) -> str:
+    """``name``, with ``_e<epochs>`` and (unless not ``weighted``: the control has no evidence to
+    weigh) ``_lam<weight>`` for fine-tuning settings other than the defaults."""
+    epochs, lam = FINETUNE["finetune_epochs"], FINETUNE["finetune_lam"]
+    if epochs != DEFAULTS["finetune_epochs"]:
+        name += f"_e{epochs}"
+    return name if lam == DEFAULTS["finetune_lam"] or not weighted else f"{name}_lam{lam}"
 STRATEGIES = ("random", "entropy", "bald", "explanation")
 ORACLES = ("candidates", "truth")
 #: test images whose candidate regions are compared with the true masks
@@ -105,16 +120,34 @@ def log(message: str):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def base_config(rule: str):
+def base_config(root: Path, rule: str):
     path, sets = RULES[rule]
+    if rule == "photos":
+        sets = {**sets, "data_dir": str(photos_data(root).resolve())}
     return load_config(str(ROOT / path), {**DATA, **sets})
+
+
+def photos_data(root: Path) -> Path:
+    """The photo task in the image-folder layout, written once (experiments/shortcut_photos.py)."""
+    from shortcut_photos import TASKS, build_shortcut_photos  # this folder's script
+
+    out = root / "photos" / "data"
+    if not (out / "shortcut_photos.json").exists():
+        log("photos: writing the task's images")
+        build_shortcut_photos(out, task="photos", **TASKS["photos"])
+    return out
+
+
+def finetune_config(base: Path, rule: str, **sets):
+    """The start model's config with the fine-tuning of every point (FINETUNE, RULE_FINETUNE)."""
+    return load_config(str(base / "config.yaml"), {**FINETUNE, **RULE_FINETUNE.get(rule, {}), **sets})
 
 
 def start_model(root: Path, rule: str) -> Path:
     out = root / rule / "base"
     if not (out / METRICS).exists():
         log(f"{rule}: training the start model")
-        train(base_config(rule), out, progress=False)
+        train(base_config(root, rule), out, progress=False)
     return out
 
 
@@ -227,11 +260,10 @@ def write_store(path: Path, task_of, indices, answers: Answers, oracle: str):
 
 def control(root: Path, rule: str, seed: int) -> dict:
     """The same fine-tuning without any annotated image (``finetune_budget: 0``), once per seed."""
-    out = root / rule / tag("control") / f"seed{seed}"
+    out = root / rule / tag("control", weighted=False) / f"seed{seed}"
     if not (out / METRICS).exists():
         base = start_model(root, rule)
-        finetune(base, load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_budget": 0}), out,
-                 progress=False)
+        finetune(base, finetune_config(base, rule, finetune_lam=1.0, seed=seed, finetune_budget=0), out, progress=False)
         log(f"{rule} control seed {seed}: balanced accuracy {read_metrics(out)['balanced_accuracy']:.4f}")
     return read_metrics(out)
 
@@ -259,9 +291,9 @@ def point(root: Path, rule: str, oracle: str, strategy: str, seed: int, budget: 
         log(f"{rule} {oracle} {strategy} seed {seed} B={budget}: no mask, the control ({m['balanced_accuracy']:.4f})")
         return
     base = start_model(root, rule)
-    cfg = load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_feedback": str(store_path)})
+    cfg = finetune_config(base, rule, seed=seed, finetune_feedback=str(store_path))
     t0 = time.time()
-    m = finetune(base, cfg, out / "run", progress=False)
+    m = finetune_choosing_lam(base, cfg, out / "run", progress=False)
     log(f"{rule} {oracle} {strategy} seed {seed} B={budget}: balanced accuracy {m['balanced_accuracy']:.4f} "
         f"({m['feedback_irrelevant']} irrelevant, {m['feedback_accepted']} accepted; {time.time() - t0:.0f} s)")
 
@@ -360,9 +392,9 @@ def action_point(root: Path, rule: str, annotator: str, seed: int, actions: int,
         log(f"{rule} {annotator} seed {seed} A={actions}: no mask, the control ({m['balanced_accuracy']:.4f})")
         return
     base = start_model(root, rule)
-    cfg = load_config(str(base / "config.yaml"), {**FINETUNE, "seed": seed, "finetune_feedback": str(out / "feedback.sqlite")})
+    cfg = finetune_config(base, rule, seed=seed, finetune_feedback=str(out / "feedback.sqlite"))
     t0 = time.time()
-    m = finetune(base, cfg, out / "run", progress=False)
+    m = finetune_choosing_lam(base, cfg, out / "run", progress=False)
     log(f"{rule} {annotator} seed {seed} A={actions}: balanced accuracy {m['balanced_accuracy']:.4f} "
         f"({spent['actions']} actions, {m['feedback_irrelevant']} training images with a mask; {time.time() - t0:.0f} s)")
 
@@ -411,7 +443,7 @@ def collect_actions(root: Path) -> list[dict]:
         spent = json.loads(spent_path.read_text())
         rows.append({"rule": rule, "annotator": annotator, "seed": int(seed[4:]), "actions": int(actions[1:]),
                      "spent": spent["actions"], "images": spent["images"], "balanced_accuracy": m["balanced_accuracy"],
-                     "best_epoch": m["best_epoch"]})
+                     "best_epoch": m["best_epoch"], "lam": m.get("lam_search", {}).get("lam", m.get("lam", ""))})
     return rows
 
 
@@ -471,8 +503,9 @@ def action_summary(args):
     actions = sorted(args.actions)
     text = ["# Learning curves against actions (written by experiments/learning_curves.py --actions)", "",
             "Test balanced accuracy after fine-tuning on what each simulated annotator gives for A actions, mean ± std "
-            f"over seeds, {FINETUNE['finetune_epochs']} fine-tuning epochs; in brackets the actions actually spent and "
-            "the training images with a mask (means).", ""]
+            f"over seeds, {FINETUNE['finetune_epochs']} fine-tuning epochs, fine-tuning weight "
+            f"{FINETUNE['finetune_lam']}; in brackets the actions actually spent and the training images with a mask "
+            "(means); each run's weight in the CSV.", ""]
     for rule in args.rules:
         start, spread = control_mean(root, rule, args.seeds)
         text += [f"## {rule} rule", "", "Control (no annotated image): "
@@ -484,7 +517,7 @@ def action_summary(args):
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{tag('action_curves')}.md").write_text("\n".join(text))
     with open(out / f"{tag('action_curves')}.csv", "w") as f:
-        keys = ["rule", "annotator", "seed", "actions", "spent", "images", "balanced_accuracy", "best_epoch"]
+        keys = ["rule", "annotator", "seed", "actions", "spent", "images", "balanced_accuracy", "best_epoch", "lam"]
         f.write(",".join(keys) + "\n")
         for r in rows:
             f.write(",".join(str(r[k]) for k in keys) + "\n")
@@ -527,8 +560,9 @@ def mean_of(rows, **where):
 
 def control_mean(root: Path, rule: str, seeds) -> tuple:
     """Mean and std of the seeds' control runs (the budget-0 point), or of the start model alone."""
-    values = [read_metrics(root / rule / tag("control") / f"seed{s}")["balanced_accuracy"] for s in seeds
-              if (root / rule / tag("control") / f"seed{s}" / METRICS).exists()]
+    control = root / rule / tag("control", weighted=False)
+    values = [read_metrics(control / f"seed{s}")["balanced_accuracy"] for s in seeds
+              if (control / f"seed{s}" / METRICS).exists()]
     if not values and (root / rule / "base" / METRICS).exists():
         values = [read_metrics(root / rule / "base")["balanced_accuracy"]]
     return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0) if values else (None, None)
@@ -684,6 +718,8 @@ def main():
     ap.add_argument("--pool", type=int, default=2000)
     ap.add_argument("--finetune-epochs", type=int, default=FINETUNE["finetune_epochs"],
                     help="epochs of every fine-tuning run and of the control (other than 6: in *_e<N> directories)")
+    ap.add_argument("--finetune-lam", default="1", help="the fine-tuning weight: a number or auto "
+                    "(other than [001]'s 1: in *_lam<weight> directories)")
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
@@ -700,6 +736,7 @@ def main():
     args.oracles = [o for o in args.oracles.split(",") if o]
     torch.set_num_threads(1)
     FINETUNE["finetune_epochs"] = args.finetune_epochs
+    FINETUNE["finetune_lam"] = args.finetune_lam if args.finetune_lam == "auto" else float(args.finetune_lam)
     if not args.summary_only:
         if args.budgets:
             run_all(args)
