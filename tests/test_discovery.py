@@ -141,3 +141,24 @@ def test_the_shortcut_strategy_picks_the_images_that_rest_on_the_square(pool):
     discovery = pool.discovery()
     chosen = select("shortcut", (discovery.maps, discovery.predicted), budget=12)
     assert all(pool.has_square(int(discovery.indices[p])) for p in chosen)
+
+
+def test_find_everywhere_finds_each_piece_of_a_mark_on_its_own():
+    """Four corner squares marked at once (Decoy MNIST's corners rule) are found in an image whose
+    squares have another shade and whose digit differs: each square is its own template (the whole
+    mark's bounding box is the whole image, which matches near-copies only)."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((3, 28, 28))
+    corners = [(slice(0, 4), slice(0, 4)), (slice(0, 4), slice(24, 28)), (slice(24, 28), slice(0, 4)),
+               (slice(24, 28), slice(24, 28))]
+    for n, shade in enumerate((0.9, 0.4, 0.0)):
+        rows = np.arange(8, 20)
+        images[n, rows, rows + 2 * n - 4] = rng.uniform(0.5, 1, 12)   # a different "digit" stroke
+        for rows, cols in corners:
+            images[n, rows, cols] = shade
+    marked = np.zeros((28, 28), bool)
+    for rows, cols in corners:
+        marked[rows, cols] = True
+    found = {i: m for i, m, *_ in propagate_pixels(marked, images[0], images, range(3))}
+    assert set(found) == {0, 1}                                  # image 2 has no squares
+    assert np.array_equal(found[1], marked)

@@ -42,11 +42,12 @@ propagated to other images by one of three rules (:data:`RULES`):
             place in every image (a corner, a watermark); score = the member's attribution share
             inside the mask
   pixels    "mark once, find everywhere" in pixels, for a shortcut that moves (a patch anywhere):
-            the source's pixels in the marked region's bounding box, widened by ``PAD`` pixels
-            of its surroundings, are the template; its normalized cross-correlation with every
-            pool image (``skimage.feature.match_template``, all channels together, the image
-            padded with zeros) marks, wherever it reaches ``PIXEL_THRESHOLD``, the marked pixels
-            at that place; score = the image's highest correlation
+            each connected piece of the mark is a template, the source's pixels in the piece's
+            bounding box widened by ``PAD`` pixels of its surroundings; its normalized
+            cross-correlation with every pool image (``skimage.feature.match_template``, all
+            channels together, the image padded with zeros) marks, wherever it reaches
+            ``PIXEL_THRESHOLD``, the piece's pixels at that place; score = the image's highest
+            correlation
   features  the same in the network's eyes: the marked cells of the evidence layer (the last
             convolution's pre-activations, the cells the feedback acts on) of the source give
             prototype feature vectors (C channels each); every cell of every pool image whose
@@ -503,7 +504,9 @@ def propagate_pixels(mask, source, images, indices, threshold: float = PIXEL_THR
     """"Mark once, find everywhere" in pixels: the region ``mask`` marks on the image ``source``
     (H x W x C or H x W) found again in ``images`` (N x H x W x C, or a sequence, or a function of
     the index) by normalized cross-correlation (module docstring): ``(index, mask, "pixels",
-    score, {"threshold": ...})`` for each image where it reaches ``threshold``.
+    score, {"threshold": ...})`` for each image where it reaches ``threshold``. Each connected
+    piece of the mark (four corner squares, two patches) is a template of its own, found wherever
+    it is, so a mark of several things finds each of them, in any arrangement.
 
     >>> images = np.zeros((2, 12, 12)); images[0, 1:4, 1:4] = 0.8; images[1, 7:10, 4:7] = 0.3
     >>> found = propagate_pixels(images[0] > 0, images[0], images, [10, 11])
@@ -516,29 +519,40 @@ def propagate_pixels(mask, source, images, indices, threshold: float = PIXEL_THR
     if mask.shape != source.shape[:2] or not mask.any():
         raise DiscoveryError(f"the mark must be a non-empty mask of the image's size {source.shape[:2]}, "
                              f"got {mask.shape} with {int(mask.sum())} pixels")
-    rows, cols = np.nonzero(mask)
-    top, left = max(0, rows.min() - pad), max(0, cols.min() - pad)
-    bottom, right = min(mask.shape[0], rows.max() + 1 + pad), min(mask.shape[1], cols.max() + 1 + pad)
-    template = source[top:bottom, left:right]
-    if np.ptp(template) == 0:
+    labels = label(mask, connectivity=2)
+    pieces = [p for p in (_template(labels == k, source, pad) for k in range(1, labels.max() + 1)) if p is not None]
+    if not pieces:
         raise DiscoveryError("the marked region and its surroundings are one flat colour; mark a region that "
                              "differs from what is around it, or propagate by place")
-    centre = np.array(template.shape[:2]) // 2
-    offsets = np.argwhere(mask[top:bottom, left:right]) - centre      # the marked pixels around the centre
     found = []
     for k, index in enumerate(indices):
         image = _image(images(index) if callable(images) else images[k])
-        correlation = match_template(image, template, pad_input=True, mode="constant")[..., image.shape[2] // 2]
-        places = np.argwhere(correlation >= threshold)
-        if not len(places):
-            continue
-        at = (places[:, None, :] + offsets[None]).reshape(-1, 2)
-        at = at[(at >= 0).all(1) & (at < mask.shape).all(1)]
-        marked = np.zeros(mask.shape, bool)
-        marked[at[:, 0], at[:, 1]] = True
+        marked, score = np.zeros(mask.shape, bool), -1.0
+        for template, offsets in pieces:
+            correlation = match_template(image, template, pad_input=True, mode="constant")[..., image.shape[2] // 2]
+            places = np.argwhere(correlation >= threshold)
+            if not len(places):
+                continue
+            at = (places[:, None, :] + offsets[None]).reshape(-1, 2)
+            at = at[(at >= 0).all(1) & (at < mask.shape).all(1)]
+            marked[at[:, 0], at[:, 1]] = True
+            score = max(score, float(correlation.max()))
         if marked.any():
-            found.append((int(index), marked, "pixels", float(correlation.max()), {"threshold": float(threshold)}))
+            found.append((int(index), marked, "pixels", score, {"threshold": float(threshold)}))
     return found
+
+
+def _template(piece: np.ndarray, source: np.ndarray, pad: int):
+    """The template of one connected piece of a mark: the source's pixels in its bounding box widened
+    by ``pad``, and the piece's pixels as offsets from the template's centre; None when flat."""
+    rows, cols = np.nonzero(piece)
+    top, left = max(0, rows.min() - pad), max(0, cols.min() - pad)
+    bottom, right = min(piece.shape[0], rows.max() + 1 + pad), min(piece.shape[1], cols.max() + 1 + pad)
+    template = source[top:bottom, left:right]
+    if np.ptp(template) == 0:
+        return None
+    centre = np.array(template.shape[:2]) // 2
+    return template, np.argwhere(piece[top:bottom, left:right]) - centre
 
 
 def propagate_features(mask, source: torch.Tensor, features: torch.Tensor, indices, centres=None,
