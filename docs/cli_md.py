@@ -73,7 +73,7 @@ COMMANDS = {
                  "the explanation records `accepted`. The page links to its discovery view (`/groups`): the pool's "
                  "explanations grouped per predicted class, shortcut-like groups first; a region marked once on a "
                  "group is propagated to its images (same place) or to every pool image where it looks the same "
-                 "(pixels, or the network's features), each propagated mask stored with its answer, rule and score, "
+                 "(pixels, each connected piece of the mark found on its own; or the network's features), each propagated mask stored with its answer, rule and score, "
                  "listed, and undone with its answer in one action. "
                  "Results: [results/annotation.md](results/annotation.md).",
                  f"{PROG} annotate --run runs/corners/start0 --store runs/corners/feedback.sqlite --budget 50 "
