@@ -162,3 +162,20 @@ def test_find_everywhere_finds_each_piece_of_a_mark_on_its_own():
     found = {i: m for i, m, *_ in propagate_pixels(marked, images[0], images, range(3))}
     assert set(found) == {0, 1}                                  # image 2 has no squares
     assert np.array_equal(found[1], marked)
+
+
+def test_find_everywhere_matches_a_coloured_patch_by_itself_whatever_surrounds_it():
+    """A flat magenta patch on textured backgrounds ([001]'s ISIC patches, the photo task): its own
+    pixels are the template, so a different background around it does not hide it (with a border of
+    the source's surroundings, as for a flat grey square, the correlation falls below the threshold)."""
+    rng = np.random.default_rng(2)
+    images = rng.random((4, 24, 24, 3))                          # textured backgrounds, all different
+    for n, (r, c) in enumerate([(2, 2), (12, 9), (0, 14)]):
+        images[n, r:r + 6, c:c + 6] = (1.0, 0.0, 1.0)
+    marked = np.zeros((24, 24), bool)
+    marked[2:8, 2:8] = True
+    found = {i: m for i, m, *_ in propagate_pixels(marked, images[0], images, range(4))}
+    assert set(found) == {0, 1, 2}                               # image 3 has no patch
+    at = np.zeros((24, 24), bool)
+    at[12:18, 9:15] = True
+    assert np.array_equal(found[1], at)

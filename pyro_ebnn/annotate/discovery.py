@@ -43,11 +43,12 @@ propagated to other images by one of three rules (:data:`RULES`):
             inside the mask
   pixels    "mark once, find everywhere" in pixels, for a shortcut that moves (a patch anywhere):
             each connected piece of the mark is a template, the source's pixels in the piece's
-            bounding box widened by ``PAD`` pixels of its surroundings; its normalized
+            bounding box (widened by ``PAD`` pixels of its surroundings when the piece is one
+            flat value, so that its edges are found); its normalized
             cross-correlation with every pool image (``skimage.feature.match_template``, all
-            channels together, the image padded with zeros) marks, wherever it reaches
-            ``PIXEL_THRESHOLD``, the piece's pixels at that place; score = the image's highest
-            correlation
+            channels together, the image padded with zeros) marks the piece's pixels at each of its
+            peaks that reaches ``PIXEL_THRESHOLD`` (``skimage.feature.peak_local_max``, peaks at
+            least half the template apart); score = the image's highest correlation
   features  the same in the network's eyes: the marked cells of the evidence layer (the last
             convolution's pre-activations, the cells the feedback acts on) of the source give
             prototype feature vectors (C channels each); every cell of every pool image whose
@@ -82,7 +83,7 @@ import numpy as np
 import torch
 from scipy import linalg
 from scipy.sparse import csgraph
-from skimage.feature import match_template
+from skimage.feature import match_template, peak_local_max
 from skimage.filters import gaussian
 from skimage.measure import label
 from skimage.segmentation import slic
@@ -530,7 +531,8 @@ def propagate_pixels(mask, source, images, indices, threshold: float = PIXEL_THR
         marked, score = np.zeros(mask.shape, bool), -1.0
         for template, offsets in pieces:
             correlation = match_template(image, template, pad_input=True, mode="constant")[..., image.shape[2] // 2]
-            places = np.argwhere(correlation >= threshold)
+            places = peak_local_max(correlation, min_distance=max(1, min(template.shape[:2]) // 2),
+                                    threshold_abs=threshold, exclude_border=False)
             if not len(places):
                 continue
             at = (places[:, None, :] + offsets[None]).reshape(-1, 2)
@@ -543,16 +545,20 @@ def propagate_pixels(mask, source, images, indices, threshold: float = PIXEL_THR
 
 
 def _template(piece: np.ndarray, source: np.ndarray, pad: int):
-    """The template of one connected piece of a mark: the source's pixels in its bounding box widened
-    by ``pad``, and the piece's pixels as offsets from the template's centre; None when flat."""
+    """The template of one connected piece of a mark and the piece's pixels as offsets from the
+    template's centre: the source's pixels in the piece's bounding box when they differ (a coloured
+    or textured patch: its surroundings, which change from image to image, would only blur the
+    match), else widened by ``pad`` pixels of its surroundings (a flat square is found by its
+    edges); None when even that is one flat value."""
     rows, cols = np.nonzero(piece)
-    top, left = max(0, rows.min() - pad), max(0, cols.min() - pad)
-    bottom, right = min(piece.shape[0], rows.max() + 1 + pad), min(piece.shape[1], cols.max() + 1 + pad)
-    template = source[top:bottom, left:right]
-    if np.ptp(template) == 0:
-        return None
-    centre = np.array(template.shape[:2]) // 2
-    return template, np.argwhere(piece[top:bottom, left:right]) - centre
+    for widen in (0, pad):
+        top, left = max(0, rows.min() - widen), max(0, cols.min() - widen)
+        bottom, right = min(piece.shape[0], rows.max() + 1 + widen), min(piece.shape[1], cols.max() + 1 + widen)
+        template = source[top:bottom, left:right]
+        if np.ptp(template) > 0:
+            centre = np.array(template.shape[:2]) // 2
+            return template, np.argwhere(piece[top:bottom, left:right]) - centre
+    return None
 
 
 def propagate_features(mask, source: torch.Tensor, features: torch.Tensor, indices, centres=None,
