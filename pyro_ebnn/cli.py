@@ -109,6 +109,13 @@ def _summary(m, keys=("balanced_accuracy", "f1_macro", "roc_auc", "decoy_swap_ac
     return "  ".join(f"{k}={number(m[k], 4)}" for k in keys if isinstance(m.get(k), float))
 
 
+def _store_use(m) -> str:
+    """How many training images the run's feedback store gave a mask, accepted or skipped ("" without one)."""
+    if "feedback_store" not in m:
+        return ""
+    return "  feedback: " + ", ".join(f"{m[f'feedback_{d}']} {d}" for d in ("irrelevant", "accepted", "skipped"))
+
+
 def _overlap(m, method: str) -> str:
     """``overlap_<method>=value ± standard error`` of the metrics ``m`` (no ± where it has no standard error)."""
     se = m.get(f"overlap_{method}_se")
@@ -119,10 +126,12 @@ def _overlap(m, method: str) -> str:
 @cli.command()
 @_common
 @click.option("--out", required=True, type=click.Path(), help="run directory")
+@click.option("--feedback", default=None, type=click.Path(),
+              help="a feedback store (from annotate): train on its masks instead of the dataset's")
 @click.option("--resume/--no-resume", default=True, help="continue from OUT/checkpoint.pt if present")
-def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
+def train(config, mode, sets, seed, device, fold, data_dir, out, feedback, resume):
     """Train one model from scratch ([000] protocol)."""
-    sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else [])
+    sets = list(sets) + ([f"data_dir={data_dir}"] if data_dir else []) + ([f"feedback_store={feedback}"] if feedback else [])
     cfg = _config(config, mode, sets, seed, device, fold)
     if config is None and os.environ.get("RANK", "0") == "0":  # one line, also in a torchrun group
         rule = f", rule {cfg.rule}" if cfg.dataset in DECOY_DATASETS else ""
@@ -130,7 +139,7 @@ def train(config, mode, sets, seed, device, fold, data_dir, out, resume):
                    "other data", err=True)
     m = search.train_choosing_lam(cfg, out, resume=resume)
     if m:  # process 0 of a torchrun group reports; the others return nothing
-        click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}  -> {out}/metrics.json")
+        click.echo(f"{cfg.name} [{cfg.mode}] fold {cfg.fold}: {_summary(m)}{_store_use(m)}  -> {out}/metrics.json")
         _report(m)
 
 
@@ -153,9 +162,7 @@ def finetune(config, mode, sets, seed, device, fold, data_dir, run_dir, out, fee
     cfg = _config(config, None, sets, seed, device, fold)
     m = search.finetune_choosing_lam(run_dir, cfg, out, resume=resume)
     if m:
-        used = ("  feedback: " + ", ".join(f"{m[f'feedback_{d}']} {d}" for d in ("irrelevant", "accepted", "skipped"))
-                if "feedback_store" in m else "")
-        click.echo(f"{cfg.name} fine-tuned: {_summary(m)}{used}  -> {out}/metrics.json")
+        click.echo(f"{cfg.name} fine-tuned: {_summary(m)}{_store_use(m)}  -> {out}/metrics.json")
         _report(m)
 
 

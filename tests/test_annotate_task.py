@@ -205,6 +205,31 @@ def test_finetune_on_a_store_uses_its_decisions_and_counts_them(run, data, tmp_p
     assert m["config"]["finetune_feedback"] == str(tmp_path / "s.sqlite")
 
 
+def test_train_on_a_store_takes_its_masks_in_place_of_the_datasets(run, data, tmp_path):
+    """``train --feedback``: a network trained from scratch on what an annotator marked (the
+    retraining route when a start model reads the shortcut too deeply to fine-tune away)."""
+    cfg, trainval, train_idx = data
+    marked = np.zeros((28, 28), bool)
+    marked[10:14, 10:14] = True                                  # not the decoy: proves where the masks come from
+    with open_store(tmp_path / "s.sqlite", cfg, trainval, "bob") as store:
+        for index in train_idx[:4]:
+            store.record(int(index), "irrelevant", marked)
+        store.record(int(train_idx[4]), "accepted")
+    with_store = load_config(str(run / "config.yaml"), {"mode": "feedback", "feedback_store": str(tmp_path / "s.sqlite")})
+    split = prepare_split(with_store, progress=False)
+    assert split.train.has_mask.sum() == 4 and np.array_equal(split.train.masks[0, 0].numpy(), marked)
+    assert prepare_split(with_store, annotated=0, progress=False).train.has_mask.sum() == 0   # fine-tuning's own
+    res = CliRunner().invoke(cli, ["train", "--config", str(run / "config.yaml"), "--mode", "feedback", "--feedback",
+                                   str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "t")])
+    assert res.exit_code == 0, res.output
+    assert "feedback: 4 irrelevant, 1 accepted, 0 skipped" in res.output
+    m = read_metrics(tmp_path / "t")
+    assert m["n_train_with_mask"] == 4 and m["feedback_irrelevant"] == 4 and m["mode"] == "feedback"
+    res = CliRunner().invoke(cli, ["train", "--config", str(run / "config.yaml"), "--mode", "none", "--feedback",
+                                   str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "reads no masks" in res.output and not (tmp_path / "none").exists()
+
+
 def test_a_store_of_another_dataset_is_refused_in_one_line(run, data, tmp_path):
     cfg, trainval, _ = data
     other = store_fingerprint(load_config("configs/decoy_mnist_position.yaml", TINY), trainval.labels.numpy())

@@ -109,6 +109,9 @@ class Config:
     gradient_filter: bool = False         # [001] Eq. 12
     evidence_channels: str = "all"        # all ([000] Eq. 4) | attending: only the channels attending to the marked region ([000] Sec. 6)
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
+    # a feedback store (pyro_ebnn.data.store; `annotate` writes one): train on its masks (the images
+    # answered irrelevant, propagated masks included) in place of the dataset's (train --feedback)
+    feedback_store: Optional[str] = None
     # feedback of lower quality, for every mode: incomplete:F (every mask cut to F of its extent) or
     # wrong:F (F of the masks moved off the shortcut); null = the masks as they are (pyro_ebnn.data.noise)
     feedback_noise: Optional[str] = None
@@ -206,6 +209,9 @@ class Config:
             bad("finetune_lam", f"must be > 0, auto, or null (the run's lam), got {self.finetune_lam}")
         if self.mode == "feedback" and self.lam != AUTO and not self.lam > 0:
             bad("lam", f"feedback needs lam > 0 or auto (got {self.lam}); use --mode none to train without feedback")
+        if self.feedback_store is not None and self.mode in ("none", "augment"):
+            bad("feedback_store", f"mode {self.mode} reads no masks, so the store would change nothing; use mode feedback "
+                                  "(or a penalty mode), or leave the store out")
         if self.penalty_weight is not None and not self.penalty_weight > 0:
             bad("penalty_weight", f"must be > 0 or null (the default of the mode), got {self.penalty_weight}")
         for key in ("epochs", "batch_size", "num_particles", "num_folds", "val_every", "eval_samples",

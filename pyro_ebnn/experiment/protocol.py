@@ -29,7 +29,8 @@ IN_MEMORY_BYTES = 2 * 1024 ** 3
 def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None, progress: bool = True) -> Split:
     """Fold ``cfg.fold`` of the [000] protocol (or, when the dataset has a validation set of its
     own, all train+val images for training and that set for validation). Feedback masks are kept
-    on ``cfg.mask_fraction`` of the training images, or, when fine-tuning, on an ``annotated``
+    on ``cfg.mask_fraction`` of the training images, or are those of ``cfg.feedback_store``, or,
+    when fine-tuning, on an ``annotated``
     budget chosen uniformly at random (a fraction if < 1, else a count), then made incomplete or
     wrong as ``cfg.feedback_noise`` says (:mod:`pyro_ebnn.data.noise`; the validation images' masks
     too, which the counterfactual validation replaces), or are an annotator's: the
@@ -62,6 +63,8 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None,
     val = with_feedback_noise(val, cfg.feedback_noise, cfg.seed + FEEDBACK_NOISE_SEED + 1)  # the user's masks there too
     if cfg.validation_decoys in ("noise", "swap", "exchange"):
         altered = counterfactual(val, cfg.validation_decoys, cfg.data_seed + COUNTERFACTUAL_SEED)
+    if feedback is None and annotated is None:
+        feedback = cfg.feedback_store  # training on a store's masks (fine-tuning names its own)
     if feedback is not None:
         train, used = training_feedback(feedback, cfg, trainval, train_idx, train)
     else:

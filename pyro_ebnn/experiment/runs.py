@@ -76,7 +76,7 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         if not evaluate:
             return _validation_record(cfg, trainer)
         return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
-                       {**(standardization or {}), **_lam_record(cfg, lam), **(extra or {})})
+                       {**(standardization or {}), **_lam_record(cfg, lam), **(split.feedback or {}), **(extra or {})})
 
 
 def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True, lam: Optional[float] = None,
