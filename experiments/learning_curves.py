@@ -6,7 +6,7 @@ images, per strategy and simulated annotator (docs/results/annotation.md).
         [--strategies random,entropy,bald,explanation] [--oracles candidates,truth] [--summary-only]
     python experiments/learning_curves.py --root RUNS --actions 5,10,20,50,100,200 \\
         [--annotators groups,finder,clicker,painter] [--rules corners,position,photos] [--seeds 0,1,2] \\
-        [--finetune-epochs 6] [--finetune-lam 1|auto]
+        [--finetune-epochs 6] [--finetune-lam 1|auto] [--route finetune|train]
 
 Against effort (``--actions``; without ``--budgets`` only these run): test balanced accuracy after
 fine-tuning on what a simulated annotator gives for A actions, counted as a person spends them
@@ -63,7 +63,7 @@ from pyro_ebnn.experiment.config import load_config  # noqa: E402
 from pyro_ebnn.experiment.feedback import store_fingerprint  # noqa: E402
 from pyro_ebnn.experiment.rundir import METRICS, read_metrics  # noqa: E402
 from pyro_ebnn.experiment.runs import finetune, train  # noqa: E402
-from pyro_ebnn.experiment.search import finetune_choosing_lam  # noqa: E402
+from pyro_ebnn.experiment.search import finetune_choosing_lam, train_choosing_lam  # noqa: E402
 from pyro_ebnn.experiment.tables import mean_std  # noqa: E402
 from pyro_ebnn.explain import attribute, explained_network, overlap_per_image  # noqa: E402
 from pyro_ebnn.explain.regions import attribution_maps, candidate_regions, region_coverage, region_iou  # noqa: E402
@@ -94,12 +94,18 @@ FINETUNE = {"finetune_epochs": 6, "finetune_lr": 1e-3, "finetune_lam": 1.0, "val
 #: than 6 and 1, the control and the curves against actions go in directories named with them
 #: (``control_e17``, ``actions_e17_lamauto``)
 DEFAULTS = {"finetune_epochs": 6, "finetune_lam": 1.0}
+#: what every point does with its store (``--route``): fine-tune the start model ([001]), or train a
+#: network from scratch on the store's masks (``train --feedback``; the rule's config, its lambda,
+#: the fine-tuning's validation images); the train route's runs go in ``*_train`` directories
+ROUTE = {"route": "finetune"}
 
 
 def tag(name: str, weighted: bool = True) -> str:
     """``name``, with ``_e<epochs>`` and (unless not ``weighted``: the control has no evidence to
     weigh) ``_lam<weight>`` for fine-tuning settings other than the defaults."""
     epochs, lam = FINETUNE["finetune_epochs"], FINETUNE["finetune_lam"]
+    if ROUTE["route"] == "train":
+        return f"{name}_train"
     if epochs != DEFAULTS["finetune_epochs"]:
         name += f"_e{epochs}"
     return name if lam == DEFAULTS["finetune_lam"] or not weighted else f"{name}_lam{lam}"
@@ -141,6 +147,15 @@ def photos_data(root: Path) -> Path:
 def finetune_config(base: Path, rule: str, **sets):
     """The start model's config with the fine-tuning of every point (FINETUNE, RULE_FINETUNE)."""
     return load_config(str(base / "config.yaml"), {**FINETUNE, **RULE_FINETUNE.get(rule, {}), **sets})
+
+
+def retrain_config(root: Path, rule: str, **sets):
+    """The rule's config for the train route: its own training (epochs, lambda), validated as the
+    fine-tuning is (FINETUNE's and RULE_FINETUNE's validation images)."""
+    path, _ = RULES[rule]
+    validation = {"validation_decoys": FINETUNE["validation_decoys"], **RULE_FINETUNE.get(rule, {})}
+    data = {"data_dir": str(photos_data(root).resolve())} if rule == "photos" else {}
+    return load_config(str(ROOT / path), {**DATA, **data, **validation, **sets})
 
 
 def start_model(root: Path, rule: str) -> Path:
@@ -261,6 +276,9 @@ def write_store(path: Path, task_of, indices, answers: Answers, oracle: str):
 def control(root: Path, rule: str, seed: int) -> dict:
     """The same fine-tuning without any annotated image (``finetune_budget: 0``), once per seed."""
     out = root / rule / tag("control", weighted=False) / f"seed{seed}"
+    if not (out / METRICS).exists() and ROUTE["route"] == "train":
+        train(retrain_config(root, rule, mode="none", seed=seed), out, progress=False)
+        log(f"{rule} control seed {seed}: balanced accuracy {read_metrics(out)['balanced_accuracy']:.4f}")
     if not (out / METRICS).exists():
         base = start_model(root, rule)
         finetune(base, finetune_config(base, rule, finetune_lam=1.0, seed=seed, finetune_budget=0), out, progress=False)
@@ -392,9 +410,13 @@ def action_point(root: Path, rule: str, annotator: str, seed: int, actions: int,
         log(f"{rule} {annotator} seed {seed} A={actions}: no mask, the control ({m['balanced_accuracy']:.4f})")
         return
     base = start_model(root, rule)
-    cfg = finetune_config(base, rule, seed=seed, finetune_feedback=str(out / "feedback.sqlite"))
     t0 = time.time()
-    m = finetune_choosing_lam(base, cfg, out / "run", progress=False)
+    if ROUTE["route"] == "train":
+        cfg = retrain_config(root, rule, mode="feedback", seed=seed, feedback_store=str(out / "feedback.sqlite"))
+        m = train_choosing_lam(cfg, out / "run", progress=False)
+    else:
+        cfg = finetune_config(base, rule, seed=seed, finetune_feedback=str(out / "feedback.sqlite"))
+        m = finetune_choosing_lam(base, cfg, out / "run", progress=False)
     log(f"{rule} {annotator} seed {seed} A={actions}: balanced accuracy {m['balanced_accuracy']:.4f} "
         f"({spent['actions']} actions, {m['feedback_irrelevant']} training images with a mask; {time.time() - t0:.0f} s)")
 
@@ -503,9 +525,10 @@ def action_summary(args):
     actions = sorted(args.actions)
     text = ["# Learning curves against actions (written by experiments/learning_curves.py --actions)", "",
             "Test balanced accuracy after fine-tuning on what each simulated annotator gives for A actions, mean ± std "
-            f"over seeds, {FINETUNE['finetune_epochs']} fine-tuning epochs, fine-tuning weight "
-            f"{FINETUNE['finetune_lam']}; in brackets the actions actually spent and the training images with a mask "
-            "(means); each run's weight in the CSV.", ""]
+            "over seeds, " + ("each store's masks trained on from scratch with the rule's config" if ROUTE["route"] == "train"
+                              else f"{FINETUNE['finetune_epochs']} fine-tuning epochs, fine-tuning weight "
+                                   f"{FINETUNE['finetune_lam']}") + "; in brackets the actions actually spent and the "
+            "training images with a mask (means); each run's weight in the CSV.", ""]
     for rule in args.rules:
         start, spread = control_mean(root, rule, args.seeds)
         text += [f"## {rule} rule", "", "Control (no annotated image): "
@@ -720,6 +743,9 @@ def main():
                     help="epochs of every fine-tuning run and of the control (other than 6: in *_e<N> directories)")
     ap.add_argument("--finetune-lam", default="1", help="the fine-tuning weight: a number or auto "
                     "(other than [001]'s 1: in *_lam<weight> directories)")
+    ap.add_argument("--route", choices=("finetune", "train"), default="finetune",
+                    help="fine-tune the start model on each store, or train from scratch on its masks (in *_train "
+                         "directories)")
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
@@ -736,6 +762,7 @@ def main():
     args.oracles = [o for o in args.oracles.split(",") if o]
     torch.set_num_threads(1)
     FINETUNE["finetune_epochs"] = args.finetune_epochs
+    ROUTE["route"] = args.route
     FINETUNE["finetune_lam"] = args.finetune_lam if args.finetune_lam == "auto" else float(args.finetune_lam)
     if not args.summary_only:
         if args.budgets:
