@@ -134,7 +134,11 @@ COMMANDS = {
              "Results: [results/default-job.md](results/default-job.md).",
              f"{PROG} main --epochs 8 --folds 0,1,2 --out results/main"),
     "train": ("Trains one model from scratch on one fold ([000]'s protocol) and evaluates the model selected "
-              "on validation. Any mode: `feedback` (evidence), `none`, or a baseline.",
+              "on validation. Any mode: `feedback` (evidence), `none`, or a baseline. With `--feedback STORE` (a "
+              "store written by `annotate`) the training masks are the store's instead of the dataset's: every "
+              "image answered `irrelevant` (propagated masks included) gets its mask, the others none; "
+              "`metrics.json` counts the decisions as `finetune --feedback` does. Use it when a start model reads "
+              "the shortcut too deeply for fine-tuning to undo it ([results/annotation.md](results/annotation.md)).",
               f"{PROG} train --config configs/decoy_mnist_position.yaml --mode feedback --fold 0 --set epochs=30 "
               "--out runs/pos/fb0"),
 }
@@ -180,6 +184,7 @@ KEYS = {
     "evidence_channels": "`all` ([000] Eq. 4), `attending`: only the channels attending to the marked region "
                          "([method.md](method.md#evidence-options))",
     "mask_fraction": "fraction of the training images whose mask is kept",
+    "feedback_store": "a feedback store: train on its masks instead of the dataset's (`train --feedback`)",
     "feedback_noise": "feedback of lower quality, for every mode (the XIL typology's robustness experiments): "
                       "`incomplete:F` cuts every training and validation mask to F of its extent, `wrong:F` moves F "
                       "of them off what they marked; test masks stay true (`pyro_ebnn/data/noise.py`)",
