@@ -315,19 +315,22 @@ python experiments/benchmark_alexnet.py --batch 4 --repeats 2 --rounds 3 --sampl
 python experiments/learning_curves.py --root results/annotation --budgets 50,100,200 --out experiments/results/annotation
 #    against the annotator's actions (painter, clicker, groups), then the finder on its own
 python experiments/learning_curves.py --root results/annotation --actions 5,10,20,50,100,200 --annotators groups,clicker,painter --out experiments/results/annotation
-python experiments/learning_curves.py --root results/annotation --actions 5,10,20 --annotators finder --out results/finder_summary
-python experiments/learning_curves.py --root results/annotation --summary-only --actions 5,10,20 --annotators finder --out experiments/results/annotation/finder
-S="--set finetune_epochs=6 --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=null --set validation_decoys=test --set threads=1 --seed 0"
-FS=results/annotation/position/actions/finder/seed0/a5/feedback.sqlite   # the finder's store, 5 actions
-python -m pyro_ebnn.run finetune --run results/annotation/position/base --feedback $FS $S --set finetune_lam=1 --set mask_pool=receptive --out results/posft/receptive
-python -m pyro_ebnn.run finetune --run results/annotation/position/base --feedback $FS $S --set finetune_lam=1 --mode rrr --out results/posft/rrr
-for l in 1e-2 3e-4; do
-  python -m pyro_ebnn.run finetune --run results/annotation/position/base --feedback $FS $S --set finetune_lam=$l --out results/posft/lam$l
-done
-for rule in position corners; do for seed in 0 1 2; do   # the fine-tuning weight chosen on validation
-  python -m pyro_ebnn.run finetune --run results/annotation/$rule/base --set finetune_lam=auto ${S% --seed 0} --seed $seed \
-      --feedback results/annotation/$rule/actions/finder/seed$seed/a5/feedback.sqlite --out results/ftshare/$rule/seed$seed
-done; done
+#    the finder: 5 actions, fine-tuned 17 epochs with the weight chosen on validation, one process per rule;
+#    then the photo task trained from scratch on the finder's stores (train --feedback)
+for rule in corners position photos; do
+  python experiments/learning_curves.py --root results/annotation --rules $rule --actions 5 --annotators finder \
+      --finetune-epochs 17 --finetune-lam auto --out results/finder_e17 &
+done; wait
+python experiments/learning_curves.py --root results/annotation --rules corners,position,photos --summary-only \
+    --actions 5 --annotators finder --finetune-epochs 17 --finetune-lam auto --out experiments/results/annotation/finder
+python experiments/learning_curves.py --root results/annotation --rules photos --actions 5 --annotators finder \
+    --route train --out experiments/results/annotation/finder
+python -m pyro_ebnn.run finetune --run results/annotation/corners/base --set finetune_lam=0.013946 --seed 2 \
+    --set finetune_epochs=17 --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=null --set validation_decoys=test \
+    --set threads=1 --set eval_samples=5 --feedback results/annotation/corners/actions_e17_lamauto/finder/seed2/a5/feedback.sqlite \
+    --out results/hand/corners_seed2_g3
+#    (the fine-tuning weight's scaling paragraph: the finder of commit d918cb6 and the package of 99ff6f2,
+#    `learning_curves.py --actions 5 --annotators finder`, then `finetune --set finetune_lam=auto` on its stores)
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
 
