@@ -64,8 +64,8 @@ propagated to other images by one of three rules (:data:`RULES`):
 
 The thresholds were measured on the Decoy MNIST start models (LeNet; one decoy square marked on
 one image, found in 499 others; ``experiments/propagation.py``, docs/results/annotation.md,
-"Marking a shortcut once"): at ``PIXEL_THRESHOLD`` = 0.9 the pixels rule marks 87% (position
-rule) and 99.7% (corners) of the other images' decoy pixels with a precision of 0.94 and 0.995.
+"The finder"): at ``PIXEL_THRESHOLD`` = 0.9 the pixels rule marks 87% (position
+rule) and 99.7% (corners) of the other images' decoy pixels with a precision of 0.94 and 0.996.
 The evidence-layer features of that LeNet (16 channels on 11 x 11 cells, each cell seeing a
 third of a 28-px image) tell a decoy from its surroundings poorly: at ``FEATURE_THRESHOLD`` = 0.9
 they find 10-12% of the decoy pixels with a precision of 0.20 (position) and 0.69 (corners).
