@@ -329,6 +329,7 @@ python -m pyro_ebnn.run finetune --run results/annotation/corners/base --set fin
     --set finetune_epochs=17 --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=null --set validation_decoys=test \
     --set threads=1 --set eval_samples=5 --feedback results/annotation/corners/actions_e17_lamauto/finder/seed2/a5/feedback.sqlite \
     --out results/hand/corners_seed2_g3
+python experiments/propagation.py --root results/annotation --out experiments/results/annotation
 #    (the fine-tuning weight's scaling paragraph: the finder of commit d918cb6 and the package of 99ff6f2,
 #    `learning_curves.py --actions 5 --annotators finder`, then `finetune --set finetune_lam=auto` on its stores)
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
