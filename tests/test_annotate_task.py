@@ -225,6 +225,10 @@ def test_train_on_a_store_takes_its_masks_in_place_of_the_datasets(run, data, tm
     assert "feedback: 4 irrelevant, 1 accepted, 0 skipped" in res.output
     m = read_metrics(tmp_path / "t")
     assert m["n_train_with_mask"] == 4 and m["feedback_irrelevant"] == 4 and m["mode"] == "feedback"
+    (tmp_path / "s.sqlite").rename(tmp_path / "moved.sqlite")       # evaluating the run does not read the store
+    res = CliRunner().invoke(cli, ["evaluate", "--run", str(tmp_path / "t"), "--out", str(tmp_path / "e"),
+                                   "--max-images", "20", "--figure-images", "2"])
+    assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["train", "--config", str(run / "config.yaml"), "--mode", "none", "--feedback",
                                    str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "none")])
     assert res.exit_code == 2 and "reads no masks" in res.output and not (tmp_path / "none").exists()

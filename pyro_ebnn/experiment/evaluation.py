@@ -3,6 +3,8 @@ uncertainty), the attribution overlap with the masks, figures; and the side-by-s
 of several runs on the same test images."""
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,6 +35,13 @@ PREDICTIVE_BATCH = 1000
 #: extra test sets scored at the posterior mean only: the shortcut report's replaced marked regions
 #: (one pass instead of ``eval_samples``: 10 s against 0.5 s per 1,000 64-px images on 2 CPU cores)
 POSTERIOR_MEAN_SETS = ("marked_noise", "marked_swap")
+
+
+
+def _evaluation_split(cfg, progress: bool):
+    """The run's split for evaluating or explaining it: the training masks play no part there, so a
+    run trained on a feedback store (``feedback_store``) is evaluated without reading the store."""
+    return prepare_split(dataclasses.replace(cfg, feedback_store=None), progress=progress)
 
 
 def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attributions: Optional[bool] = None,
@@ -182,7 +191,7 @@ def add_overlap(run_dir, methods=("saliency",), max_images: Optional[int] = 2000
             return metrics
         use_threads(cfg.threads)
         dev = resolve_device(cfg.device)
-        split = prepare_split(cfg, progress=progress)
+        split = _evaluation_split(cfg, progress)
         model, _, _ = load_model(run_dir, dev, cfg)
         t0 = time.time()
         metrics.update(overlap_metrics(model.net, split.test, todo, max_images=max_images, device=dev,
@@ -254,7 +263,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
     use_threads(cfg.threads)
     dev = resolve_device(cfg.device)
     set_seed(cfg.seed)
-    split = prepare_split(cfg, progress=progress)
+    split = _evaluation_split(cfg, progress)
     model, _, payload = load_model(run_dir, dev, cfg)
     # memory-mapped: only the tensors used are read (the history, and the network for "last")
     state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False) \
@@ -325,7 +334,7 @@ def explain_runs(run_dirs: Sequence, out, n_images: int = 8, methods=None, sampl
                                "compare only runs that share the data config")
     names = [_run_label(r, run_dirs) for r in run_dirs]
     dev = resolve_device(device or configs[0].device)
-    split = prepare_split(configs[0])
+    split = _evaluation_split(configs[0], True)
     test = split.test
     reference_values = channel_mean(images_of(split.train, configs[0].workers)) if reference == "mean" else None
     idx = figure_indices(test.labels, test.has_mask, n_images, configs[0].seed)
