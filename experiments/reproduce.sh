@@ -335,6 +335,18 @@ python experiments/propagation.py --root results/annotation --out experiments/re
 python experiments/benchmark_annotate.py --run results/annotation/position/base --images 20 --strategy random
 python -m pytest -q -s tests/test_annotate_page.py
 
+# ==== docs/results/baselines.md: feedback of lower quality on the position rule ===================
+for n in incomplete:0.5 wrong:1.0; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr,l1grad@deterministic \
+      --folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+      --set feedback_noise=$n --overlap saliency --overlap-images 2000 --jobs 2 --out results/rule_noise/position_${n%%:*}
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes hint@deterministic,augment \
+      --folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+      --set feedback_noise=$n --overlap saliency --overlap-images 2000 --jobs 2 --out results/rule_noise/position_${n%%:*}_more
+done
+python -m pyro_ebnn.run aggregate results/rule_noise --by feedback_noise,mode,network \
+    --columns balanced_accuracy,worst_group_accuracy,overlap_saliency,ece --out experiments/results/baselines/rule_position_noise
+
 # ==== docs/results/own-images.md: photograph shortcut tasks with the shipped defaults ===============
 for t in corner photos moving control textures; do
   python experiments/shortcut_photos.py --task $t --out data/$t
