@@ -167,13 +167,15 @@ def test_find_everywhere_finds_each_piece_of_a_mark_on_its_own():
 def test_find_everywhere_matches_a_coloured_patch_by_itself_whatever_surrounds_it():
     """A flat magenta patch on textured backgrounds ([001]'s ISIC patches, the photo task): its own
     pixels are the template, so a different background around it does not hide it (with a border of
-    the source's surroundings, as for a flat grey square, the correlation falls below the threshold)."""
+    the source's surroundings, as for a flat grey square, the correlation falls below the threshold).
+    A one-pixel speck marked by accident is not searched for: alone it matches any similar pixel."""
     rng = np.random.default_rng(2)
     images = rng.random((4, 24, 24, 3))                          # textured backgrounds, all different
     for n, (r, c) in enumerate([(2, 2), (12, 9), (0, 14)]):
         images[n, r:r + 6, c:c + 6] = (1.0, 0.0, 1.0)
     marked = np.zeros((24, 24), bool)
     marked[2:8, 2:8] = True
+    marked[20, 20] = True                                        # a stray speck of the brush, not searched for
     found = {i: m for i, m, *_ in propagate_pixels(marked, images[0], images, range(4))}
     assert set(found) == {0, 1, 2}                               # image 3 has no patch
     at = np.zeros((24, 24), bool)

@@ -118,6 +118,9 @@ FEATURE_THRESHOLD = 0.9
 PIXEL_THRESHOLD = 0.9
 #: pixels of the marked region's surroundings in its template
 PAD = 1
+#: a piece of a mark with fewer pixels than the largest piece's / STRAY_FRACTION is a stray stroke of
+#: the brush, not searched for (a 1-pixel template matches any pixel of a similar colour)
+STRAY_FRACTION = 10
 #: how a mark on a group is propagated
 RULES = ("place", "pixels", "features")
 #: the member images a group shows
@@ -507,7 +510,8 @@ def propagate_pixels(mask, source, images, indices, threshold: float = PIXEL_THR
     the index) by normalized cross-correlation (module docstring): ``(index, mask, "pixels",
     score, {"threshold": ...})`` for each image where it reaches ``threshold``. Each connected
     piece of the mark (four corner squares, two patches) is a template of its own, found wherever
-    it is, so a mark of several things finds each of them, in any arrangement.
+    it is, so a mark of several things finds each of them, in any arrangement; a piece smaller than
+    ``1 / STRAY_FRACTION`` of the largest (a stray stroke of the brush) is not searched for.
 
     >>> images = np.zeros((2, 12, 12)); images[0, 1:4, 1:4] = 0.8; images[1, 7:10, 4:7] = 0.3
     >>> found = propagate_pixels(images[0] > 0, images[0], images, [10, 11])
@@ -521,7 +525,9 @@ def propagate_pixels(mask, source, images, indices, threshold: float = PIXEL_THR
         raise DiscoveryError(f"the mark must be a non-empty mask of the image's size {source.shape[:2]}, "
                              f"got {mask.shape} with {int(mask.sum())} pixels")
     labels = label(mask, connectivity=2)
-    pieces = [p for p in (_template(labels == k, source, pad) for k in range(1, labels.max() + 1)) if p is not None]
+    sizes = np.bincount(labels.ravel())[1:]
+    searched = [k + 1 for k in np.flatnonzero(sizes * STRAY_FRACTION >= sizes.max())]   # not the stray specks
+    pieces = [p for p in (_template(labels == k, source, pad) for k in searched) if p is not None]
     if not pieces:
         raise DiscoveryError("the marked region and its surroundings are one flat colour; mark a region that "
                              "differs from what is around it, or propagate by place")
