@@ -209,9 +209,9 @@ class Config:
             bad("finetune_lam", f"must be > 0, auto, or null (the run's lam), got {self.finetune_lam}")
         if self.mode == "feedback" and self.lam != AUTO and not self.lam > 0:
             bad("lam", f"feedback needs lam > 0 or auto (got {self.lam}); use --mode none to train without feedback")
-        if self.feedback_store is not None and self.mode in ("none", "augment"):
-            bad("feedback_store", f"mode {self.mode} reads no masks, so the store would change nothing; use mode feedback "
-                                  "(or a penalty mode), or leave the store out")
+        if self.feedback_store is not None and self.mode == "none":
+            bad("feedback_store", "mode none reads no masks, so the store would change nothing; use mode feedback (or "
+                                  "augment, or a penalty mode), or leave the store out")
         if self.penalty_weight is not None and not self.penalty_weight > 0:
             bad("penalty_weight", f"must be > 0 or null (the default of the mode), got {self.penalty_weight}")
         for key in ("epochs", "batch_size", "num_particles", "num_folds", "val_every", "eval_samples",
