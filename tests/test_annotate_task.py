@@ -178,21 +178,28 @@ def test_a_restarted_page_keeps_its_token_and_images_until_they_are_answered(run
     assert not set(served[-1][0]) & set(first)                        # all answered: new images
 
 
+#: the mask of the stores below: not the decoy, which proves where a run's masks come from
+MARKED = np.zeros((28, 28), bool)
+MARKED[10:14, 10:14] = True
+
+
+def _store(path, cfg, trainval, irrelevant, others=()):
+    """A store that marks MARKED on the images ``irrelevant`` and answers ``others`` ((index, decision))."""
+    with open_store(path, cfg, trainval, "bob") as store:
+        for index in irrelevant:
+            store.record(int(index), "irrelevant", MARKED)
+        for index, decision in others:
+            store.record(int(index), decision)
+
+
 def test_finetune_on_a_store_uses_its_decisions_and_counts_them(run, data, tmp_path):
     cfg, trainval, train_idx = data
-    val_image = int(np.setdiff1d(np.arange(len(trainval)), train_idx)[0])
-    marked = np.zeros((28, 28), bool)
-    marked[10:14, 10:14] = True                                  # not the decoy: proves where the masks come from
-    with open_store(tmp_path / "s.sqlite", cfg, trainval, "bob") as store:
-        for index in train_idx[:3]:
-            store.record(int(index), "irrelevant", marked)
-        store.record(int(train_idx[3]), "accepted")
-        store.record(int(train_idx[4]), "accepted")
-        store.record(int(train_idx[5]), "skipped")
-        store.record(val_image, "irrelevant", marked)            # an image this fold validates on
+    val_image = int(np.setdiff1d(np.arange(len(trainval)), train_idx)[0])   # an image this fold validates on
+    _store(tmp_path / "s.sqlite", cfg, trainval, [*train_idx[:3], val_image],
+           [(train_idx[3], "accepted"), (train_idx[4], "accepted"), (train_idx[5], "skipped")])
     split = prepare_split(cfg, feedback=tmp_path / "s.sqlite")
     masks = split.train.masks[:, 0].numpy()
-    assert masks[:3].all(axis=0).sum() == 16 and np.array_equal(masks[0], marked)
+    assert masks[:3].all(axis=0).sum() == 16 and np.array_equal(masks[0], MARKED)
     assert not masks[3:].any() and split.train.has_mask.sum() == 3
     res = CliRunner().invoke(cli, ["finetune", "--run", str(run), "--feedback", str(tmp_path / "s.sqlite"),
                                    "--out", str(tmp_path / "ft")])
@@ -209,15 +216,11 @@ def test_train_on_a_store_takes_its_masks_in_place_of_the_datasets(run, data, tm
     """``train --feedback``: a network trained from scratch on what an annotator marked (the
     retraining route when a start model reads the shortcut too deeply to fine-tune away)."""
     cfg, trainval, train_idx = data
-    marked = np.zeros((28, 28), bool)
-    marked[10:14, 10:14] = True                                  # not the decoy: proves where the masks come from
-    with open_store(tmp_path / "s.sqlite", cfg, trainval, "bob") as store:
-        for index in train_idx[:4]:
-            store.record(int(index), "irrelevant", marked)
-        store.record(int(train_idx[4]), "accepted")
+    _store(tmp_path / "s.sqlite", cfg, trainval, train_idx[:4], [(train_idx[4], "accepted")])
     with_store = load_config(str(run / "config.yaml"), {"mode": "feedback", "feedback_store": str(tmp_path / "s.sqlite")})
     split = prepare_split(with_store, progress=False)
-    assert split.train.has_mask.sum() == 4 and np.array_equal(split.train.masks[0, 0].numpy(), marked)
+    assert split.train.has_mask.sum() == 4 and np.array_equal(split.train.masks[0, 0].numpy(), MARKED)
+    load_config(str(run / "config.yaml"), {"mode": "augment", "feedback_store": str(tmp_path / "s.sqlite")})  # reads masks
     res = CliRunner().invoke(cli, ["train", "--config", str(run / "config.yaml"), "--mode", "feedback", "--feedback",
                                    str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "t")])
     assert res.exit_code == 0, res.output
@@ -229,7 +232,7 @@ def test_train_on_a_store_takes_its_masks_in_place_of_the_datasets(run, data, tm
                                    "--max-images", "20", "--figure-images", "2"])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["train", "--config", str(run / "config.yaml"), "--mode", "none", "--feedback",
-                                   str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "none")])
+                                   str(tmp_path / "moved.sqlite"), "--out", str(tmp_path / "none")])
     assert res.exit_code == 2 and "reads no masks" in res.output and not (tmp_path / "none").exists()
 
 

@@ -4,7 +4,6 @@ of several runs on the same test images."""
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -35,7 +34,6 @@ PREDICTIVE_BATCH = 1000
 #: extra test sets scored at the posterior mean only: the shortcut report's replaced marked regions
 #: (one pass instead of ``eval_samples``: 10 s against 0.5 s per 1,000 64-px images on 2 CPU cores)
 POSTERIOR_MEAN_SETS = ("marked_noise", "marked_swap")
-
 
 
 def _evaluation_split(cfg, progress: bool):
