@@ -2,6 +2,7 @@
 folder), resumed from its record, and refused where it cannot work."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -12,7 +13,8 @@ from pyro_ebnn.experiment.build import build_evidence
 from pyro_ebnn.experiment.config import Config, load_config
 from pyro_ebnn.experiment.report import run_warnings
 from pyro_ebnn.experiment.runs import train
-from pyro_ebnn.experiment.search import GRID, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, rungs, successive_halving
+from pyro_ebnn.experiment.search import (GRID, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, indistinguishable,
+                                        rungs, successive_halving)
 
 from image_fixtures import write_folder
 
@@ -37,6 +39,30 @@ def test_successive_halving_keeps_the_better_half_at_every_budget_and_fits_each_
     assert best == "b" and seen["a"] == {1: 0.5} and seen["b"] == {1: 0.7, 5: 0.7, 9: 0.7}
 
 
+def test_the_last_budget_takes_both_finalists_when_validation_cannot_tell_them_apart():
+    fitted = []
+
+    def fit(c, epochs):
+        fitted.append((c, epochs))
+        return {"a": [0.5, 0.6, 0.7], "b": [0.7, 0.90, 0.90], "c": [0.6, 0.89, 0.95], "d": [0.6, 0.7, 0.8]}[c][
+            [1, 5, 9].index(epochs)]
+
+    best, seen = successive_halving(["a", "b", "c", "d"], fit, [1, 5, 9], close=lambda x, y: abs(x - y) <= 0.02)
+    assert fitted[-2:] == [("b", 9), ("c", 9)] and best == "c"        # c, 0.01 behind at 5, wins at 9
+    assert successive_halving(["a", "b", "c", "d"], fit, [1, 5, 9])[0] == "b"   # without: b alone goes on
+
+
+def test_two_equally_good_classifiers_are_indistinguishable_about_as_often_as_a_normal_lies_within_one_sd():
+    # the rule is one standard error of the difference: for two independent classifiers of the
+    # same accuracy, P(|difference| <= SE) = P(|Z| <= 1) = 0.6827
+    rng = np.random.default_rng(0)
+    n, p, draws = 2000, 0.93, 20000
+    a, b = rng.binomial(n, p, draws) / n, rng.binomial(n, p, draws) / n
+    share = np.mean([indistinguishable(x, y, n) for x, y in zip(a, b)])
+    assert abs(share - 0.6827) < 0.02
+    assert not indistinguishable(0.95, 0.92, n) and indistinguishable(0.95, 0.92, 100)
+
+
 def test_rungs_and_the_evidence_layer_size():
     assert rungs(20) == [3, 7, 20] and rungs(60) == [10, 20, 60] and rungs(2) == [1, 2]
     assert evidence_entries(Config(), (3, 64, 64), 2) == 16 * 29 * 29
@@ -54,7 +80,13 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     entries = evidence_entries(load_config("configs/image_folder_small.yaml", {"image_size": 16}), (3, 16, 16), 2)
     assert search["entries"] == entries and search["epochs"] == [1, 2, 3]
     assert set(search["scores"]) == {f"{g:g}" for g in (NO_FEEDBACK,) + GRID}     # no feedback is a candidate
-    assert sorted(len(s) for s in search["scores"].values()) == [1, 1, 2, 2, 3]  # 5 at epoch 1, 3 at 2, 1 at 3
+    reached = {e: {g for g, s in search["scores"].items() if str(e) in s} for e in (1, 2, 3)}
+    assert len(reached[1]) == 5 and len(reached[2]) == 3                         # 5 at epoch 1, 3 at 2
+    # at 3: the best at 2 and every candidate that validation could not tell from it
+    at2 = {g: search["scores"][g]["2"] for g in reached[2]}
+    lead = max(at2.values())
+    assert reached[3] == {g for g, v in at2.items() if indistinguishable(lead, v, m["n_val"])}
+    assert {f"{g:g}" for g in search["finalists"]} == reached[3]
     assert m["lam"] == pytest.approx(search["per_image"] / entries) and search["per_image"] in (NO_FEEDBACK,) + GRID
     assert m["config"]["lam"] == "auto" and m["epochs_run"] == 3                 # the choice trained to the end
     assert torch.load(out / "model.pt", weights_only=False)["lam"] == pytest.approx(m["lam"])

@@ -18,8 +18,12 @@ in ``metrics.json``), instead of making a dataset whose marked regions the netwo
 worse. The candidates train for about a sixth of the epochs, the better half (rounded up)
 continues to a third, and the best one goes on to the full run, which is the run itself (no
 retraining). A candidate's score is its best validation score so far (``select_metric``, the
-score that selects the model); ties go to the smaller lambda (no feedback first). On 20 epochs the
-search of ``train`` trains 40 epochs in all (5 x 3 + 3 x 4 + 13), 2.0 times a plain run. ``finetune``, whose feedback a
+score that selects the model); ties go to the smaller lambda (no feedback first). Any other
+candidate of the second budget whose accuracy lies within one standard error of the best one's
+(:func:`indistinguishable`: the validation images cannot tell the two apart) goes on to the full
+run as well, and the better one at the end is kept. On 20 epochs the search of ``train`` trains
+40 epochs in all (5 x 3 + 3 x 4 + 13), 2.0 times a plain run, and 13 more for each such
+finalist. ``finetune``, whose feedback a
 person gave on purpose, has no no-feedback candidate but one more decade up (:data:`FINETUNE_GRID`),
 and its lambda is relative to the share of training images that carry a mask as well: lambda =
 g / (C u v x share). A person annotates a few images or, with propagation, most of them; without
@@ -43,7 +47,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -55,7 +59,8 @@ from .protocol import prepare_split
 from .rundir import CHECKPOINT, MODEL, atomic_write, writing
 from .runs import finetune, train
 
-__all__ = ["GRID", "FINETUNE_GRID", "NO_FEEDBACK", "RECORD", "evidence_entries", "rungs", "successive_halving", "train_choosing_lam",
+__all__ = ["GRID", "FINETUNE_GRID", "NO_FEEDBACK", "RECORD", "evidence_entries", "rungs", "successive_halving",
+           "indistinguishable", "train_choosing_lam",
            "finetune_choosing_lam"]
 
 #: lambda per image, relative to the evidence layer's size: lambda = g / (channels x height x width)
@@ -95,27 +100,47 @@ def rungs(epochs: int) -> list[int]:
 
 
 def successive_halving(candidates: list, fit: Callable[[object, int], float], budgets: list[int],
-                       echo: Callable[[str], None] = lambda s: None) -> tuple[object, dict]:
+                       echo: Callable[[str], None] = lambda s: None,
+                       close: Optional[Callable[[float, float], bool]] = None) -> tuple[object, dict]:
     """Fit every candidate to ``budgets[0]`` epochs, keep the better half (rounded up), fit those to
-    the next budget, and so on; the last budget fits one. ``fit(candidate, epochs)`` resumes a
-    candidate and returns its score (higher is better). Returns the best candidate and every score
-    ``{candidate: {epochs: score}}``.
+    the next budget, and so on; the last budget fits the best one, and with it every candidate of
+    the budget before whose score is ``close`` to the best one's (validation cannot tell them
+    apart; default: none).
+    ``fit(candidate, epochs)`` resumes a candidate and returns its score (higher is better). Returns
+    the best candidate and every score ``{candidate: {epochs: score}}``.
 
     >>> scores = {1: [0.5, 0.6, 0.9], 2: [0.7, 0.8, 0.85], 3: [0.4, 0.45, 0.5], 4: [0.6, 0.9, 0.95]}
     >>> best, seen = successive_halving([1, 2, 3, 4], lambda c, e: scores[c][e - 1], [1, 2, 3])
     >>> best, seen[4], seen[1]
     (4, {1: 0.6, 2: 0.9, 3: 0.95}, {1: 0.5})
+    >>> best, seen = successive_halving([1, 2, 3, 4], lambda c, e: scores[c][e - 1], [1, 2, 3],
+    ...                                 close=lambda a, b: abs(a - b) <= 0.1)
+    >>> best, seen[2]                               # 0.8 is close to 0.9: both go on to the end
+    (4, {1: 0.7, 2: 0.8, 3: 0.85})
     """
     alive, seen = list(candidates), {c: {} for c in candidates}
     for k, epochs in enumerate(budgets):
-        if k == len(budgets) - 1:
-            alive = alive[:1]
         for c in alive:
             seen[c][epochs] = fit(c, epochs)
             echo(f"lam search: {c} at epoch {epochs}: validation {seen[c][epochs]:.4f}")
-        order = sorted(range(len(alive)), key=lambda i: (-seen[alive[i]][epochs], i))  # ties: the earlier one
-        alive = [alive[i] for i in order][: max(1, math.ceil(len(alive) / 2))]
+        order = sorted(alive, key=lambda c: -seen[c][epochs])  # stable: ties go to the earlier one
+        if k == len(budgets) - 2:  # the last budget: the best, and whichever validation cannot tell from it
+            best = seen[order[0]][epochs]
+            alive = order[:1] + [c for c in order[1:] if close is not None and close(best, seen[c][epochs])]
+        else:
+            alive = order[: max(1, math.ceil(len(order) / 2))]
     return alive[0], seen
+
+
+def indistinguishable(a: float, b: float, n: int) -> bool:
+    """Whether two accuracies measured on the same ``n`` validation images lie within one standard
+    error of their difference, binomial and as if independent (which errs towards "yes"): the rule
+    by which successive halving takes both finalists to the last budget.
+
+    >>> indistinguishable(0.931, 0.927, 2000), indistinguishable(0.931, 0.905, 2000)
+    (True, False)
+    """
+    return abs(a - b) <= math.sqrt((a * (1 - a) + b * (1 - b)) / max(n, 1))
 
 
 def _echo(s: str):
@@ -128,8 +153,16 @@ def _warn_if_ordinary_validation(cfg: Config):
               "where the marked pattern predicts the label as in training; set validation_decoys: exchange")
 
 
+def _close(cfg: Config, n_val: int):
+    """When two candidates' validation scores count as one (:func:`indistinguishable` on ``n_val``
+    images) for an accuracy; for another ``select_metric``, never."""
+    if cfg.select_metric not in ("accuracy", "balanced_accuracy") or not n_val:
+        return None
+    return lambda a, b: indistinguishable(a, b, n_val)
+
+
 def _search(cfg: Config, out: Path, entries: float, epochs: int, fit, resume: bool, progress: bool,
-            grid: tuple = GRID, per: str = "pre-activations") -> tuple[float, dict]:
+            grid: tuple = GRID, per: str = "pre-activations", close=None) -> tuple[float, dict]:
     """Choose lambda for ``cfg`` (``fit(lam, epochs, where) -> validation score``); returns it and the
     record, leaving the chosen candidate's checkpoint and model in ``out`` to be resumed."""
     out = Path(out)
@@ -143,11 +176,11 @@ def _search(cfg: Config, out: Path, entries: float, epochs: int, fit, resume: bo
     # nobody else trains into OUT meanwhile (under torchrun, process 0 holds it and writes for the
     # group); train claims it again afterwards
     with writing(out, claim=group.is_main):
-        return _halve(cfg, out, entries, epochs, fit, progress and group.is_main, group, grid, per)
+        return _halve(cfg, out, entries, epochs, fit, progress and group.is_main, group, grid, per, close)
 
 
 def _halve(cfg: Config, out: Path, entries: float, epochs: int, fit, progress: bool, group,
-           candidates: tuple, per: str = "pre-activations") -> tuple[float, dict]:
+           candidates: tuple, per: str = "pre-activations", close=None) -> tuple[float, dict]:
     if progress:
         _warn_if_ordinary_validation(cfg)
     record_file = out / RECORD
@@ -161,10 +194,11 @@ def _halve(cfg: Config, out: Path, entries: float, epochs: int, fit, progress: b
          f"{'; 0 is no feedback' if NO_FEEDBACK in candidates else ''}), compared at epochs "
          f"{', '.join(map(str, budgets))} on the validation images")
     best, seen = successive_halving(list(candidates), lambda g, e: fit(grid[g], e, where[g]), budgets,
-                                    echo=lambda s: echo(s.replace("lam search: ", "lam search: g=")))
+                                    echo=lambda s: echo(s.replace("lam search: ", "lam search: g=")), close=close)
     winner = where[best]
     record = {"lam": grid[best], "per_image": best, "entries": entries, "grid": list(candidates),
               "epochs": budgets, "scores": {f"{g:g}": {str(e): s for e, s in seen[g].items()} for g in candidates},
+              "finalists": [g for g in candidates if budgets[-1] in seen[g]],
               "epochs_trained": sum(max(seen[g]) for g in candidates if seen[g]),
               "seconds": time.time() - t0, "config": cfg.to_dict()}
     if group.is_main:
@@ -196,7 +230,8 @@ def train_choosing_lam(cfg: Config, out, resume: bool = True, progress: bool = T
     def fit(lam, epochs, where):
         return train(dataclasses.replace(cfg, epochs=epochs), where, resume=True, progress=progress, split=split,
                      lam=lam, evaluate=False)[f"val_{cfg.select_metric}"]
-    lam, record = _search(cfg, out, entries, cfg.epochs, fit, resume, progress, grid=(NO_FEEDBACK,) + GRID)
+    lam, record = _search(cfg, out, entries, cfg.epochs, fit, resume, progress, grid=(NO_FEEDBACK,) + GRID,
+                          close=_close(cfg, len(split.val)))
     record = {k: v for k, v in record.items() if k != "config"}
     return train(cfg, out, resume=True, progress=progress, split=split, lam=lam, extra={"lam_search": record})
 
@@ -225,6 +260,6 @@ def finetune_choosing_lam(run_dir, cfg: Config, out, resume: bool = True, progre
         return finetune(run_dir, dataclasses.replace(cfg, finetune_epochs=epochs), where, resume=True,
                         progress=progress, lam=value, evaluate=False)[f"val_{cfg.select_metric}"]
     chosen, record = _search(cfg, out, entries, cfg.finetune_epochs, fit, resume, progress, grid=FINETUNE_GRID,
-                             per=per)
+                             per=per, close=_close(cfg, len(split.val) if split.val is not None else 0))
     record = {k: v for k, v in record.items() if k != "config"}
     return finetune(run_dir, cfg, out, resume=True, progress=progress, lam=chosen, extra={"lam_search": record})
