@@ -13,7 +13,7 @@ from pyro_ebnn.experiment.build import build_evidence
 from pyro_ebnn.experiment.config import Config, load_config
 from pyro_ebnn.experiment.report import run_warnings
 from pyro_ebnn.experiment.runs import train
-from pyro_ebnn.experiment.search import (GRID, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, indistinguishable,
+from pyro_ebnn.experiment.search import (GRID, _close, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, indistinguishable,
                                         rungs, successive_halving)
 
 from image_fixtures import write_folder
@@ -61,6 +61,9 @@ def test_two_equally_good_classifiers_are_indistinguishable_about_as_often_as_a_
     share = np.mean([indistinguishable(x, y, n) for x, y in zip(a, b)])
     assert abs(share - 0.6827) < 0.02
     assert not indistinguishable(0.95, 0.92, n) and indistinguishable(0.95, 0.92, 100)
+    # the configs' selection scores use it (Decoy MNIST corners selects on macro F1); AUC, another scale, does not
+    assert _close(Config(select_metric="f1_macro"), n)(0.931, 0.927) and _close(Config(), n)(0.931, 0.927)
+    assert _close(Config(select_metric="roc_auc"), n) is None and _close(Config(), 0) is None
 
 
 def test_rungs_and_the_evidence_layer_size():

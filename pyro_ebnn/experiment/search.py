@@ -153,10 +153,15 @@ def _warn_if_ordinary_validation(cfg: Config):
               "where the marked pattern predicts the label as in training; set validation_decoys: exchange")
 
 
+#: the scores whose sampling error the binomial one of :func:`indistinguishable` stands for: a
+#: proportion's, and about that of macro F1, precision and recall on classes of similar size
+PROPORTIONS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro")
+
+
 def _close(cfg: Config, n_val: int):
     """When two candidates' validation scores count as one (:func:`indistinguishable` on ``n_val``
-    images) for an accuracy; for another ``select_metric``, never."""
-    if cfg.select_metric not in ("accuracy", "balanced_accuracy") or not n_val:
+    images) for a score of :data:`PROPORTIONS`; for another ``select_metric``, never."""
+    if cfg.select_metric not in PROPORTIONS or not n_val:
         return None
     return lambda a, b: indistinguishable(a, b, n_val)
 
