@@ -81,26 +81,6 @@ def test_exchange_swaps_the_marked_region_with_an_unmasked_image_of_another_clas
     assert torch.equal(counterfactual(full, "exchange", seed=4).images, counterfactual(full, "swap", seed=4).images)
 
 
-def test_move_gives_the_pattern_to_the_partner_and_fills_its_place_from_the_image_itself():
-    # class 0: smooth ramps carrying a red square; class 1: noise. exchange would paste noise (class 1's
-    # own look) where the square was; move fills the place in from the ramp and brings no noise in
-    ramp = torch.linspace(0, 1, 12).repeat(3, 12, 1)
-    x = torch.cat([ramp.expand(4, 3, 12, 12).clone(), torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(1))])
-    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    m = torch.zeros(8, 1, 12, 12, dtype=torch.bool)
-    m[:4, :, 1:5, 7:11] = True
-    x[:4, 0, 1:5, 7:11], x[:4, 1:, 1:5, 7:11] = 1.0, 0.0
-    data = ImageSet(x, y, m, 2)
-    moved, exchanged = counterfactual(data, "move", seed=4), counterfactual(data, "exchange", seed=4)
-    assert torch.equal(moved.images[4:], exchanged.images[4:])           # the partners receive the square alike
-    assert (moved.images[4:, 0, 1:5, 7:11] == 1.0).any()
-    hole = moved.images[:4, :, 1:5, 7:11]
-    assert (hole - ramp[:, 1:5, 7:11]).abs().max() < 0.03                 # the ramp, filled back in
-    assert (exchanged.images[:4, :, 1:5, 7:11] - ramp[:, 1:5, 7:11]).abs().max() > 0.3   # exchange: noise there
-    assert torch.equal(moved.images[:4, :, 6:], x[:4, :, 6:])            # nothing else touched
-    assert torch.equal(CounterfactualImages(data, "move", seed=4)[0][0], moved.images[0])   # streamed: the same
-
-
 def test_streamed_sets_get_the_same_counterfactuals_as_in_memory_ones(tmp_path):
     cfg = load_config("configs/image_folder.yaml", {"data_dir": str(write_folder(tmp_path / "p")), "image_size": 8,
                                                      "pretrained": False, "architecture": "lenet"})

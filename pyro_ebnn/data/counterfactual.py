@@ -12,12 +12,7 @@ the patch), since validation images carry it as training images do. ``validation
   image that drew it gives them). When only one class carries the marked pattern (a patch on
   benign lesions, a square on one class of photographs), ``noise`` and ``swap`` only take it away
   from that class; ``exchange`` also puts it on the others, as a test set where the pattern predicts
-  nothing does, so a model that reads it loses on both sides;
-* ``move``: as ``exchange``, the partner receives the marked pixels, but the masked image's own
-  region is filled in from its surroundings (biharmonic inpainting, scikit-image) instead of
-  with the partner's pixels. ``exchange`` also pastes a piece of another class's image where the
-  pattern was, which is itself evidence of that class wherever the class shows in small pieces
-  (a texture, a lesion's skin); ``move`` takes the pattern away and brings nothing in its place.
+  nothing does, so a model that reads it loses on both sides.
 
 With ``noise`` and ``swap`` images without a mask are unchanged; masks and labels are kept. :func:`counterfactual` wraps any
 image set: an :class:`~pyro_ebnn.data.base.ImageSet` gives an ``ImageSet`` (computed once, in
@@ -30,14 +25,13 @@ from typing import Optional
 
 import numpy as np
 import torch
-from skimage.restoration import inpaint_biharmonic
 
 from ..errors import DataError
 from .base import ImageSet, LabelledImages
 
-__all__ = ["KINDS", "CounterfactualImages", "counterfactual", "inpainted", "pick_donors", "receivers_of"]
+__all__ = ["KINDS", "CounterfactualImages", "counterfactual", "pick_donors", "receivers_of"]
 
-KINDS = ("noise", "swap", "exchange", "move")
+KINDS = ("noise", "swap", "exchange")
 
 
 def pick_donors(labels, seed: int) -> np.ndarray:
@@ -85,7 +79,7 @@ class CounterfactualImages:
             raise DataError(f"unknown counterfactual {kind!r}; use {' or '.join(KINDS)}")
         self.base, self.kind, self.seed = base, kind, int(seed)
         self.donors = donors if donors is not None or kind == "noise" else pick_donors(base.labels.numpy(), seed)
-        self.givers = receivers_of(self.donors, base.has_mask.numpy()) if kind in ("exchange", "move") else None
+        self.givers = receivers_of(self.donors, base.has_mask.numpy()) if kind == "exchange" else None
         self.positions = np.arange(len(base)) if positions is None else np.asarray(positions, dtype=np.int64)
         self.keep = torch.ones(len(self.positions), dtype=torch.bool) if keep is None else torch.as_tensor(keep)
         self.name = f"{base.name}:{kind}"
@@ -106,10 +100,8 @@ class CounterfactualImages:
     def has_mask(self) -> torch.Tensor:
         return self.base.has_mask[torch.as_tensor(self.positions)] & self.keep
 
-    def replacement(self, i: int, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The pixels that fill base image ``i``'s masked region ``mask``."""
-        if self.kind == "move":
-            return inpainted(image, mask)
+    def replacement(self, i: int, image: torch.Tensor) -> torch.Tensor:
+        """The pixels that fill base image ``i``'s masked region."""
         if self.kind == "noise":
             noise = np.random.default_rng([self.seed, i]).random(tuple(image.shape), dtype=np.float32)
             return torch.from_numpy(noise).to(image.device)
@@ -119,7 +111,7 @@ class CounterfactualImages:
         i = int(self.positions[k])
         image, label, mask = self.base[i]
         if bool(mask.any()):
-            image = torch.where(mask, self.replacement(i, image, mask), image)
+            image = torch.where(mask, self.replacement(i, image), image)
         elif self.givers is not None and self.givers[i] >= 0:  # exchange: receive a marked region
             given, _, where = self.base[int(self.givers[i])]
             image = torch.where(where, given, image)
@@ -133,20 +125,6 @@ class CounterfactualImages:
     def keep_masks(self, keep) -> "CounterfactualImages":
         return CounterfactualImages(self.base, self.kind, self.seed, self.donors, self.positions,
                                     self.keep & torch.as_tensor(keep, dtype=torch.bool))
-
-
-def inpainted(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``image`` (C x H x W) with the pixels under ``mask`` (any channel) filled in from their
-    surroundings by :func:`skimage.restoration.inpaint_biharmonic`.
-
-    >>> x = torch.linspace(0, 1, 8).repeat(1, 8, 1); m = torch.zeros(1, 8, 8, dtype=torch.bool); m[:, 3:5, 3:5] = True
-    >>> bool(((inpainted(x.masked_fill(m, 9.0), m) - x).abs() < 0.02).all())    # a ramp is filled back in
-    True
-    """
-    hole = mask.any(0).cpu().numpy()
-    pixels = image.detach().cpu().permute(1, 2, 0).numpy().astype(np.float64)
-    filled = inpaint_biharmonic(pixels, hole, channel_axis=-1)
-    return torch.from_numpy(filled).permute(2, 0, 1).to(image.dtype).to(image.device)
 
 
 def counterfactual(images: LabelledImages, kind: str, seed: int) -> LabelledImages:

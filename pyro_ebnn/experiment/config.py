@@ -15,7 +15,6 @@ import yaml
 from ..baselines import PENALTY_MODES  # modes that add a loss penalty: rrr, l1grad, cdep, eg, rrr_gradcam, hint, rbr
 from ..bnn import ARCHITECTURES, NORMALIZATIONS, STAGES, is_torchvision
 from ..data import DATASETS, DECOY_DATASETS, DISK_DATASETS
-from ..data.counterfactual import KINDS as COUNTERFACTUALS
 from ..data.decoy import RULES as DECOY_RULES
 from ..data.noise import parse_feedback_noise
 from ..errors import ConfigError, DataError
@@ -28,8 +27,8 @@ __all__ = ["AUTO", "STEPS", "MODES", "DECOY_DATASETS", "NETWORKS", "VALIDATION_D
 MODES = ("none", "feedback", "augment") + PENALTY_MODES
 NETWORKS = ("bayesian", "deterministic")
 #: validation images: as they are (train), Decoy MNIST's test rule (test), or counterfactual
-#: (noise, swap, exchange, move: masked regions replaced; pyro_ebnn.data.counterfactual)
-VALIDATION_DECOYS = ("train", "test") + COUNTERFACTUALS
+#: (noise, swap: masked regions replaced; pyro_ebnn.data.counterfactual)
+VALIDATION_DECOYS = ("train", "test", "noise", "swap", "exchange")
 #: the value of ``lam`` that asks for lambda to be chosen on validation (pyro_ebnn.experiment.search)
 AUTO = "auto"
 #: how a training step may run (the config key ``step``; pyro_ebnn.experiment.steps)
@@ -64,12 +63,10 @@ class Config:
     data_seed: int = 0
     # the validation images: "train" = as they are (Decoy MNIST: the training rule, the decoy still
     # predicts the label; [000]); "test" = the test rule ([001]: validation grey random; decoy_mnist
-    # only); "noise" / "swap" / "exchange" / "move" = counterfactual, any data with masks: the
-    # masked regions replaced by U(0, 1) noise, by the same pixels of an image of another class, or
-    # (move) filled in from their surroundings while the pattern goes to an image of another class
-    # (seeded; pyro_ebnn.data.counterfactual). With any but train, model selection rewards models
-    # that do not read the marked regions; the validation images as they are stay available as the
-    # extra validation set "ordinary".
+    # only); "noise" / "swap" = counterfactual, any data with masks: the masked regions replaced by
+    # U(0, 1) noise or by the same pixels of an image of another class (seeded). With test, noise
+    # or swap, model selection rewards models that do not read the marked regions; the validation
+    # images as they are stay available as the extra validation set "ordinary".
     validation_decoys: str = "train"
     # -- model -----------------------------------------------------------------------------------
     architecture: str = "lenet"           # lenet | alexnet | cdep_cnn (the MNIST CNN of [004]) | torchvision:<resnet>
@@ -197,8 +194,8 @@ class Config:
         if self.validation_decoys not in VALIDATION_DECOYS:
             bad("validation_decoys", f"use {', '.join(VALIDATION_DECOYS)}, got {self.validation_decoys!r}")
         if self.validation_decoys == "test" and self.dataset not in DECOY_DATASETS:
-            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist and decoy_fmnist only; use train, or "
-                                     "move, exchange, swap or noise (counterfactual validation images)")
+            bad("validation_decoys", "test-rule validation decoys exist for decoy_mnist and decoy_fmnist only; use train, or noise "
+                                     "or swap (counterfactual validation images)")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.network not in NETWORKS:

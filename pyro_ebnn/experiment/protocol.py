@@ -11,7 +11,6 @@ import torch
 
 from ..data import (ImageSet, LabelledImages, Split, batches, counterfactual, fold_split, in_memory,
                     keep_fraction_of_masks, load_dataset)
-from ..data.counterfactual import KINDS as COUNTERFACTUALS
 from ..data.noise import with_feedback_noise
 from ..data.streamed import check_decodes
 from .config import Config
@@ -62,7 +61,7 @@ def prepare_split(cfg: Config, annotated: Optional[float] = None, feedback=None,
         train, val = trainval.subset(train_idx), trainval.subset(val_idx)
         altered = other_rule.subset(val_idx) if other_rule is not None else None
     val = with_feedback_noise(val, cfg.feedback_noise, cfg.seed + FEEDBACK_NOISE_SEED + 1)  # the user's masks there too
-    if cfg.validation_decoys in COUNTERFACTUALS:
+    if cfg.validation_decoys in ("noise", "swap", "exchange"):
         altered = counterfactual(val, cfg.validation_decoys, cfg.data_seed + COUNTERFACTUAL_SEED)
     if feedback is None and annotated is None:
         feedback = cfg.feedback_store  # training on a store's masks (fine-tuning names its own)
