@@ -325,10 +325,6 @@ python experiments/learning_curves.py --root results/annotation --rules corners,
     --actions 5 --annotators finder --finetune-epochs 17 --finetune-lam auto --out experiments/results/annotation/finder
 python experiments/learning_curves.py --root results/annotation --rules photos --actions 5 --annotators finder \
     --route train --out experiments/results/annotation/finder
-python -m pyro_ebnn.run finetune --run results/annotation/corners/base --set finetune_lam=0.013946 --seed 2 \
-    --set finetune_epochs=17 --set finetune_lr=1e-3 --set val_every_steps=20 --set patience=null --set validation_decoys=test \
-    --set threads=1 --set eval_samples=5 --feedback results/annotation/corners/actions_e17_lamauto/finder/seed2/a5/feedback.sqlite \
-    --out results/hand/corners_seed2_g3
 python experiments/propagation.py --root results/annotation --out experiments/results/annotation
 #    (the fine-tuning weight's scaling paragraph: the finder of commit d918cb6 and the package of 99ff6f2,
 #    `learning_curves.py --actions 5 --annotators finder`, then `finetune --set finetune_lam=auto` on its stores)
