@@ -314,7 +314,9 @@ python experiments/benchmark_alexnet.py --batch 4 --repeats 2 --rounds 3 --sampl
 #    resumes; tables, CSV and figure in experiments/results/annotation/
 python experiments/learning_curves.py --root results/annotation --budgets 50,100,200 --out experiments/results/annotation
 #    against the annotator's actions (painter, clicker, groups), then the finder on its own
-python experiments/learning_curves.py --root results/annotation --actions 5,10,20,50,100,200 --annotators groups,clicker,painter --out experiments/results/annotation
+python experiments/learning_curves.py --root results/annotation --actions 5,10,20,50 --annotators groups,clicker,painter --out experiments/results/annotation
+python experiments/learning_curves.py --root results/annotation --rules corners,position --actions 100,200 --annotators groups,clicker,painter \
+    --out results/actions_100_200   # then copied to experiments/results/annotation/action_curves_100_200.*
 #    the finder: 5 actions, fine-tuned 17 epochs with the weight chosen on validation, one process per rule;
 #    then the photo task trained from scratch on the finder's stores (train --feedback)
 for rule in corners position photos; do
