@@ -50,6 +50,8 @@ def test_the_last_budget_takes_both_finalists_when_validation_cannot_tell_them_a
     best, seen = successive_halving(["a", "b", "c", "d"], fit, [1, 5, 9], close=lambda x, y: abs(x - y) <= 0.02)
     assert fitted[-2:] == [("b", 9), ("c", 9)] and best == "c"        # c, 0.01 behind at 5, wins at 9
     assert successive_halving(["a", "b", "c", "d"], fit, [1, 5, 9])[0] == "b"   # without: b alone goes on
+    # one budget (epochs: 1): every candidate is fitted and the best kept, not the first one
+    assert successive_halving(["a", "b", "c", "d"], lambda c, e: {"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.3}[c], [1])[0] == "c"
 
 
 def test_two_equally_good_classifiers_are_indistinguishable_about_as_often_as_a_normal_lies_within_one_sd():
