@@ -51,6 +51,16 @@ def test_the_warnings_name_each_failure_with_the_selected_and_last_numbers():
     assert run_warnings({"best_epoch": 3, "plugin_confusion_matrix": [[40, 10], [10, 40]]}, healthy, "feedback") == []
     # a data set whose test images are mostly one class is not a network that predicts one class
     assert run_warnings({"best_epoch": 3, "plugin_confusion_matrix": [[95, 0], [3, 2]]}, healthy, "none") == []
+    # at chance on 533 exchanged validation images (0.529; the band is 0.5 +- 0.043): said, with the
+    # reason on counterfactual images; 0.60 is not chance, and neither is far below it (a reversed shortcut)
+    reads = {"best_epoch": 3, "val_balanced_accuracy": 0.529, "n_val": 533, "confusion_matrix": [[40, 10], [10, 40]],
+             "config": {"validation_decoys": "exchange"}}
+    line, = run_warnings(reads, healthy, "none")
+    assert line.startswith("the selected network is at chance on the validation images (balanced_accuracy 0.529, "
+                           "chance 0.500)") and line.endswith("so it reads the marked regions: train with mode feedback")
+    assert "train with mode feedback" not in run_warnings(reads, healthy, "feedback")[0]
+    assert run_warnings({**reads, "val_balanced_accuracy": 0.60}, healthy, "none") == []
+    assert run_warnings({**reads, "val_balanced_accuracy": 0.05}, healthy, "none") == []
 
 
 def test_train_writes_and_prints_the_shortcut_report(tmp_path):

@@ -12,7 +12,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..data.counterfactual import KINDS as COUNTERFACTUALS
 from ..metrics import groups_of
+from .training import at_chance
 
 __all__ = ["ONE_CLASS_SHARE", "predicted_share", "run_warnings", "shortcut_report", "fmt", "number"]
 
@@ -65,7 +67,9 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
     * the model was selected at the first epoch and validation then declined;
     * the selected or the last network gives one class to most test images;
     * a feedback run's last validation score is below its first epoch's;
-    * ``lam: auto`` found no lambda that beat training without feedback (the run has no evidence).
+    * ``lam: auto`` found no lambda that beat training without feedback (the run has no evidence);
+    * the selected network is at chance on the validation images (:func:`~.training.at_chance`):
+      nothing it learned holds there; on counterfactual validation images, it reads the marked regions.
     """
     key = f"val_{select_metric}"
     scores = [h[key] for h in history if key in h]
@@ -90,6 +94,15 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
         out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
                    f"the evidence may outweigh the labels; try "
                    f"{'a smaller lam than the one chosen' if 'lam_search' in metrics else 'lam: auto or a smaller lam'}{side}")
+    best, n_val = metrics.get(key), metrics.get("n_val")
+    classes = len(metrics.get("plugin_confusion_matrix") or metrics.get("confusion_matrix") or [])
+    if select_metric == "balanced_accuracy" and best is not None and n_val and classes >= 2 \
+            and at_chance(best, classes, n_val):
+        decoys = (metrics.get("config") or {}).get("validation_decoys")
+        why = (f"; its validation images have their marked regions replaced ({decoys}), so it reads the marked "
+               f"regions: train with mode feedback" if mode == "none" and decoys in COUNTERFACTUALS else "")
+        out.append(f"the selected network is at chance on the validation images ({select_metric} {fmt(best)}, chance "
+                   f"{1 / classes:.3f}): nothing it learned holds there{why}{side}")
     return out
 
 
