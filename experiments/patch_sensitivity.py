@@ -10,6 +10,9 @@ network's input size, its placement rule) is pasted on each at a random place, a
   cells of its adaptive-max-pool bins (``mask_pool: max``) or every cell whose receptive field
   holds a patch pixel (``mask_pool: receptive``); what is left is what the network reads from
   the cells that feedback with that pool does not silence;
+* the change of p(class 0) when, on the clean image, the patch's ``max`` cells are zeroed with no
+  patch pasted: does the head read a hole in the last convolution (what the evidence leaves on the
+  marked cells of class 0's training images) as class 0?
 * the mean |pre-activation| of the last convolution on the patch's cells against elsewhere
   (posterior-mean network): does feedback make the convolution blind to the patch, or quiet
   everywhere?
@@ -63,6 +66,7 @@ def sensitivity(run: Path, x: torch.Tensor, y: torch.Tensor, xp: torch.Tensor, w
         p_clean, p_patch = p(clean), p(patched)
         cells = {"max": downsize_mask(where, tuple(clean.shape[-2:]), "max"), "receptive": net.receptive_field_cells(where)}
         zeroed = {k: p(patched * ~c) for k, c in cells.items()}
+        hole = p(clean * ~cells["max"])  # no patch, its cells zeroed: what the head makes of a hole
         size = patched.abs()
         on = cells["max"].expand_as(size)
         seen = cells["receptive"].expand_as(size)
@@ -73,6 +77,7 @@ def sensitivity(run: Path, x: torch.Tensor, y: torch.Tensor, xp: torch.Tensor, w
     row["shift of p(class 0)"] = float((p_patch[:, 0] - p_clean[:, 0]).mean())
     for k, probs in zeroed.items():
         row[f"shift, {k} cells zeroed"] = float((probs[:, 0] - p_clean[:, 0]).mean())
+    row["shift, hole only (no patch, max cells zeroed)"] = float((hole[:, 0] - p_clean[:, 0]).mean())
     row["mean absolute pre-activation away from the patch"] = float(size[~seen].mean())
     row["mean absolute pre-activation, patch cells / elsewhere"] = float(size[on].mean() / size[~seen].mean())
     return row

@@ -33,11 +33,12 @@ def batch(n=5, size=6, classes=3):
     return x, y, mask
 
 
-@pytest.mark.parametrize("lam,channels", [(1.0, "all"), (0.05, "all"), (1.0, "attending")])
-def test_pyro_loss_equals_hand_derived_objective(lam, channels):
+@pytest.mark.parametrize("lam,channels,holes", [(1.0, "all", "own"), (0.05, "all", "own"), (1.0, "attending", "own"),
+                                                (1.0, "all", "shared"), (1.0, "attending", "shared")])
+def test_pyro_loss_equals_hand_derived_objective(lam, channels, holes):
     net = tiny_net()
     net.head.eval()  # deterministic head: the only noise is the evidence-layer sample
-    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(lam, channels=channels))
+    bnn = FeedbackBNN(net, evidence=FeedbackEvidence(lam, channels=channels, holes=holes))
     x, y, mask = batch()
     N = 60
     pyro.set_rng_seed(7)
@@ -46,8 +47,11 @@ def test_pyro_loss_equals_hand_derived_objective(lam, channels):
     guide_trace = poutine.trace(bnn.guide).get_trace(x, y, mask, data_size=N)
     a = guide_trace.nodes[PREACTIVATION_SITE]["value"]
     mean, std = net.evidence_moments(x)
-    ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std}, channels=channels)
+    ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std}, channels=channels, holes=holes)
     assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
+    if holes == "shared":   # image 0, without a mark, has the head see image 1's zeros: another likelihood
+        own = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std}, channels=channels)
+        assert not torch.allclose(loss, own)
     if channels == "attending":   # some marked pre-activations are observed, not all of them
         every = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std})
         observed = FeedbackEvidence(lam, channels=channels).irrelevant_cells(mask, mean)

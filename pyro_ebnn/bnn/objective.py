@@ -68,12 +68,14 @@ def lrt_layer(layer: BayesianLayer, z: torch.Tensor, eps: Optional[torch.Tensor]
 
 def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None, lam: float = 0.0,
                   prior_scale: float = 0.1, noise: Optional[Mapping[str, torch.Tensor]] = None, pool: str = "max",
-                  channels: str = "all", kl_scale: float = 1.0):
+                  channels: str = "all", kl_scale: float = 1.0, holes: str = "own"):
     """[000] Eq. (3) with the Eq. (4) likelihood, one LRT sample; ``kl_scale`` < 1 tempers the KL.
     ``noise`` fixes the eps of the layers it names (``bayesian_layers`` names: conv1, conv2, fc1,
     ...); the others draw theirs.
     ``channels="attending"``: only the channels whose positive activation falls on the marked cells
-    more than evenly are observed ([000] Sec. 6)."""
+    more than evenly are observed ([000] Sec. 6).
+    ``holes="shared"``: an image without a mark has the head see zeros on the cells of the batch's
+    marked images in turn (the first unmarked image those of the first marked one, ...)."""
     noise = dict(noise or {})
     names = {id(layer): name for name, layer in bayesian_layers(net).items()}
     z, evidence = x, x.new_zeros(())
@@ -89,7 +91,15 @@ def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None
                 share = (positive * irrelevant).sum((2, 3)) / positive.sum((2, 3)).clamp(min=1e-30)
                 area = irrelevant[:, :1].float().mean((2, 3))
                 irrelevant = irrelevant & (share > area)[..., None, None]
-            z = z.masked_fill(irrelevant, 0.0)
+            zeros = irrelevant
+            if holes == "shared":
+                marked = [i for i in range(len(z)) if irrelevant[i].any()]
+                unmarked = [i for i in range(len(z)) if not irrelevant[i].any()]
+                donor = list(range(len(z)))
+                for k, i in enumerate(unmarked):
+                    donor[i] = marked[k % len(marked)] if marked else i
+                zeros = irrelevant[donor]
+            z = z.masked_fill(zeros, 0.0)
             log_n0 = -0.5 * (mean / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
             evidence = (log_n0 * irrelevant).sum()
     log_lik = -F.cross_entropy(z, y, reduction="sum")

@@ -74,7 +74,7 @@ def build_evidence(cfg, lam=None):
         raise ConfigError("lam: auto is a search, not a weight: the train and finetune commands choose the number "
                           "(pyro_ebnn.experiment.search); pass lam= to build a model directly")
     return FeedbackEvidence(lam=lam, pool=cfg.mask_pool, gradient_filter=cfg.gradient_filter,
-                            channels=cfg.evidence_channels)
+                            channels=cfg.evidence_channels, holes=cfg.evidence_holes)
 
 
 def build_model(cfg, input_shape, num_classes, lam=None, initialize: bool = True):
