@@ -10,9 +10,10 @@ from pyro_ebnn.experiment.runs import train
 
 @pytest.mark.slow
 def test_feedback_lowers_reliance_on_the_position_decoy(tmp_path):
-    # 6000 images (4000 train after the fold split), 20 epochs. A small initial posterior scale
+    # 6000 images (4000 train after the fold split), 12 epochs. A small initial posterior scale
     # (rho_init -5) lets the network fit within this budget; the decoy then pays off for 'none'.
-    common = {"max_train_images": 6000, "max_test_images": 2000, "epochs": 20, "eval_samples": 8,
+    # Decoy-swap accuracy none -> feedback at seeds 0, 1, 2: 0.885 -> 0.931, 0.847 -> 0.933, 0.833 -> 0.925.
+    common = {"max_train_images": 6000, "max_test_images": 2000, "epochs": 12, "eval_samples": 8,
               "rho_init": -5.0, "lam": 3e-4, "seed": 0}
     results = {}
     for mode in ("none", "feedback"):
