@@ -3,16 +3,15 @@ for each kind of bad input."""
 import pickle
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
-from pyro_ebnn.cli import _fail
+from pyro_ebnn.cli import _fail, cli
 from pyro_ebnn.data import DiskImages, LabelledImages, batches, in_memory, load_dataset
 from pyro_ebnn.data.streamed import check_decodes
 from pyro_ebnn.errors import ConfigError, DataError
@@ -176,10 +175,10 @@ def test_a_bad_test_file_stops_train_before_any_epoch_and_writes_no_run_director
     root = write_folder(tmp_path / "p", per_class=(4, 3))          # test image 2 of each class has no mask
     (_truncated_png if bad.endswith("dog_2.png") else _grey_mask)(root / bad)
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "pyro_ebnn.run", "train", "--config", "configs/image_folder_small.yaml",
-                           "--set", f"data_dir={root}", "--set", "epochs=1", "--set", "image_size=16", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and not out.exists()
+    done = CliRunner().invoke(cli, ["train", "--config", str(ROOT / "configs" / "image_folder_small.yaml"),
+                                    "--set", f"data_dir={root}", "--set", "epochs=1", "--set", "image_size=16",
+                                    "--out", str(out)])
+    assert done.exit_code != 0 and not out.exists()
     errors = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith(f"error: {root / bad}: ")   # on a line of its own
     assert re.search(message, errors[0]) and "epoch" not in done.stderr
