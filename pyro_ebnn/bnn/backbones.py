@@ -22,7 +22,6 @@ import copy
 from typing import Optional, Sequence, Union
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import ConfigError
@@ -196,6 +195,7 @@ def torchvision_state(name: str, source: Union[bool, str] = True) -> dict:
     """The state dict of torchvision's ``name`` with ImageNet weights: ``True`` = its default weights
     from the torch hub cache (downloaded there when missing and online), a path = a state-dict file.
     Unavailable weights are a :class:`ConfigError` that names the file and the way out."""
+    import torchvision  # imported where used: it takes 2 s, which every command would pay
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except Exception:
@@ -204,6 +204,7 @@ def torchvision_state(name: str, source: Union[bool, str] = True) -> dict:
 
 
 def _resnet(name: str) -> nn.Module:
+    import torchvision
     try:
         net = torchvision.models.get_model(name, weights=None)
     except Exception:

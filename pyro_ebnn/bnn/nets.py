@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from torchvision.models import AlexNet_Weights
 
 from ..errors import ConfigError, DataError
 from .layers import BayesianConv2d, BayesianLayer, BayesianLinear, bayesian_layers, run_lrt
@@ -378,6 +377,7 @@ def normalized(net: BayesianCNN, normalize: str = "imagenet") -> BayesianCNN:
 def imagenet_alexnet_file() -> Path:
     """Where torchvision keeps its ImageNet AlexNet weights: the torch hub cache
     (``$TORCH_HOME/hub/checkpoints``, or ``torch.hub.set_dir``)."""
+    from torchvision.models import AlexNet_Weights
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
 
 
@@ -411,6 +411,7 @@ def pretrained_state(weights, name: str, source: Union[bool, str] = True) -> dic
 
 def imagenet_alexnet_state(source: Union[bool, str] = True) -> dict:
     """The state dict of torchvision's AlexNet (``AlexNet_Weights.IMAGENET1K_V1``), as :func:`pretrained_state` reads it."""
+    from torchvision.models import AlexNet_Weights
     return pretrained_state(AlexNet_Weights.IMAGENET1K_V1, "AlexNet", source)
 
 

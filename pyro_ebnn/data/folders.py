@@ -24,7 +24,6 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
-from torchvision.datasets.folder import find_classes, make_dataset
 
 from ..errors import DataError
 from .streamed import DECODE_ERRORS, DiskImages, read_header
@@ -127,6 +126,7 @@ def scan_split(split_dir, masks_dir, class_to_idx: Optional[dict] = None):
     """``(images, labels, masks, class_names)`` of one split folder: image paths (sorted per class),
     integer labels, mask paths or ``None``. ``class_to_idx`` (the training split's classes) labels
     the validation and test splits, which must not hold other classes."""
+    from torchvision.datasets.folder import find_classes, make_dataset
     split_dir, masks_dir = Path(split_dir), Path(masks_dir)
     try:
         classes, found = find_classes(str(split_dir))

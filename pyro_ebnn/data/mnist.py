@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from torchvision.datasets import MNIST, FashionMNIST
 
 from ..errors import DataError
 
@@ -44,6 +43,7 @@ def _sha256(path: Path) -> str:
 
 
 def _from_torchvision(root: Path, download: bool):
+    from torchvision.datasets import MNIST
     out = []
     for train in (True, False):
         ds = MNIST(str(root), train=train, download=download)
@@ -126,6 +126,7 @@ def load_fashion_mnist(data_dir: Optional[str] = None, download: bool = False):
     files of https://github.com/zalandoresearch/fashion-mnist, gzipped or not), downloaded there
     by torchvision when ``download`` and the network allows."""
     root = Path(data_dir) if data_dir else cache_dir() / "torchvision"
+    from torchvision.datasets import FashionMNIST
     out = []
     try:
         for train in (True, False):

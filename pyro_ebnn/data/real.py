@@ -31,17 +31,20 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.io
 from scipy import ndimage
 from sklearn.model_selection import train_test_split
-from torchvision.datasets import OxfordIIITPet, SBDataset
 
 from ..errors import DataError
 from .folders import IMAGE_EXTENSIONS, FileReader, binary_mask, open_image
 from .mnist import cache_dir
 from .streamed import DiskImages, read_header
+
+if TYPE_CHECKING:  # imported where used: importing torchvision takes 2 s, which every command would pay
+    from torchvision.datasets import OxfordIIITPet, SBDataset
 
 __all__ = ["SOURCES", "PETS_BACKGROUND", "SBD_CLASSES", "VOID", "PATCH_DILATION", "PetsReader", "SBDReader",
            "split_off_test", "patch_mask", "load_oxford_pets", "load_sbd", "load_isic", "load_dogs_vs_cats"]
@@ -113,6 +116,7 @@ def _pets(root: Path, split: str, download: bool) -> OxfordIIITPet:
     if not download and not all(p.exists() for p in (base / "images", base / "annotations" / f"{split}.txt",
                                                       base / "annotations" / "trimaps")):
         raise _missing("oxford_pets", root, expected)
+    from torchvision.datasets import OxfordIIITPet
     try:
         return OxfordIIITPet(str(root), split=split, target_types=("category", "segmentation"), download=download)
     except (RuntimeError, OSError) as e:
@@ -198,6 +202,7 @@ def _sbd_split(root: Path, image_set: str, download: bool, size: int, channels: 
     if not download and not present:
         raise _missing("sbd", root, expected)
     download = download and not present   # torchvision would fetch and unpack it again, and fail moving it
+    from torchvision.datasets import SBDataset
     try:
         ds = SBDataset(str(root), image_set=image_set, mode="segmentation", download=download)
     except (RuntimeError, OSError) as e:

@@ -23,8 +23,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from ..errors import DataError
 from ..progress import progress_bar
@@ -133,6 +131,7 @@ def to_pixels(image: Image.Image, size: int, channels: int) -> torch.Tensor:
     >>> tuple(to_pixels(Image.new("L", (8, 4)), 6, 3).shape)
     (3, 6, 6)
     """
+    from torchvision.transforms import InterpolationMode, functional as TF
     image = image.convert("L" if channels == 1 else "RGB")
     image = TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     return TF.to_tensor(image)
@@ -147,6 +146,7 @@ def to_mask(mask: Optional[np.ndarray], size: int) -> torch.Tensor:
     """
     if mask is None:
         return torch.zeros(1, size, size, dtype=torch.bool)
+    from torchvision.transforms import InterpolationMode, functional as TF
     pil = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
     pil = TF.resize(pil, [size, size], interpolation=InterpolationMode.NEAREST)
     return TF.pil_to_tensor(pil) > 0

@@ -29,7 +29,6 @@ import warnings
 from typing import Optional
 
 import torch
-from captum.attr import DeepLift, LayerAttribution, LayerGradCam, Occlusion, Saliency
 from torch import nn
 
 from ..bnn import BayesianCNN, posterior_network
@@ -114,6 +113,7 @@ def gradcam_layer_map(net: nn.Sequential, images: torch.Tensor, labels: torch.Te
 
     Per channel, the spatial mean of d logit_y / d A times A (A: the pre-activation of
     ``net.evidence_layer``), summed over channels; no ReLU, so the sign is kept."""
+    from captum.attr import LayerGradCam  # imported where used, as Captum takes a second to import
     return LayerGradCam(net, net.evidence_layer).attribute(images, target=labels, relu_attributions=False)
 
 
@@ -212,6 +212,7 @@ def attribute(net: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, me
     """Signed attributions of one batch for the true labels: N x C x H x W (Grad-CAM: N x 1 x H x W),
     on a plain network (:func:`explained_network`). ``reference``: DeepLIFT's reference and
     Occlusion's fill (:func:`reference_image`; default black)."""
+    from captum.attr import DeepLift, LayerAttribution, Occlusion, Saliency
     x = images.detach().clone().requires_grad_(method in ("saliency", "deeplift", "gradcam"))
     y = labels.long()
     if method == "saliency":
