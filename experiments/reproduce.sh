@@ -352,9 +352,7 @@ for t in corner photos moving control textures; do
       --folds 0,1,2 --set data_dir=data/$t --jobs 2 --overlap saliency --overlap-images 500 \
       --out results/own_images/$t
 done
-python experiments/own_images_table.py --root results/own_images --out results/own_images
-#    the corner and moving rows (and the partial textures and control runs) at 92d582a:
-cp results/own_images/summary.md results/own_images/runs.csv experiments/results/own_images/finalists/
+python experiments/own_images_table.py --root results/own_images --out experiments/results/own_images
 # why feedback fails on the moving patch: the patch's effect per network, and the receptive pool
 for t in moving control photos; do for k in 0 1 2; do
   python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/$t \
