@@ -1,6 +1,7 @@
 """lam: auto: successive halving over the grid and no feedback, run as a user runs it (the train command on an image
 folder), resumed from its record, and refused where it cannot work."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from pyro_ebnn.errors import ConfigError
 from pyro_ebnn.experiment.build import build_evidence
 from pyro_ebnn.experiment.config import Config, load_config
 from pyro_ebnn.experiment.report import run_warnings
-from pyro_ebnn.experiment.runs import train
+from pyro_ebnn.experiment.runs import _validation_record, train
 from pyro_ebnn.experiment.search import (GRID, _close, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, indistinguishable,
                                         rungs, successive_halving)
 
@@ -159,3 +160,22 @@ def test_finetune_lam_auto_with_no_mask_among_the_annotated_images_runs(tmp_path
                                    "finetune_lam=auto", "--set", "finetune_budget=4", "--set", "finetune_epochs=1", *TINY])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "tuned" / "metrics.json").exists()
+
+
+
+def test_a_run_resumed_beyond_the_budget_asked_for_reports_its_best_validation_up_to_that_budget():
+    """A search restarted after a kill asks each candidate again for its score at the earlier budgets;
+    one whose checkpoint is further on must answer with its best score up to that budget, not later."""
+    cfg = Config(select_metric="accuracy")
+    one = SimpleNamespace(is_main=True, broadcast=lambda record: record)
+    history = [{"epoch": 1, "val_accuracy": 0.60}, {"epoch": 2, "val_accuracy": 0.70},
+               {"epoch": 3, "val_accuracy": 0.65, "validations_within_epoch": [{"epoch": 2.5, "val_accuracy": 0.72}]},
+               {"epoch": 4, "loss": 1.0}, {"epoch": 5, "val_accuracy": 0.90}]
+    trainer = SimpleNamespace(history=history, best_score=0.90, best_epoch=5, epoch=5, group=one)
+    assert _validation_record(cfg, trainer, 5) == {"val_accuracy": 0.90, "best_epoch": 5, "epochs_run": 5}
+    assert _validation_record(cfg, trainer, 1) == {"val_accuracy": 0.60, "best_epoch": 1, "epochs_run": 1}
+    assert _validation_record(cfg, trainer, 2) == {"val_accuracy": 0.70, "best_epoch": 2, "epochs_run": 2}
+    assert _validation_record(cfg, trainer, 4) == {"val_accuracy": 0.72, "best_epoch": 2.5, "epochs_run": 4}
+    tie = SimpleNamespace(history=history[:2] + [{"epoch": 3, "val_accuracy": 0.70}], best_score=0.95, best_epoch=9,
+                          epoch=9, group=one)
+    assert _validation_record(cfg, tie, 3)["best_epoch"] == 2           # a tie goes to the earlier epoch, as in training
