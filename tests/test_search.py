@@ -179,3 +179,5 @@ def test_a_run_resumed_beyond_the_budget_asked_for_reports_its_best_validation_u
     tie = SimpleNamespace(history=history[:2] + [{"epoch": 3, "val_accuracy": 0.70}], best_score=0.95, best_epoch=9,
                           epoch=9, group=one)
     assert _validation_record(cfg, tie, 3)["best_epoch"] == 2           # a tie goes to the earlier epoch, as in training
+    # fine-tuning: the score before its first epoch is epoch 0's
+    assert _validation_record(cfg, trainer, 2, start=0.8) == {"val_accuracy": 0.8, "best_epoch": 0, "epochs_run": 2}

@@ -124,7 +124,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
         t0 = time.time()
         trainer.fit(split, cfg.finetune_epochs, out, use_masks=with_feedback, progress=progress)
         if not evaluate:
-            return _validation_record(cfg, trainer, cfg.finetune_epochs)
+            return _validation_record(cfg, trainer, cfg.finetune_epochs, start=before)
         return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                        {**standardization_of(model.net), "finetuned_from": str(run_dir),
                         "finetune_lam": lam if with_feedback else None,
@@ -149,19 +149,21 @@ def _lam_record(cfg: Config, lam: Optional[float]) -> dict:
     return {"lam": lam} if cfg.mode == "feedback" else {}
 
 
-def _validation_record(cfg: Config, trainer: Trainer, epochs: int) -> dict:
+def _validation_record(cfg: Config, trainer: Trainer, epochs: int, start: Optional[float] = None) -> dict:
     """What a run that is not evaluated returns: its best validation score and epoch up to ``epochs``,
     process 0's on every process of a group (a search over settings compares them everywhere alike).
 
     A run resumed from a checkpoint beyond ``epochs`` (a search restarted after a kill asks each
     candidate for its score at an earlier budget again) reports the best of its validations up to
-    ``epochs``, as if it had stopped there, not a later epoch's."""
+    ``epochs``, as if it had stopped there, not a later epoch's; ``start``: the score before the first
+    epoch, which fine-tuning counts as epoch 0."""
     key = f"val_{cfg.select_metric}"
     score, best = trainer.best_score, trainer.best_epoch
     if best > epochs:
         seen = [(h[key], h["epoch"]) for h in trainer.history if h["epoch"] <= epochs and h.get(key) is not None]
         seen += [(w[key], w["epoch"]) for h in trainer.history for w in h.get("validations_within_epoch", ())
                  if w["epoch"] <= epochs]
+        seen += [(start, 0)] if start is not None else []
         score, best = max(seen, key=lambda s: (s[0], -s[1])) if seen else (-math.inf, -1)  # ties: the earlier
     record = {key: score, "best_epoch": best, "epochs_run": min(trainer.epoch, epochs)} if trainer.group.is_main \
         else None
