@@ -272,6 +272,18 @@ for rule in position color; do
   cp results/rule_tables/$rule/compare.md experiments/results/baselines/rule_${rule}_compare.md
   cp results/rule_tables/$rule/compare.csv experiments/results/baselines/rule_${rule}_compare.csv
 done
+#    every mode on [001]'s corners rule, 3 folds, and feedback with lam: auto
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test --overlap saliency --overlap-images 2000 --jobs 2"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_corners.yaml \
+    --modes none,feedback,rrr,l1grad@deterministic,augment,hint@deterministic $C --out results/rule_tables/corners
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_corners.yaml \
+    --modes none@deterministic,rrr@deterministic,cdep@deterministic,rrr_gradcam@deterministic $C --out results/rule_tables/corners_more
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_corners.yaml --modes feedback --set lam=auto $C \
+    --out results/rule_tables/corners_auto
+for t in corners corners_more corners_auto; do
+  cp results/rule_tables/$t/compare.md experiments/results/baselines/rule_${t}_compare.md
+  cp results/rule_tables/$t/compare.csv experiments/results/baselines/rule_${t}_compare.csv
+done
 
 # ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
 for rule in position color; do
