@@ -38,6 +38,10 @@ def test_successive_halving_keeps_the_better_half_at_every_budget_and_fits_each_
     # epoch 1: b and d tie at 0.7 ahead of c (0.61) and a; at epoch 5 they tie again and b, listed first, wins
     assert fitted == [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("b", 5), ("d", 5), ("b", 9)]
     assert best == "b" and seen["a"] == {1: 0.5} and seen["b"] == {1: 0.7, 5: 0.7, 9: 0.7}
+    # a tie at a later budget also goes to the candidate listed first (the smaller lambda), not to
+    # the one that led at the budget before
+    later = {"a": [0.5, 0.8, 0.9], "b": [0.6, 0.8, 0.8], "c": [0.1, 0.1, 0.1], "d": [0.1, 0.1, 0.1]}
+    assert successive_halving(["a", "b", "c", "d"], lambda c, e: later[c][[1, 5, 9].index(e)], [1, 5, 9])[0] == "a"
 
 
 def test_the_last_budget_takes_both_finalists_when_validation_cannot_tell_them_apart():

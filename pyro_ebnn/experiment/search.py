@@ -119,11 +119,12 @@ def successive_halving(candidates: list, fit: Callable[[object, int], float], bu
     (4, {1: 0.7, 2: 0.8, 3: 0.85})
     """
     alive, seen = list(candidates), {c: {} for c in candidates}
+    rank = {c: i for i, c in enumerate(candidates)}
     for k, epochs in enumerate(budgets):
         for c in alive:
             seen[c][epochs] = fit(c, epochs)
             echo(f"lam search: {c} at epoch {epochs}: validation {seen[c][epochs]:.4f}")
-        order = sorted(alive, key=lambda c: -seen[c][epochs])  # stable: ties go to the earlier one
+        order = sorted(alive, key=lambda c: (-seen[c][epochs], rank[c]))  # ties: the one listed first
         if k == len(budgets) - 2:  # the last budget: the best, and whichever validation cannot tell from it
             best = seen[order[0]][epochs]
             alive = order[:1] + [c for c in order[1:] if close is not None and close(best, seen[c][epochs])]
