@@ -280,7 +280,9 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_corners.yaml \
     --modes none@deterministic,rrr@deterministic,cdep@deterministic,rrr_gradcam@deterministic $C --out results/rule_tables/corners_more
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_corners.yaml --modes feedback --set lam=auto $C \
     --out results/rule_tables/corners_auto
-for t in corners corners_more corners_auto; do
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback --set lam=auto $C \
+    --out results/rule_tables/position_auto
+for t in corners corners_more corners_auto position_auto; do
   cp results/rule_tables/$t/compare.md experiments/results/baselines/rule_${t}_compare.md
   cp results/rule_tables/$t/compare.csv experiments/results/baselines/rule_${t}_compare.csv
 done
