@@ -78,8 +78,8 @@ def test_no_import_circle_anywhere_in_the_package():
 
 
 #: libraries imported where they are used, not at the top: importing them takes seconds that every
-#: command would pay (torchvision 2.2 s, Captum 0.6 s on a 2-core CPU; the command line starts in
-#: 4.5 s instead of 7.3 s), and most commands do not need them
+#: command would pay (the command line starts in 4.4 s instead of 6.6 s on an idle 2-core CPU,
+#: docs/results/cost.md), and most commands do not need them
 DEFERRED = ("torchvision", "captum")
 
 
