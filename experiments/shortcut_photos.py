@@ -14,7 +14,10 @@ A coloured square (``patch`` pixels) is pasted on some images, with a mask that 
 * ``placement``: ``random`` (anywhere: the patch moves from image to image, as the coloured patches
   on benign ISIC lesions do) or ``corner`` (in one of the four corners, drawn per image);
 * ``control``: the square is on half the images of *every* class, in training and test alike: the
-  masks mark a region the label does not depend on, so feedback should change nothing.
+  masks mark a region the label does not depend on, so feedback should change nothing;
+* ``clean_train`` (``--clean-train``): the same crops and the same test set, but no square on any
+  training image (and no training masks). A network trained on it never saw the shortcut: its test
+  accuracy is what the task allows without it, the ceiling of any shortcut fix.
 
 Presets (``--task``), each a task a user could bring:
 
@@ -129,7 +132,8 @@ def patched_images(n: int, split: str, label: int, fraction: float, control: boo
 
 def build_shortcut_photos(out, n_train: int = 3000, n_test: int = 1000, size: int = 64, patch: int = 12,
                           colour="magenta", seed: int = 0, family: str = "everyday", placement: str = "random",
-                          fraction: float = 1.0, control: bool = False, task: str = "custom") -> dict:
+                          fraction: float = 1.0, control: bool = False, clean_train: bool = False,
+                          task: str = "custom") -> dict:
     """Write a task into ``out`` (module docstring); returns what was written (also saved as
     ``out/shortcut_photos.json``). ``n_train`` and ``n_test`` images, half of each class."""
     out = Path(out)
@@ -147,7 +151,12 @@ def build_shortcut_photos(out, n_train: int = 3000, n_test: int = 1000, size: in
                 source = photos[name][int(rng.integers(len(photos[name])))]
                 image = random_crop(source, size, split, rng)
                 if patched[k]:
-                    image, mask = paste_patch(image, patch, rgb, rng, placement)
+                    pasted, mask = paste_patch(image, patch, rgb, rng, placement)  # drawn either way: same crops
+                    if clean_train and split == "train":
+                        patched[k] = False
+                        image.save(out / split / name / f"{k:05d}.png")
+                        continue
+                    image = pasted
                     (out / f"{split}_masks" / name).mkdir(parents=True, exist_ok=True)
                     Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{split}_masks" / name / f"{k:05d}.png")
                 image.save(out / split / name / f"{k:05d}.png")
@@ -155,7 +164,7 @@ def build_shortcut_photos(out, n_train: int = 3000, n_test: int = 1000, size: in
     summary = {"task": task, "classes": list(classes), "photographs": {c: list(v) for c, v in classes.items()},
                "size": size, "patch": patch, "colour": list(rgb), "placement": placement,
                "shortcut_class": None if control else next(iter(classes)), "fraction": fraction,
-               "control": control, "seed": seed, "counts": counts}
+               "control": control, "clean_train": clean_train, "seed": seed, "counts": counts}
     (out / "shortcut_photos.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -169,10 +178,13 @@ def main(argv=None):
     parser.add_argument("--size", type=int, help="side of each image in pixels (default: the preset's)")
     parser.add_argument("--patch", type=int, help="side of the coloured patch in pixels (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clean-train", action="store_true",
+                        help="no square on the training images (the same crops): the ceiling of a shortcut fix")
     args = parser.parse_args(argv)
     setting = dict(TASKS[args.task])
     setting.update({k: v for k, v in (("size", args.size), ("patch", args.patch)) if v is not None})
-    summary = build_shortcut_photos(args.out, args.train, args.test, seed=args.seed, task=args.task, **setting)
+    summary = build_shortcut_photos(args.out, args.train, args.test, seed=args.seed, task=args.task,
+                                    clean_train=args.clean_train, **setting)
     print(json.dumps(summary["counts"]))
 
 
