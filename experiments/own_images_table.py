@@ -10,7 +10,11 @@ and writes ``OUT/summary.md`` and ``OUT/runs.csv``:
   overlap with the marked region when it was computed;
 * the shortcut report per task and mode: every group's accuracy, mean over folds;
 * ``lam: auto``: the value chosen per fold (per image, g), and the time the search added: the
-  feedback run's training seconds against the same fold's run without feedback.
+  feedback run's training seconds against the same fold's run without feedback;
+* with ``--ceiling CEILING``: the runs without feedback under ``CEILING/<task>/`` trained on the same
+  task built with ``shortcut_photos.py --clean-train`` (no square in training): what the task allows
+  without the shortcut, the shortcut's cost to the run without feedback (ceiling − none) and what
+  feedback leaves of it (ceiling − feedback), paired by fold.
 """
 from __future__ import annotations
 
@@ -85,16 +89,44 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ceiling_table(rows: list[dict], clean: list[dict]) -> str:
+    """The ceiling section: per task, none, feedback and clean training, with paired differences."""
+    acc = defaultdict(dict)
+    for r in rows:
+        acc[(r["task"], r["mode"])][r["fold"]] = r["balanced_accuracy"]
+    for r in clean:
+        acc[(r["task"], "clean")][r["fold"]] = r["balanced_accuracy"]
+    lines = ["### The ceiling: no square in training", "",
+             "| task | folds | no feedback | feedback | clean training (ceiling) | shortcut's cost: ceiling − none | "
+             "left by feedback: ceiling − feedback |", "|---|---|---|---|---|---|---|"]
+    for task in sorted({t for t, m in acc if m == "clean"}):
+        none, fb, top = acc[(task, "none")], acc[(task, "feedback")], acc[(task, "clean")]
+        folds = sorted(set(none) & set(fb) & set(top))
+        if not folds:
+            continue
+        cell = lambda d: mean_std([d[f] for f in folds])[0]
+        paired = lambda a, b: mean_std([a[f] - b[f] for f in folds])[0]
+        lines.append(f"| {task} | {len(folds)} | {cell(none)} | {cell(fb)} | {cell(top)} | {paired(top, none)} | "
+                     f"{paired(top, fb)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--ceiling", type=Path, help="runs without feedback on the tasks built with --clean-train")
     a = p.parse_args(argv)
     rows = runs_of(a.root)
     if not rows:
         p.error(f"no runs under {a.root}/<task>/<name>/<mode>/fold<k>/metrics.json")
     a.out.mkdir(parents=True, exist_ok=True)
     text = summary(rows)
+    if a.ceiling:
+        clean = [r for r in runs_of(a.ceiling) if r["mode"] == "none"]
+        if not clean:
+            p.error(f"no runs under {a.ceiling}/<task>/<name>/none/fold<k>/metrics.json")
+        text += "\n" + ceiling_table(rows, clean)
     (a.out / "summary.md").write_text(text)
     with open(a.out / "runs.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=ROW_KEYS, extrasaction="ignore")

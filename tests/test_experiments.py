@@ -232,3 +232,24 @@ def test_evidence_balance_weighs_the_three_terms_of_the_loss(tmp_path):
             "--set", "lam=1e-2", "--set", "batch_size=8", "--epochs", 0, "--images", 16, "--json", again)
     ten = json.loads(again.read_text())["rows"][0]
     assert ten["evidence"] == pytest.approx(10 * rows[0]["evidence"], rel=1e-5) and ten["data"] == pytest.approx(rows[0]["data"])
+
+
+def test_own_images_table_pairs_the_ceiling_with_none_and_feedback_by_fold(tmp_path):
+    def write(root, mode, fold, acc):
+        d = root / "corner" / "image_folder_small" / mode / f"fold{fold}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"mode": mode, "fold": fold, "balanced_accuracy": acc,
+                                                    "worst_group_accuracy": acc - 0.1, "train_seconds": 10.0}))
+    for fold, (none, fb, clean) in enumerate(((0.70, 0.74, 0.75), (0.60, 0.66, 0.65))):
+        write(tmp_path / "runs", "none", fold, none)
+        write(tmp_path / "runs", "feedback", fold, fb)
+        write(tmp_path / "clean", "none", fold, clean)
+    write(tmp_path / "clean", "none", 2, 0.99)          # a fold with no partner: left out of the pairs
+    out = _script("own_images_table.py", "--root", tmp_path / "runs", "--out", tmp_path / "t",
+                  "--ceiling", tmp_path / "clean")
+    row = out.split("The ceiling")[1].strip().splitlines()[-1]
+    # ceiling 0.700 ± 0.071; its paired gain over none 0.050 ± 0.000; feedback leaves 0.000 ± 0.014
+    assert row.startswith("| corner | 2 | 0.650 ± 0.071 | 0.700 ± 0.057 |") and "| 0.700 ± 0.071 | 0.050 ± 0.000 |" in row and row.endswith("| 0.000 ± 0.014 |")
+    status, _, err = _run("own_images_table.py", "--root", tmp_path / "runs", "--out", tmp_path / "t",
+                          "--ceiling", tmp_path / "nothing")
+    assert status == 2 and "no runs under" in err

@@ -63,3 +63,30 @@ def test_patch_sensitivity_pastes_the_tasks_patch_where_its_placement_rule_says(
         assert torch.equal(x[~where.expand_as(x)], images[~where.expand_as(x)])   # nothing else changed
         corners = {tuple(int(v) for v in w[0].nonzero().min(0).values) for w in where}
         assert corners <= inside if inside else len(corners) > 10
+
+
+def test_clean_training_keeps_every_crop_and_the_test_set_and_drops_only_the_square(tmp_path):
+    import importlib.util
+    import numpy as np
+    from PIL import Image
+    spec = importlib.util.spec_from_file_location("shortcut_photos", ROOT / "experiments" / "shortcut_photos.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    setting = dict(n_train=10, n_test=6, size=24, patch=5, seed=2, placement="corner", fraction=0.9)
+    module.build_shortcut_photos(tmp_path / "shortcut", **setting)
+    summary = module.build_shortcut_photos(tmp_path / "clean", clean_train=True, **setting)
+    assert summary["counts"]["train/everyday"] == {"images": 5, "with_patch": 0}
+    assert not (tmp_path / "clean" / "train_masks").exists() and (tmp_path / "shortcut" / "train_masks").exists()
+    read = lambda path: np.array(Image.open(path)).astype(int)
+    for path in sorted((tmp_path / "shortcut").rglob("*.png")):
+        part = path.relative_to(tmp_path / "shortcut")
+        if part.parts[0] == "train_masks":
+            continue
+        differs = (read(path) != read(tmp_path / "clean" / part)).any(-1)
+        if part.parts[0] == "train":
+            mask = tmp_path / "shortcut" / "train_masks" / Path(*part.parts[1:])
+            expected = read(mask) > 0 if mask.exists() else np.zeros_like(differs)
+            assert not (differs & ~expected).any()              # nothing but the square's pixels changed
+            assert differs.sum() >= (expected.sum() * 0.9)      # and the square is gone (a green pixel may stay)
+        else:
+            assert not differs.any()                            # the test set and its masks are the same files
