@@ -125,6 +125,21 @@ def test_no_feedback_as_the_choice_builds_no_evidence_and_says_so():
     assert run_warnings({"lam": 1e-4}, [{"val_balanced_accuracy": 0.8}], "feedback") == []
 
 
+def test_the_no_feedback_candidate_is_the_run_without_feedback(tmp_path):
+    """The search trains its candidates on a split prepared once; the run without feedback prepares its own
+    (reading the images draws from torch's generator). Both must start from the same network."""
+    from pyro_ebnn.experiment.protocol import prepare_split
+    root = write_folder(tmp_path / "data", per_class=(12, 4), masked=range(8))
+    cfg = load_config("configs/image_folder_small.yaml", {"data_dir": str(root), "epochs": 1, "image_size": 16,
+                                                          "batch_size": 4, "workers": 0})
+    train(cfg, tmp_path / "candidate", progress=False, split=prepare_split(cfg, progress=False), lam=NO_FEEDBACK,
+          evaluate=False)
+    train(Config(**{**cfg.to_dict(), "mode": "none"}), tmp_path / "none", progress=False, evaluate=False)
+    nets = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=False)["net"] for run in ("candidate", "none")]
+    assert nets[0].keys() == nets[1].keys()
+    assert all(torch.equal(nets[0][k], nets[1][k]) for k in nets[0])
+
+
 def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate(tmp_path):
     """finetune --set finetune_lam=auto: the fine-tuning grid (the training grid and one decade up), no
     lambda = 0 (a person's answers are meant to be used), the choice fine-tuned on to the end."""

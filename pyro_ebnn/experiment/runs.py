@@ -58,6 +58,9 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     set_seed(cfg.seed)
     lam = _feedback_weight(cfg, cfg.lam, lam)
     split = split or prepare_split(cfg, progress=progress)
+    # seeded again: reading the images draws from torch's generator, and a split passed in (lam: auto's
+    # candidates) must give the network a split prepared here gives (the no-feedback candidate is `none`)
+    set_seed(cfg.seed)
     train_set = split.train
     model = build_model(cfg, train_set.image_shape, train_set.num_classes, lam=lam)
     standardization = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
