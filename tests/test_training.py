@@ -104,6 +104,25 @@ def test_a_prior_scale_must_be_positive():
             prior(0.0)
 
 
+def test_not_learning_is_asked_of_the_ordinary_validation_images_when_the_others_are_counterfactual(tmp_path):
+    """A network that reads the marked pattern scores about chance on validation images whose marked regions
+    are exchanged, while it learns: the ordinary images (``extra_val["ordinary"]``) decide."""
+    from types import SimpleNamespace
+    from pyro_ebnn.experiment.config import load_config
+    from pyro_ebnn.experiment.training import Trainer
+    trainer = Trainer(load_config(None, {"mode": "none"}), FeedbackBNN(lenet()), 1e-3, torch.device("cpu"))
+    class Images(SimpleNamespace):
+        def __len__(self):
+            return 900
+    exchanged, ordinary = Images(), Images()
+    trainer._scores = lambda images: {"balanced_accuracy": 0.5 if images is exchanged else 0.95}
+    train = SimpleNamespace(num_classes=2, image_shape=(1, 28, 28))
+    counterfactual = SimpleNamespace(train=train, val=exchanged, extra_val={"ordinary": ordinary})
+    assert trainer._validate(counterfactual, tmp_path, 1)[1] is False
+    plain = SimpleNamespace(train=train, val=exchanged, extra_val={})
+    assert trainer._validate(plain, tmp_path, 2)[1] is True
+
+
 @pytest.mark.parametrize("rho_init, fix", [("0", "--set rho_init=-3"),
                                            ("-7", "Bayesian weights are too many for them; start from pretrained "
                                                   "weights (pretrained: true), temper their KL (--set kl_scale=0.0001)")])
