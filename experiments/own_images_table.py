@@ -5,8 +5,8 @@
 Reads every ``metrics.json`` under ``ROOT/<task>/`` (as ``compare --out ROOT/<task>`` writes them)
 and writes ``OUT/summary.md`` and ``OUT/runs.csv``:
 
-* per task, mean ± std over folds of the test balanced accuracy without and with feedback and the
-  difference (with the folds paired), the worst-group accuracy (class x marked), the saliency
+* per task, mean ± std over runs (folds, and seeds when ``--root`` is repeated) of the test balanced
+  accuracy without and with feedback and the difference (paired by fold and seed), the worst-group accuracy (class x marked), the saliency
   overlap with the marked region when it was computed;
 * the shortcut report per task and mode: every group's accuracy, mean over folds;
 * ``lam: auto``: the value chosen per fold (per image, g), and the time the search added: the
@@ -28,7 +28,7 @@ from pathlib import Path
 from pyro_ebnn.experiment.tables import mean_std
 from pyro_ebnn.metrics import groups_of
 
-ROW_KEYS = ("task", "mode", "fold", "balanced_accuracy", "worst_group_accuracy", "worst_group", "overlap_saliency",
+ROW_KEYS = ("task", "mode", "fold", "seed", "balanced_accuracy", "worst_group_accuracy", "worst_group", "overlap_saliency",
             "lam", "lam_per_image", "train_seconds", "search_seconds", "best_epoch")
 
 
@@ -38,7 +38,8 @@ def runs_of(root: Path) -> list[dict]:
         m = json.loads(path.read_text())
         task = path.relative_to(root).parts[0]
         search = m.get("lam_search") or {}
-        rows.append({"task": task, "mode": m["mode"], "fold": m["fold"], "metrics": m,
+        rows.append({"task": task, "mode": m["mode"], "fold": m["fold"], "seed": m.get("seed", 0),
+                     "run": (m["fold"], m.get("seed", 0)), "metrics": m,
                      **{k: m.get(k) for k in ("balanced_accuracy", "worst_group_accuracy", "worst_group",
                                                "overlap_saliency", "lam", "train_seconds", "best_epoch")},
                      "lam_per_image": search.get("per_image"), "search_seconds": search.get("seconds")})
@@ -48,8 +49,8 @@ def runs_of(root: Path) -> list[dict]:
 def summary(rows: list[dict]) -> str:
     by = defaultdict(dict)
     for r in rows:
-        by[r["task"]].setdefault(r["mode"], {})[r["fold"]] = r
-    lines = ["| task | folds | no feedback | feedback | difference (paired) | worst group: none → feedback | "
+        by[r["task"]].setdefault(r["mode"], {})[r["run"]] = r
+    lines = ["| task | runs | no feedback | feedback | difference (paired) | worst group: none → feedback | "
              "saliency overlap: none → feedback |", "|---|---|---|---|---|---|---|"]
     for task, modes in by.items():
         none, fb = modes.get("none", {}), modes.get("feedback", {})
@@ -93,14 +94,15 @@ def ceiling_table(rows: list[dict], clean: list[dict]) -> str:
     """The ceiling section: per task, none, feedback and clean training, with paired differences."""
     acc = defaultdict(dict)
     for r in rows:
-        acc[(r["task"], r["mode"])][r["fold"]] = r["balanced_accuracy"]
+        acc[(r["task"], r["mode"])][r["run"]] = r["balanced_accuracy"]
     for r in clean:
-        acc[(r["task"], "clean")][r["fold"]] = r["balanced_accuracy"]
+        acc[(r["task"], "clean")][r["fold"]] = r["balanced_accuracy"]  # paired with every seed of its fold
     lines = ["### The ceiling: no square in training", "",
-             "| task | folds | no feedback | feedback | clean training (ceiling) | shortcut's cost: ceiling − none | "
+             "| task | runs | no feedback | feedback | clean training (ceiling) | shortcut's cost: ceiling − none | "
              "left by feedback: ceiling − feedback |", "|---|---|---|---|---|---|---|"]
     for task in sorted({t for t, m in acc if m == "clean"}):
         none, fb, top = acc[(task, "none")], acc[(task, "feedback")], acc[(task, "clean")]
+        top = {run: top[run[0]] for run in none if run[0] in top}
         folds = sorted(set(none) & set(fb) & set(top))
         if not folds:
             continue
@@ -113,13 +115,14 @@ def ceiling_table(rows: list[dict], clean: list[dict]) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--root", required=True, type=Path, action="append",
+                   help="compare --out folders (repeat for runs of other seeds); runs pair by fold and seed")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--ceiling", type=Path, help="runs without feedback on the tasks built with --clean-train")
     a = p.parse_args(argv)
-    rows = runs_of(a.root)
+    rows = [r for root in a.root for r in runs_of(root)]
     if not rows:
-        p.error(f"no runs under {a.root}/<task>/<name>/<mode>/fold<k>/metrics.json")
+        p.error(f"no runs under {', '.join(map(str, a.root))}/<task>/<name>/<mode>/fold<k>/metrics.json")
     a.out.mkdir(parents=True, exist_ok=True)
     text = summary(rows)
     if a.ceiling:
