@@ -72,7 +72,7 @@ def summary(rows: list[dict]) -> str:
             if groups:
                 lines.append(f"| {task} | {mode} | " + "; ".join(f"{g} {statistics.fmean(v):.3f}"
                                                              for g, v in groups.items()) + " |")
-    lines += ["", "### lam: auto", "", "| task | λ per image chosen (folds) | λ chosen (folds) | search and training, s "
+    lines += ["", "### lam: auto", "", "| task | λ per image chosen (runs) | λ chosen (runs) | search and training, s "
               "(feedback) | training, s (no feedback) | ratio |", "|---|---|---|---|---|---|"]
     for task, modes in by.items():
         fb, none = modes.get("feedback", {}), modes.get("none", {})
