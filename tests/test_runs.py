@@ -57,6 +57,26 @@ def test_resume_refuses_a_different_config(tmp_path, npz):
         train(_cfg(npz, epochs=2, lr=0.01), tmp_path / "r", progress=False)
 
 
+def test_a_run_without_feedback_resumes_whatever_the_evidence_keys_say(tmp_path):
+    """The evidence's keys change nothing without feedback: a none run resumes across them, a feedback run not."""
+    from pyro_ebnn.errors import ConfigError
+    from pyro_ebnn.experiment.config import load_config
+    from pyro_ebnn.experiment.rundir import prepare_run_dir
+    for mode, resumes in (("none", True), ("feedback", False)):
+        out = tmp_path / mode
+        out.mkdir()
+        before = load_config(None, {"mode": mode, "lam": 1e-3, "evidence_holes": "own"})
+        torch.save({"optimizer": {}, "config": before.to_dict(), "epoch": 1}, out / CHECKPOINT)
+        after = load_config(None, {"mode": mode, "lam": 1e-4, "evidence_holes": "shared", "mask_pool": "min"})
+        if resumes:
+            assert prepare_run_dir(out, after, resume=True)["epoch"] == 1
+        else:
+            with pytest.raises(ConfigError, match=r"different config \(evidence_holes, lam, mask_pool\)"):
+                prepare_run_dir(out, after, resume=True)
+        with pytest.raises(ConfigError, match=r"different config \(lr\)"):   # other keys still count
+            prepare_run_dir(out, load_config(None, {"mode": mode, "lam": 1e-3, "lr": 0.5}), resume=True)
+
+
 def test_saved_model_reloads_in_a_fresh_process(tmp_path, npz):
     train(_cfg(npz, epochs=1), tmp_path / "run", progress=False)
     code = f"""

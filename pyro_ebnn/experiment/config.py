@@ -310,6 +310,8 @@ KEYS = {f.name: f for f in fields(Config)}
 
 #: keys that say how a run is executed, not what it computes
 EXECUTION_KEYS = ("device", "threads", "workers", "step")
+#: keys that only the evidence of a feedback run reads: a run without feedback computes the same without them
+EVIDENCE_KEYS = ("lam", "mask_pool", "gradient_filter", "evidence_channels", "evidence_holes")
 #: keys that tell the replicates of one setting apart
 REPLICATE_KEYS = ("fold", "seed")
 #: keys that fix the test images: runs shown side by side must agree on them

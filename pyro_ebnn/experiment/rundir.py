@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import ConfigError, RunBusyError
 from .build import build_model
-from .config import AUTO, EXECUTION_KEYS, Config, config_difference, saved_config
+from .config import AUTO, EVIDENCE_KEYS, EXECUTION_KEYS, Config, config_difference, saved_config
 
 __all__ = ["CONFIG", "CHECKPOINT", "MODEL", "METRICS", "atomic_write", "write_config", "save_model", "load_model",
            "write_metrics", "read_metrics", "prepare_run_dir", "writing"]
@@ -127,7 +127,8 @@ def read_metrics(out: Path) -> dict:
 
 def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
     """Make ``out`` ready for ``cfg``: the checkpoint to resume from (when ``resume`` and the run there
-    has the same config, ``epochs``, ``finetune_epochs`` and :data:`EXECUTION_KEYS` aside), or ``None`` after clearing what
+    has the same config, ``epochs``, ``finetune_epochs`` and :data:`EXECUTION_KEYS` aside, and for a run without
+    feedback :data:`EVIDENCE_KEYS` too), or ``None`` after clearing what
     an earlier run left. A checkpoint of another config is refused in one line."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,10 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
         if "optimizer" not in state:
             raise ConfigError(f"{ckpt} holds no optimizer state (another version of pyro-ebnn wrote it) and cannot be resumed; "
                               "pass --no-resume to start over or choose another --out")
-        diff = config_difference(state["config"], cfg.to_dict(), ignore=EXECUTION_KEYS + ("epochs", "finetune_epochs"))
+        ignore = EXECUTION_KEYS + ("epochs", "finetune_epochs")
+        if cfg.mode == "none" and state["config"].get("mode") == "none":  # the evidence's keys change nothing
+            ignore += EVIDENCE_KEYS
+        diff = config_difference(state["config"], cfg.to_dict(), ignore=ignore)
         if diff:
             raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "
                               "choose another --out or pass --no-resume to start over")
