@@ -309,8 +309,9 @@ class Trainer:
         """Score the model on the validation set (process 0; the others receive the score) and save it
         as the selected model when it is the best so far (``epoch`` may have a fraction for
         validations inside an epoch). Returns the score, whether the validation balanced accuracy is
-        at chance (on the ordinary images when the validation images are counterfactual), and the scores on the other validation sets (``split.extra_val``, e.g. the
-        ordinary images beside counterfactual ones: ``val_ordinary_<metric>``)."""
+        at chance (on the ordinary images when the validation images are counterfactual), and the
+        scores on the other validation sets (``split.extra_val``, e.g. the ordinary images beside
+        counterfactual ones: ``val_ordinary_<metric>``)."""
         cfg, train = self.cfg, split.train
         result = None
         if self.group.is_main:
@@ -319,9 +320,9 @@ class Trainer:
             others = {f"val_{name}_{cfg.select_metric}": e[cfg.select_metric] for name, e in extra.items()}
             # whether the network learns at all is asked of the images as they are: a network that reads
             # the marked pattern is at chance (or below) on counterfactual ones, yet it learns
-            plain, n_plain = (extra["ordinary"], len(split.extra_val["ordinary"])) if "ordinary" in extra \
-                else (m, len(split.val))
-            result = (m[cfg.select_metric], at_chance(plain["balanced_accuracy"], train.num_classes, n_plain), others)
+            ordinary = split.extra_val.get("ordinary", split.val)
+            learning = extra.get("ordinary", m)["balanced_accuracy"]
+            result = (m[cfg.select_metric], at_chance(learning, train.num_classes, len(ordinary)), others)
             if result[0] > self.best_score:
                 save_model(out / MODEL, self.model, cfg, train.image_shape, train.num_classes,
                            {"epoch": epoch, f"val_{cfg.select_metric}": result[0]})
