@@ -177,12 +177,15 @@ def main(argv=None):
     parser.add_argument("--test", type=int, default=1000, help="test images (half per class)")
     parser.add_argument("--size", type=int, help="side of each image in pixels (default: the preset's)")
     parser.add_argument("--patch", type=int, help="side of the coloured patch in pixels (default: the preset's)")
+    parser.add_argument("--family", choices=sorted(FAMILIES), help="the photographs' classes (default: the preset's)")
+    parser.add_argument("--colour", choices=sorted(COLOURS), help="the square's colour (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clean-train", action="store_true",
                         help="no square on the training images (the same crops): the ceiling of a shortcut fix")
     args = parser.parse_args(argv)
     setting = dict(TASKS[args.task])
-    setting.update({k: v for k, v in (("size", args.size), ("patch", args.patch)) if v is not None})
+    setting.update({k: v for k, v in (("size", args.size), ("patch", args.patch), ("family", args.family),
+                                      ("colour", args.colour)) if v is not None})
     summary = build_shortcut_photos(args.out, args.train, args.test, seed=args.seed, task=args.task,
                                     clean_train=args.clean_train, **setting)
     print(json.dumps(summary["counts"]))

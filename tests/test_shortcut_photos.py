@@ -90,3 +90,15 @@ def test_clean_training_keeps_every_crop_and_the_test_set_and_drops_only_the_squ
             assert differs.sum() >= (expected.sum() * 0.9)      # and the square is gone (a green pixel may stay)
         else:
             assert not differs.any()                            # the test set and its masks are the same files
+
+
+def test_the_family_and_colour_of_a_preset_can_be_changed_from_the_command_line(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("shortcut_photos", ROOT / "experiments" / "shortcut_photos.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--out", str(tmp_path), "--task", "moving", "--family", "living", "--colour", "red", "--size", "24",
+                 "--patch", "5", "--train", "6", "--test", "4"])
+    summary = json.loads((tmp_path / "shortcut_photos.json").read_text())
+    assert summary["classes"] == ["living", "made"] and summary["colour"] == [230, 0, 0]
+    assert summary["placement"] == "random" and summary["fraction"] == 0.9          # the rest is the preset's
