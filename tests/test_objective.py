@@ -34,7 +34,8 @@ def batch(n=5, size=6, classes=3):
 
 
 @pytest.mark.parametrize("lam,channels,holes", [(1.0, "all", "own"), (0.05, "all", "own"), (1.0, "attending", "own"),
-                                                (1.0, "all", "shared"), (1.0, "attending", "shared")])
+                                                (1.0, "all", "shared"), (1.0, "attending", "shared"),
+                                                (1.0, "all", "none")])
 def test_pyro_loss_equals_hand_derived_objective(lam, channels, holes):
     net = tiny_net()
     net.head.eval()  # deterministic head: the only noise is the evidence-layer sample
@@ -49,7 +50,7 @@ def test_pyro_loss_equals_hand_derived_objective(lam, channels, holes):
     mean, std = net.evidence_moments(x)
     ref = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std}, channels=channels, holes=holes)
     assert torch.allclose(loss, ref, rtol=1e-5), (loss.item(), ref.item())
-    if holes == "shared":   # image 0, without a mark, has the head see image 1's zeros: another likelihood
+    if holes in ("shared", "none"):   # shared: image 0, without a mark, sees image 1's zeros; none: no zeros
         own = negative_elbo(net, x, y, N, mask, lam, noise={"conv1": (a - mean) / std}, channels=channels)
         assert not torch.allclose(loss, own)
     if channels == "attending":   # some marked pre-activations are observed, not all of them

@@ -29,8 +29,9 @@ PREACTIVATION_SITE = "last_conv.preactivation"
 EVIDENCE_SITE = "feedback.irrelevant_preactivation"
 #: which channels of a marked cell are observed: all of them ([000] Eq. 4) or those attending to the marked region ([000] Sec. 6)
 CHANNELS = ("all", "attending")
-#: which zeros the head sees: each image's own observed cells ([000] Eq. 4), or those shared across the batch
-HOLES = ("own", "shared")
+#: which zeros the head sees: each image's own observed cells ([000] Eq. 4), those shared across the
+#: batch, or none (the head sees the sampled pre-activations; the evidence alone moves them)
+HOLES = ("own", "shared", "none")
 
 
 def downsize_mask(mask: torch.Tensor, size: tuple[int, int], pool: str = "max") -> torch.Tensor:
@@ -200,7 +201,7 @@ def observe_irrelevant_activations(mean: torch.Tensor, std: torch.Tensor, irrele
     The irrelevant pre-activations are observed to be zero with weight ``lam`` (the "correct
     explanation" term, lambda * log N(0; mu_U, sigma_U^2)); the pre-activation stays a latent site
     with the LRT Gaussian as its guide. Returns the activation the next layers see: zeros on a_F,
-    or on ``holes`` where given (:func:`shared_holes`).
+    or on ``holes`` where given (:func:`shared_holes`; all False: the sample itself).
     """
     with poutine.scale(scale=lam):
         pyro.sample(EVIDENCE_SITE, MaskedNormal(mean, std, irrelevant), obs=mean.new_zeros(()).expand(mean.shape))
@@ -228,8 +229,11 @@ class FeedbackEvidence:
         has a non-zero gradient of the summed logits (evaluated at the LRT mean).
     channels: "all" (every channel of a marked cell, [000] Eq. 4) or "attending" (only the channels
         that attend to the marked region, :func:`attending_channels`; [000] Sec. 6's proposal).
-    holes: "own" (the head sees zeros on an image's own observed cells, [000] Eq. 4) or "shared"
-        (images without a mark see a marked image's zeros too, :func:`shared_holes`; an extension).
+    holes: "own" (the head sees zeros on an image's own observed cells, [000] Eq. 4), "shared"
+        (images without a mark see a marked image's zeros too, :func:`shared_holes`) or "none" (the
+        head sees the sampled pre-activations everywhere: the observed zeros are a second draw of
+        the same distribution, so the evidence moves the network but the head never sees a hole,
+        and no zero in the last convolution can tell the class); extensions.
     """
 
     lam: float = 1.0
@@ -247,7 +251,7 @@ class FeedbackEvidence:
         if self.channels not in CHANNELS:
             raise ValueError(f"unknown evidence channels {self.channels!r}; use 'all' or 'attending'")
         if self.holes not in HOLES:
-            raise ValueError(f"unknown evidence holes {self.holes!r}; use 'own' or 'shared'")
+            raise ValueError(f"unknown evidence holes {self.holes!r}; use 'own', 'shared' or 'none'")
 
     def irrelevant_cells(self, mask: torch.Tensor, mean: torch.Tensor, net=None) -> torch.Tensor:
         """Boolean B x C x u x v: the pre-activations to condition on zero. ``net`` (a BayesianCNN)
@@ -268,7 +272,12 @@ class FeedbackEvidence:
         return cells
 
     def __call__(self, mean, std, irrelevant):
-        holes = shared_holes(irrelevant) if self.holes == "shared" else None
+        if self.holes == "shared":
+            holes = shared_holes(irrelevant)
+        elif self.holes == "none":
+            holes = irrelevant.new_zeros((1,) * irrelevant.dim())
+        else:
+            holes = None
         return observe_irrelevant_activations(mean, std, irrelevant, self.lam, holes)
 
 

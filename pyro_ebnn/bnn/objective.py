@@ -75,7 +75,8 @@ def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None
     ``channels="attending"``: only the channels whose positive activation falls on the marked cells
     more than evenly are observed ([000] Sec. 6).
     ``holes="shared"``: an image without a mark has the head see zeros on the cells of the batch's
-    marked images in turn (the first unmarked image those of the first marked one, ...)."""
+    marked images in turn (the first unmarked image those of the first marked one, ...);
+    ``holes="none"``: the head sees the sample everywhere."""
     noise = dict(noise or {})
     names = {id(layer): name for name, layer in bayesian_layers(net).items()}
     z, evidence = x, x.new_zeros(())
@@ -99,7 +100,8 @@ def negative_elbo(net, x, y, data_size: int, mask: Optional[torch.Tensor] = None
                 for k, i in enumerate(unmarked):
                     donor[i] = marked[k % len(marked)] if marked else i
                 zeros = irrelevant[donor]
-            z = z.masked_fill(zeros, 0.0)
+            if holes != "none":
+                z = z.masked_fill(zeros, 0.0)
             log_n0 = -0.5 * (mean / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
             evidence = (log_n0 * irrelevant).sum()
     log_lik = -F.cross_entropy(z, y, reduction="sum")
