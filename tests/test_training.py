@@ -123,6 +123,21 @@ def test_not_learning_is_asked_of_the_ordinary_validation_images_when_the_others
     assert trainer._validate(plain, tmp_path, 2)[1] is True
 
 
+def test_evidence_that_outweighs_the_labels_stops_with_one_line_naming_lam():
+    """At chance while the loss is negative: only the observed zeros' density can make it so (the KL is
+    >= 0 and so is the labels' negative log-likelihood), so the fix is a smaller lam, not the KL's."""
+    from pyro_ebnn import FeedbackEvidence
+    from pyro_ebnn.errors import TrainingError
+    from pyro_ebnn.experiment.config import load_config
+    from pyro_ebnn.experiment.training import CHANCE_EPOCHS, Trainer
+    trainer = Trainer(load_config(None, {"mode": "feedback", "lam": 0.3}),
+                      FeedbackBNN(lenet(), evidence=FeedbackEvidence(0.3)), 1e-3, torch.device("cpu"))
+    trainer.epoch, trainer.history = CHANCE_EPOCHS, [{"val_at_chance": True}] * CHANCE_EPOCHS
+    with pytest.raises(TrainingError, match=r"evidence outweighs the labels .*\(--set lam=0\.03\)"):
+        trainer._check_learning(-250.0, 1000)
+    trainer._check_learning(1e9, 1000)   # a positive loss far above the KL: no verdict
+
+
 @pytest.mark.parametrize("rho_init, fix", [("0", "--set rho_init=-3"),
                                            ("-7", "Bayesian weights are too many for them; start from pretrained "
                                                   "weights (pretrained: true), temper their KL (--set kl_scale=0.0001)")])

@@ -334,11 +334,19 @@ class Trainer:
     def _check_learning(self, loss_per_step: float, n: int):
         """Stop a Bayesian model that is not learning: every validation of the first
         :data:`CHANCE_EPOCHS` epochs (or more) at chance while the KL term is most of the loss means
-        that the posterior cannot leave the prior on ``n`` training images."""
+        that the posterior cannot leave the prior on ``n`` training images; while the loss is
+        negative, that the feedback evidence outweighs the labels."""
         checks = [h["val_at_chance"] for h in self.history if "val_at_chance" in h]
         if not isinstance(self.model, FeedbackBNN) or self.epoch < CHANCE_EPOCHS or len(checks) < 2 \
                 or not all(checks):
             return
+        lam = getattr(self.model.evidence, "lam", None)
+        if loss_per_step <= 0 and lam is not None:  # only the observed zeros' density can make it negative
+            raise TrainingError(
+                f"validation balanced accuracy stayed at chance for {self.epoch} epochs while the feedback "
+                f"evidence outweighs the labels (the loss per step is {loss_per_step:.3g}: the observed zeros are "
+                f"all the network fits); lower its weight (--set lam={lam / 10:.2g}) or let validation choose it "
+                "(--set lam=auto)")
         try:
             with torch.no_grad():
                 kl = self.model.kl_scale * float(self.model.kl())
