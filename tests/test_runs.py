@@ -480,3 +480,42 @@ def test_grid_workers_end_when_the_grid_process_is_killed(tmp_path):
     while not _ended(worker) and time.time() < deadline:
         time.sleep(0.2)
     assert _ended(worker)
+
+
+def _class_marking_npz(path):
+    """Class 1's images carry a mark in the top-left corner, class 0's none: the holes alone tell the class."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    masks = np.zeros((60, 1, 28, 28), np.uint8)
+    masks[labels == 1, :, :8, :8] = 1
+    _write_npz(path, train_images=rng.random((60, 1, 28, 28), dtype=np.float32), train_labels=labels,
+               train_masks=masks, test_labels=rng.integers(0, 2, 20))
+
+
+@pytest.mark.parametrize("holes", ["own", "none"])
+def test_holes_that_tell_the_class_are_measured_and_warned_of(tmp_path, holes):
+    """A mask whose place depends on the class makes a feature of its own out of the zeros the head
+    sees: the run measures it before training and warns in one line naming the fix; with
+    ``evidence_holes: none`` the head sees no holes and there is nothing to warn of."""
+    _class_marking_npz(tmp_path / "d.npz")
+    metrics = train(_cfg(str(tmp_path / "d.npz"), epochs=1, evidence_holes=holes), tmp_path / "run", progress=False)
+    if holes == "none":
+        assert metrics.get("hole_information") is None
+        assert not [w for w in metrics["warnings"] if "holes" in w]
+    else:
+        assert metrics["hole_information"] > 0.9
+        assert [w for w in metrics["warnings"] if "tell the class by themselves" in w and "--sweep feedback:evidence_holes=own,shared,none" in w]
+
+
+def test_the_look_at_the_holes_draws_nothing_from_torchs_generator(tmp_path):
+    """The run trains as it would without the look: the generator's state is the same after it."""
+    from pyro_ebnn.experiment.build import build_model
+    from pyro_ebnn.experiment.protocol import prepare_split
+    from pyro_ebnn.experiment.runs import _hole_information
+    _class_marking_npz(tmp_path / "d.npz")
+    cfg = _cfg(str(tmp_path / "d.npz"))
+    train_set = prepare_split(cfg, progress=False).train
+    model = build_model(cfg, train_set.image_shape, train_set.num_classes)
+    before = torch.random.get_rng_state()
+    assert _hole_information(cfg, model, train_set) > 0.9
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -271,6 +271,21 @@ class FeedbackEvidence:
             cells = cells & reaches_output(net.head_at, mean)
         return cells
 
+    def holes_seen(self, mask: torch.Tensor, net) -> torch.Tensor:
+        """Bool N x 1 x u x v: the cells the head sees as zero for a batch of masks (N x 1 x H x W),
+        per cell (over the channels); nothing for ``holes="none"``. For
+        :func:`~pyro_ebnn.metrics.holes.hole_information`, before training."""
+        with torch.no_grad():
+            size = tuple(net.evidence_moments(next(net.parameters()).new_zeros((1,) + tuple(net.input_shape)))[0]
+                         .shape[-2:])
+        if self.pool == "receptive":
+            cells = net.receptive_field_cells(mask)
+        else:
+            cells = downsize_mask(mask, size, self.pool)
+        if self.holes == "shared":
+            return shared_holes(cells)
+        return cells & (self.holes == "own")
+
     def __call__(self, mean, std, irrelevant):
         if self.holes == "shared":
             holes = shared_holes(irrelevant)

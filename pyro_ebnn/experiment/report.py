@@ -61,6 +61,28 @@ def predicted_share(confusion) -> tuple[float, float]:
     return float(c.sum(0).max() / total), float(c.sum(1).max() / total)
 
 
+#: :func:`~pyro_ebnn.metrics.holes.hole_information` from which a feedback run warns
+HOLES_TELL_CLASS = 0.5
+
+
+def hole_warning(information: Optional[float], holes: str) -> str:
+    """The line for holes that tell the class by themselves (""  below :data:`HOLES_TELL_CLASS`).
+    Which holes serve best differs between tasks, so the line names the sweep that decides it on
+    validation rather than one setting.
+
+    >>> hole_warning(0.2, "own")
+    ''
+    >>> hole_warning(0.9, "shared").split(": the head")[0]
+    'the holes the head sees (evidence_holes: shared) tell the class by themselves (0.90 on a scale from 0, chance, to 1, for a classifier shown only which last-convolution cells are zeroed)'
+    """
+    if information is None or information < HOLES_TELL_CLASS:
+        return ""
+    return (f"the holes the head sees (evidence_holes: {holes}) tell the class by themselves ({information:.2f} on a "
+            f"scale from 0, chance, to 1, for a classifier shown only which last-convolution cells are zeroed): the "
+            f"head can learn the holes in place of the images; choose the holes on validation with compare "
+            f"--modes feedback --sweep feedback:evidence_holes=own,shared,none (docs/evaluation.md)")
+
+
 def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "balanced_accuracy") -> list[str]:
     """One line per sign that the run did not learn what it should (empty when none):
 
@@ -68,6 +90,7 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
     * the selected or the last network gives one class to most test images;
     * a feedback run's last validation score is below its first epoch's;
     * ``lam: auto`` found no lambda that beat training without feedback (the run has no evidence);
+    * the holes the head sees tell the class by themselves (:func:`hole_warning`);
     * the selected network is at chance on the validation images (:func:`~.training.at_chance`):
       nothing it learned holds there; on counterfactual validation images, it reads the marked regions.
     """
@@ -94,6 +117,9 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
         out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
                    f"the evidence may outweigh the labels; try "
                    f"{'a smaller lam than the one chosen' if 'lam_search' in metrics else 'lam: auto or a smaller lam'}{side}")
+    if mode == "feedback" and hole_warning(metrics.get("hole_information"), (metrics.get("config") or {}).get(
+            "evidence_holes", "own")):
+        out.append(hole_warning(metrics["hole_information"], metrics["config"].get("evidence_holes", "own")))
     best, n_val = metrics.get(key), metrics.get("n_val")
     classes = len(metrics.get("plugin_confusion_matrix") or metrics.get("confusion_matrix") or [])
     if select_metric == "balanced_accuracy" and best is not None and n_val and classes >= 2 \

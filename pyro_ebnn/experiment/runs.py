@@ -17,16 +17,20 @@ from ..bnn import fit_standardization, mean_probs, standardization_of
 from ..data import Split, batches
 from ..errors import ConfigError
 from ..metrics import classification_metrics
+from ..metrics.holes import hole_information
 from .build import build_model, resolve_device
 from .config import AUTO, Config
 from .distributed import join
 from .evaluation import evaluate_sets, posterior_mean_scores
 from .protocol import images_of, prepare_split, set_seed, use_threads
-from .report import run_warnings
+from .report import hole_warning, run_warnings
 from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics, writing
 from .training import Trainer
 
 __all__ = ["train", "finetune"]
+
+#: how many training images :func:`_hole_information` looks at
+HOLE_SAMPLE = 4000
 
 
 def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer:
@@ -65,6 +69,12 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     model = build_model(cfg, train_set.image_shape, train_set.num_classes, lam=lam)
     standardization = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
 
+    holes = {}
+    if evaluate and model.evidence is not None:
+        holes["hole_information"] = _hole_information(cfg, model, train_set)
+        if hole_warning(holes["hole_information"], cfg.evidence_holes):
+            print(f"warning: {hole_warning(holes['hole_information'], cfg.evidence_holes)}", file=sys.stderr)
+
     def trainer_of(group, device):
         model.net.to(device)
         return Trainer(cfg, model, cfg.lr, device, group)
@@ -79,7 +89,27 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         if not evaluate:
             return _validation_record(cfg, trainer, cfg.epochs)
         return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
-                       {**(standardization or {}), **_lam_record(cfg, lam), **(split.feedback or {}), **(extra or {})})
+                       {**(standardization or {}), **_lam_record(cfg, lam), **(split.feedback or {}), **holes,
+                        **(extra or {})})
+
+
+def _hole_information(cfg: Config, model, images) -> Optional[float]:
+    """How much the holes the head will see tell the class by themselves
+    (:func:`~pyro_ebnn.metrics.holes.hole_information`), on up to :data:`HOLE_SAMPLE` training images
+    in a shuffled order, batched as training batches them (shared holes are lent within a batch);
+    None when no image carries a mark or the head sees no holes. Draws nothing from torch's
+    generator: the run trains as it would without this look."""
+    if model.evidence is None or model.evidence.holes == "none":
+        return None
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[:HOLE_SAMPLE]
+    if not images.has_mask[order].any():
+        return None
+    holes, labels = [], []
+    with torch.random.fork_rng(devices=[]):
+        for _, y, m in batches(images.subset(order), cfg.batch_size, workers=cfg.workers):
+            holes.append(model.evidence.holes_seen(m, model.net))
+            labels.append(y)
+    return hole_information(torch.cat(holes), torch.cat(labels), images.num_classes)
 
 
 def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True, lam: Optional[float] = None,
