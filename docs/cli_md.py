@@ -184,7 +184,8 @@ KEYS = {
     "evidence_channels": "`all` ([000] Eq. 4), `attending`: only the channels attending to the marked region "
                          "([method.md](method.md#evidence-options))",
     "evidence_holes": "`own` ([000] Eq. 4), `shared`: images without a mark see a marked image's zeros too, "
-                      "`none`: the head sees no zeros, the evidence alone acts ([method.md](method.md#evidence-options))",
+                      "`none`: the head sees no zeros, the evidence alone acts, `auto`: `shared`, or `none` where even shared "
+                      "holes tell the class (the configs for your own data; [method.md](method.md#evidence-options))",
     "mask_fraction": "fraction of the training images whose mask is kept",
     "feedback_store": "a feedback store: train on its masks instead of the dataset's (`train --feedback`)",
     "feedback_noise": "feedback of lower quality, for every mode (the XIL typology's robustness experiments): "

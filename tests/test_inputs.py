@@ -43,7 +43,7 @@ def test_config_errors():
         load_config(None, {"epochs": "abc"})
     with pytest.raises(ConfigError, match="'evidence_channels': use all or attending, got 'some'"):
         load_config(None, {"evidence_channels": "some"})
-    with pytest.raises(ConfigError, match="'evidence_holes': use own, shared or none, got 'some'"):
+    with pytest.raises(ConfigError, match="'evidence_holes': use own, shared, none or auto, got 'some'"):
         load_config(None, {"evidence_holes": "some"})
     with pytest.raises(ConfigError, match=r"'kl_scale': must be in \(0, 1\]"):
         load_config(None, {"kl_scale": 2})

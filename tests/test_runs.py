@@ -511,11 +511,37 @@ def test_the_look_at_the_holes_draws_nothing_from_torchs_generator(tmp_path):
     """The run trains as it would without the look: the generator's state is the same after it."""
     from pyro_ebnn.experiment.build import build_model
     from pyro_ebnn.experiment.protocol import prepare_split
-    from pyro_ebnn.experiment.runs import _hole_information
+    from pyro_ebnn.experiment.holes import holes_information
     _class_marking_npz(tmp_path / "d.npz")
-    cfg = _cfg(str(tmp_path / "d.npz"))
+    cfg = _cfg(str(tmp_path / "d.npz"), evidence_holes="own")
     train_set = prepare_split(cfg, progress=False).train
     model = build_model(cfg, train_set.image_shape, train_set.num_classes)
     before = torch.random.get_rng_state()
-    assert _hole_information(cfg, model, train_set) > 0.9
+    assert holes_information(cfg, model, train_set) > 0.9
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("every_image_marked, chosen", [(True, "none"), (False, "shared")])
+def test_auto_holes_show_the_head_no_holes_only_where_shared_ones_still_tell_the_class(tmp_path, every_image_marked,
+                                                                                       chosen):
+    """Marks at each class's own place on every image: lending holes cannot hide the class (every image
+    has its own), so auto shows the head none; marks on one class's images only: shared holes come with
+    every class and auto keeps them. The choice is recorded, reloaded with the model, and not warned of."""
+    from pyro_ebnn.experiment.rundir import load_model
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    masks = np.zeros((60, 1, 28, 28), np.uint8)
+    masks[labels == 1, :, :8, :8] = 1
+    if every_image_marked:
+        masks[labels == 0, :, -8:, -8:] = 1
+    _write_npz(tmp_path / "d.npz", train_images=rng.random((60, 1, 28, 28), dtype=np.float32), train_labels=labels,
+               train_masks=masks, test_labels=rng.integers(0, 2, 20))
+    metrics = train(_cfg(str(tmp_path / "d.npz"), epochs=1, evidence_holes="auto"), tmp_path / "run", progress=False)
+    assert metrics["evidence_holes"] == chosen
+    assert (metrics["hole_information"] > 0.9) == every_image_marked
+    assert not [w for w in metrics["warnings"] if "tell the class by themselves" in w]
+    assert load_model(tmp_path / "run")[0].evidence.holes == chosen
+    # the run is the one the chosen setting trains: the look drew nothing from torch's generator
+    train(_cfg(str(tmp_path / "d.npz"), epochs=1, evidence_holes=chosen), tmp_path / "chosen", progress=False)
+    auto, direct = (load_model(tmp_path / r)[0].net.state_dict() for r in ("run", "chosen"))
+    assert all(torch.equal(auto[k], direct[k]) for k in auto)

@@ -11,6 +11,7 @@ from ..baselines import PointModel, check_rbr_cost, make_penalty, point_network
 from ..bnn import (ARCHITECTURES, PRIORS, TORCHVISION_PREFIX, is_torchvision, torchvision_cnn, torchvision_state, CategoricalLikelihood, FeedbackBNN, FeedbackEvidence, imagenet_alexnet_state,
                    load_means, load_pretrained_means, normalized, standardized)
 from ..errors import ConfigError
+from .config import AUTO
 
 __all__ = ["RUN_MODEL", "build_net", "initial_state", "build_evidence", "build_model", "build_elbo", "resolve_device"]
 
@@ -62,9 +63,11 @@ def initial_state(run) -> tuple[Path, dict]:
     return path, payload["net"]
 
 
-def build_evidence(cfg, lam=None):
+def build_evidence(cfg, lam=None, holes=None):
     """The evidence of a feedback run; ``lam`` replaces the config's (needed when it says ``auto``);
-    none for ``lam = 0``, the candidate of ``lam: auto`` that trains without feedback."""
+    none for ``lam = 0``, the candidate of ``lam: auto`` that trains without feedback. ``holes``
+    replaces ``evidence_holes``; ``auto`` builds ``shared``, which :func:`~.runs.train` turns into
+    ``none`` when even shared holes tell the class (:func:`~.runs.choose_holes`)."""
     if cfg.mode != "feedback":
         return None
     lam = cfg.lam if lam is None else lam
@@ -73,8 +76,9 @@ def build_evidence(cfg, lam=None):
     if lam == "auto":
         raise ConfigError("lam: auto is a search, not a weight: the train and finetune commands choose the number "
                           "(pyro_ebnn.experiment.search); pass lam= to build a model directly")
+    holes = holes or cfg.evidence_holes
     return FeedbackEvidence(lam=lam, pool=cfg.mask_pool, gradient_filter=cfg.gradient_filter,
-                            channels=cfg.evidence_channels, holes=cfg.evidence_holes)
+                            channels=cfg.evidence_channels, holes="shared" if holes == AUTO else holes)
 
 
 def build_model(cfg, input_shape, num_classes, lam=None, initialize: bool = True):

@@ -108,7 +108,9 @@ class Config:
     mask_pool: str = "max"                # max | min | receptive
     gradient_filter: bool = False         # [001] Eq. 12
     evidence_channels: str = "all"        # all ([000] Eq. 4) | attending: only the channels attending to the marked region ([000] Sec. 6)
-    evidence_holes: str = "own"           # own ([000] Eq. 4) | shared: images without a mark see a marked image's zeros too | none: the head sees no zeros
+    # own ([000] Eq. 4) | shared: images without a mark see a marked image's zeros too | none: the head
+    # sees no zeros | auto: shared, or none when even shared holes nearly decide the class (pyro_ebnn.experiment.holes)
+    evidence_holes: str = "own"
     mask_fraction: float = 0.7            # [000]: feedback kept on 70% of the training images
     # a feedback store (pyro_ebnn.data.store; `annotate` writes one): train on its masks (the images
     # answered irrelevant, propagated masks included) in place of the dataset's (train --feedback)
@@ -252,8 +254,8 @@ class Config:
             bad("mask_pool", f"use max, min or receptive, got {self.mask_pool!r}")
         if self.evidence_channels not in ("all", "attending"):
             bad("evidence_channels", f"use all or attending, got {self.evidence_channels!r}")
-        if self.evidence_holes not in ("own", "shared", "none"):
-            bad("evidence_holes", f"use own, shared or none, got {self.evidence_holes!r}")
+        if self.evidence_holes not in ("own", "shared", "none", AUTO):
+            bad("evidence_holes", f"use own, shared, none or auto, got {self.evidence_holes!r}")
         if self.architecture not in ARCHITECTURES and not is_torchvision(self.architecture):
             bad("architecture", f"use one of {', '.join(ARCHITECTURES)} or torchvision:<name> (e.g. "
                                 f"torchvision:resnet18), got {self.architecture!r}")

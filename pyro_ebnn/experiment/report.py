@@ -75,7 +75,7 @@ def hole_warning(information: Optional[float], holes: str) -> str:
     >>> hole_warning(0.9, "shared").split(": the head")[0]
     'the holes the head sees (evidence_holes: shared) tell the class by themselves (0.90 on a scale from 0, chance, to 1, for a classifier shown only which last-convolution cells are zeroed)'
     """
-    if information is None or information < HOLES_TELL_CLASS:
+    if information is None or information < HOLES_TELL_CLASS or holes == "none":
         return ""
     return (f"the holes the head sees (evidence_holes: {holes}) tell the class by themselves ({information:.2f} on a "
             f"scale from 0, chance, to 1, for a classifier shown only which last-convolution cells are zeroed): the "
@@ -117,9 +117,9 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
         out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
                    f"the evidence may outweigh the labels; try "
                    f"{'a smaller lam than the one chosen' if 'lam_search' in metrics else 'lam: auto or a smaller lam'}{side}")
-    if mode == "feedback" and hole_warning(metrics.get("hole_information"), (metrics.get("config") or {}).get(
-            "evidence_holes", "own")):
-        out.append(hole_warning(metrics["hole_information"], metrics["config"].get("evidence_holes", "own")))
+    holes = metrics.get("evidence_holes") or (metrics.get("config") or {}).get("evidence_holes", "own")
+    if mode == "feedback" and hole_warning(metrics.get("hole_information"), holes):
+        out.append(hole_warning(metrics["hole_information"], holes))
     best, n_val = metrics.get(key), metrics.get("n_val")
     classes = len(metrics.get("plugin_confusion_matrix") or metrics.get("confusion_matrix") or [])
     if select_metric == "balanced_accuracy" and best is not None and n_val and classes >= 2 \

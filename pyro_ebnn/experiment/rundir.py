@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from ..errors import ConfigError, RunBusyError
-from .build import build_model
+from .build import build_evidence, build_model
 from .config import AUTO, EVIDENCE_KEYS, EXECUTION_KEYS, Config, config_difference, saved_config
 
 __all__ = ["CONFIG", "CHECKPOINT", "MODEL", "METRICS", "atomic_write", "write_config", "save_model", "load_model",
@@ -85,11 +85,12 @@ def write_config(out: Path, cfg: Config):
 def save_model(path: Path, model, cfg: Config, input_shape, num_classes, extra=None):
     """The network, the config and the shapes; ``lam``, the feedback weight it trained with (a number
     also when the config says ``lam: auto``; 0 for a feedback run that ``lam: auto`` trained without
-    evidence)."""
+    evidence); ``evidence_holes``, the holes its head saw (``evidence_holes: auto``'s choice)."""
     evidence = getattr(model, "evidence", None)
     lam = evidence.lam if evidence is not None else (0.0 if cfg.mode == "feedback" else None)
     payload = {"net": model.net.state_dict(), "config": cfg.to_dict(), "input_shape": tuple(input_shape),
-               "num_classes": num_classes, "lam": lam, **(extra or {})}
+               "num_classes": num_classes, "lam": lam, "evidence_holes": evidence.holes if evidence is not None else None,
+               **(extra or {})}
     atomic_write(path, lambda p: torch.save(payload, p))
 
 
@@ -112,6 +113,8 @@ def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
     if lam is None and cfg.lam == AUTO and cfg.mode == "feedback":
         lam = payload.get("lam")
     model = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam, initialize=False)
+    if cfg.evidence_holes == AUTO and model.evidence is not None and payload.get("evidence_holes"):
+        model.evidence = build_evidence(cfg, lam, holes=payload["evidence_holes"])   # the run's choice
     model.net.load_state_dict(payload["net"])
     model.net.to(device)
     return model, cfg, payload

@@ -17,21 +17,17 @@ from ..bnn import fit_standardization, mean_probs, standardization_of
 from ..data import Split, batches
 from ..errors import ConfigError
 from ..metrics import classification_metrics
-from ..metrics.holes import hole_information
-from .build import build_model, resolve_device
+from .build import build_evidence, build_model, resolve_device
 from .config import AUTO, Config
 from .distributed import join
 from .evaluation import evaluate_sets, posterior_mean_scores
+from .holes import HOLES_DECIDE_CLASS, look_at_holes
 from .protocol import images_of, prepare_split, set_seed, use_threads
 from .report import hole_warning, run_warnings
 from .rundir import CHECKPOINT, MODEL, load_model, prepare_run_dir, save_model, write_config, write_metrics, writing
 from .training import Trainer
 
 __all__ = ["train", "finetune"]
-
-#: how many training images :func:`_hole_information` looks at
-HOLE_SAMPLE = 4000
-
 
 def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer:
     """The trainer of a run, resumed from ``out`` when it holds a checkpoint of the same config
@@ -69,11 +65,14 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
     model = build_model(cfg, train_set.image_shape, train_set.num_classes, lam=lam)
     standardization = fit_standardization(model.net, images_of(train_set, cfg.workers)) if cfg.standardize else None
 
-    holes = {}
-    if evaluate and model.evidence is not None:
-        holes["hole_information"] = _hole_information(cfg, model, train_set)
-        if hole_warning(holes["hole_information"], cfg.evidence_holes):
-            print(f"warning: {hole_warning(holes['hole_information'], cfg.evidence_holes)}", file=sys.stderr)
+    holes = look_at_holes(cfg, model, train_set, lam) if evaluate or cfg.evidence_holes == AUTO else {}
+    if progress and "evidence_holes" in holes:
+        print(f"evidence_holes: auto -> {holes['evidence_holes']} (shared holes tell the class "
+              f"{holes['hole_information'] or 0:.2f}; {HOLES_DECIDE_CLASS} or more shows the head no holes)",
+              file=sys.stderr)
+    if evaluate and hole_warning(holes.get("hole_information"), holes.get("evidence_holes", cfg.evidence_holes)):
+        print(f"warning: {hole_warning(holes['hole_information'], holes.get('evidence_holes', cfg.evidence_holes))}",
+              file=sys.stderr)
 
     def trainer_of(group, device):
         model.net.to(device)
@@ -91,25 +90,6 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                        {**(standardization or {}), **_lam_record(cfg, lam), **(split.feedback or {}), **holes,
                         **(extra or {})})
-
-
-def _hole_information(cfg: Config, model, images) -> Optional[float]:
-    """How much the holes the head will see tell the class by themselves
-    (:func:`~pyro_ebnn.metrics.holes.hole_information`), on up to :data:`HOLE_SAMPLE` training images
-    in a shuffled order, batched as training batches them (shared holes are lent within a batch);
-    None when no image carries a mark or the head sees no holes. Draws nothing from torch's
-    generator: the run trains as it would without this look."""
-    if model.evidence is None or model.evidence.holes == "none":
-        return None
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[:HOLE_SAMPLE]
-    if not images.has_mask[order].any():
-        return None
-    holes, labels = [], []
-    with torch.random.fork_rng(devices=[]):
-        for _, y, m in batches(images.subset(order), cfg.batch_size, workers=cfg.workers):
-            holes.append(model.evidence.holes_seen(m, model.net))
-            labels.append(y)
-    return hole_information(torch.cat(holes), torch.cat(labels), images.num_classes)
 
 
 def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = True, lam: Optional[float] = None,
@@ -136,6 +116,9 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     if tuple(payload["input_shape"]) != tuple(split.train.image_shape):
         raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
                           f"{tuple(split.train.image_shape)}")
+    if cfg.evidence_holes == AUTO and model.evidence is not None:   # chosen on the images it fine-tunes on
+        model.evidence = build_evidence(cfg, lam, holes="shared")
+    holes = look_at_holes(cfg, model, split.train, lam) if evaluate or cfg.evidence_holes == AUTO else {}
 
     def trainer_of(group, device):
         model.net.to(device)
@@ -161,7 +144,8 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
         return _finish(out, cfg, split, device, trainer, time.time() - t0, progress,
                        {**standardization_of(model.net), "finetuned_from": str(run_dir),
                         "finetune_lam": lam if with_feedback else None,
-                        f"val_{cfg.select_metric}_before_finetune": before, **split.feedback, **(extra or {})})
+                        f"val_{cfg.select_metric}_before_finetune": before, **split.feedback, **holes,
+                        **(extra or {})})
 
 
 def _feedback_weight(cfg: Config, requested, lam: Optional[float]) -> Optional[float]:
