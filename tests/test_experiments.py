@@ -253,3 +253,18 @@ def test_own_images_table_pairs_the_ceiling_with_none_and_feedback_by_fold(tmp_p
     status, _, err = _run("own_images_table.py", "--root", tmp_path / "runs", "--out", tmp_path / "t",
                           "--ceiling", tmp_path / "nothing")
     assert status == 2 and "no runs under" in err
+
+
+def test_hole_information_tells_own_holes_that_mark_one_class_from_shared_ones(tmp_path):
+    """Class 1's images carry a mark, class 0's none: own holes tell the class, shared ones do not."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    masks = np.zeros((60, 1, 28, 28), np.uint8)
+    masks[labels == 1, :, :8, :8] = 1
+    _write_npz(tmp_path / "d.npz", train_images=rng.random((60, 1, 28, 28), dtype=np.float32), train_labels=labels,
+               train_masks=masks)
+    out = _script("hole_information.py", "--config", "configs/custom_npz.yaml", "--set", f"npz_path={tmp_path / 'd.npz'}",
+                  "--set", "batch_size=8", "--holes", "own,shared,none")
+    seen = dict(re.findall(r"evidence_holes=(\w+): hole information (\S+)", out))
+    assert float(seen["own"]) > 0.9 and float(seen["shared"]) < 0.1 and seen["none"] == "n/a"
+    assert "(auto: shared)" in out
