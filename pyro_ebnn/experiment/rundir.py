@@ -113,7 +113,7 @@ def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
     if lam is None and cfg.lam == AUTO and cfg.mode == "feedback":
         lam = payload.get("lam")
     model = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam, initialize=False)
-    if cfg.evidence_holes == AUTO and model.evidence is not None and payload.get("evidence_holes"):
+    if cfg.evidence_holes == AUTO and getattr(model, "evidence", None) is not None and payload.get("evidence_holes"):
         model.evidence = build_evidence(cfg, lam, holes=payload["evidence_holes"])   # the run's choice
     model.net.load_state_dict(payload["net"])
     model.net.to(device)
