@@ -256,13 +256,9 @@ class FeedbackEvidence:
     def irrelevant_cells(self, mask: torch.Tensor, mean: torch.Tensor, net=None) -> torch.Tensor:
         """Boolean B x C x u x v: the pre-activations to condition on zero. ``net`` (a BayesianCNN)
         is needed for the receptive-field pool and the gradient filter."""
-        if self.pool == "receptive":
-            if net is None:
-                raise ValueError("mask pool 'receptive' needs the network")
-            cells = net.receptive_field_cells(mask)
-        else:
-            cells = downsize_mask(mask, tuple(mean.shape[-2:]), self.pool)
-        cells = cells.expand(mean.shape[-4:])
+        if self.pool == "receptive" and net is None:
+            raise ValueError("mask pool 'receptive' needs the network")
+        cells = self.marked_cells(mask, tuple(mean.shape[-2:]), net).expand(mean.shape[-4:])
         if self.channels == "attending":
             cells = cells & attending_channels(mean, cells)
         if self.gradient_filter:
@@ -271,17 +267,15 @@ class FeedbackEvidence:
             cells = cells & reaches_output(net.head_at, mean)
         return cells
 
+    def marked_cells(self, mask: torch.Tensor, size, net=None) -> torch.Tensor:
+        """Bool N x 1 x u x v: the cells of a ``size`` = (u, v) map that ``pool`` takes as marked."""
+        return net.receptive_field_cells(mask) if self.pool == "receptive" else downsize_mask(mask, size, self.pool)
+
     def holes_seen(self, mask: torch.Tensor, net) -> torch.Tensor:
         """Bool N x 1 x u x v: the cells the head sees as zero for a batch of masks (N x 1 x H x W),
         per cell (over the channels); nothing for ``holes="none"``. For
         :func:`~pyro_ebnn.metrics.holes.hole_information`, before training."""
-        with torch.no_grad():
-            size = tuple(net.evidence_moments(next(net.parameters()).new_zeros((1,) + tuple(net.input_shape)))[0]
-                         .shape[-2:])
-        if self.pool == "receptive":
-            cells = net.receptive_field_cells(mask)
-        else:
-            cells = downsize_mask(mask, size, self.pool)
+        cells = self.marked_cells(mask, tuple(net.evidence_shape[-2:]), net)
         if self.holes == "shared":
             return shared_holes(cells)
         return cells & (self.holes == "own")

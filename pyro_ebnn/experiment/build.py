@@ -67,7 +67,7 @@ def build_evidence(cfg, lam=None, holes=None):
     """The evidence of a feedback run; ``lam`` replaces the config's (needed when it says ``auto``);
     none for ``lam = 0``, the candidate of ``lam: auto`` that trains without feedback. ``holes``
     replaces ``evidence_holes``; ``auto`` builds ``shared``, which :func:`~.runs.train` turns into
-    ``none`` when even shared holes tell the class (:func:`~.runs.choose_holes`)."""
+    ``none`` when even shared holes tell the class (:func:`~.holes.look_at_holes`)."""
     if cfg.mode != "feedback":
         return None
     lam = cfg.lam if lam is None else lam

@@ -29,6 +29,7 @@ from .training import Trainer
 
 __all__ = ["train", "finetune"]
 
+
 def _start(cfg: Config, out, resume: bool, trainer_of, group, device) -> Trainer:
     """The trainer of a run, resumed from ``out`` when it holds a checkpoint of the same config
     (process 0 checks and clears ``out``; the others wait)."""
@@ -70,9 +71,9 @@ def train(cfg: Config, out, resume: bool = True, progress: bool = True, split: O
         print(f"evidence_holes: auto -> {holes['evidence_holes']} (shared holes tell the class "
               f"{holes['hole_information'] or 0:.2f}; {HOLES_DECIDE_CLASS} or more shows the head no holes)",
               file=sys.stderr)
-    if evaluate and hole_warning(holes.get("hole_information"), holes.get("evidence_holes", cfg.evidence_holes)):
-        print(f"warning: {hole_warning(holes['hole_information'], holes.get('evidence_holes', cfg.evidence_holes))}",
-              file=sys.stderr)
+    warning = hole_warning(holes.get("hole_information"), holes.get("evidence_holes", cfg.evidence_holes))
+    if evaluate and warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
     def trainer_of(group, device):
         model.net.to(device)
