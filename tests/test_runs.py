@@ -524,6 +524,19 @@ def test_the_look_at_the_holes_draws_nothing_from_torchs_generator(tmp_path):
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
+def _marked_at_class_places_npz(path, every_image_marked: bool):
+    """Class 1's images marked in the top-left corner; with ``every_image_marked`` class 0's in the
+    bottom-right one too (each class its own place), otherwise class 0's carry no mark."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    masks = np.zeros((60, 1, 28, 28), np.uint8)
+    masks[labels == 1, :, :8, :8] = 1
+    if every_image_marked:
+        masks[labels == 0, :, -8:, -8:] = 1
+    _write_npz(path, train_images=rng.random((60, 1, 28, 28), dtype=np.float32), train_labels=labels,
+               train_masks=masks, test_labels=rng.integers(0, 2, 20))
+
+
 @pytest.mark.parametrize("every_image_marked, chosen", [(True, "none"), (False, "shared")])
 def test_auto_holes_show_the_head_no_holes_only_where_shared_ones_still_tell_the_class(tmp_path, every_image_marked,
                                                                                        chosen):
@@ -531,14 +544,7 @@ def test_auto_holes_show_the_head_no_holes_only_where_shared_ones_still_tell_the
     has its own), so auto shows the head none; marks on one class's images only: shared holes come with
     every class and auto keeps them. The choice is recorded, reloaded with the model, and not warned of."""
     from pyro_ebnn.experiment.rundir import load_model
-    rng = np.random.default_rng(0)
-    labels = np.arange(60) % 2
-    masks = np.zeros((60, 1, 28, 28), np.uint8)
-    masks[labels == 1, :, :8, :8] = 1
-    if every_image_marked:
-        masks[labels == 0, :, -8:, -8:] = 1
-    _write_npz(tmp_path / "d.npz", train_images=rng.random((60, 1, 28, 28), dtype=np.float32), train_labels=labels,
-               train_masks=masks, test_labels=rng.integers(0, 2, 20))
+    _marked_at_class_places_npz(tmp_path / "d.npz", every_image_marked)
     metrics = train(_cfg(str(tmp_path / "d.npz"), epochs=1, evidence_holes="auto"), tmp_path / "run", progress=False)
     assert metrics["evidence_holes"] == chosen
     assert (metrics["hole_information"] > 0.9) == every_image_marked
@@ -548,3 +554,22 @@ def test_auto_holes_show_the_head_no_holes_only_where_shared_ones_still_tell_the
     train(_cfg(str(tmp_path / "d.npz"), epochs=1, evidence_holes=chosen), tmp_path / "chosen", progress=False)
     auto, direct = (load_model(tmp_path / r)[0].net.state_dict() for r in ("run", "chosen"))
     assert all(torch.equal(auto[k], direct[k]) for k in auto)
+
+
+@pytest.mark.parametrize("trained_on, finetuned_on", [("one_class", "every_image"), ("every_image", "one_class")])
+def test_finetune_chooses_auto_holes_again_on_the_images_it_finetunes_on(tmp_path, trained_on, finetuned_on):
+    """The holes a run chose under ``evidence_holes: auto`` belong to its training images: fine-tuning
+    on other marks looks again, and the fine-tuned model keeps the new choice."""
+    from pyro_ebnn.experiment.rundir import load_model
+    from pyro_ebnn.experiment.runs import finetune
+    choice = {"one_class": "shared", "every_image": "none"}
+    for name in choice:
+        _marked_at_class_places_npz(tmp_path / f"{name}.npz", name == "every_image")
+    trained = train(_cfg(str(tmp_path / f"{trained_on}.npz"), epochs=1, evidence_holes="auto"), tmp_path / "run",
+                    progress=False)
+    assert trained["evidence_holes"] == choice[trained_on]
+    tuned = finetune(tmp_path / "run", _cfg(str(tmp_path / f"{finetuned_on}.npz"), evidence_holes="auto",
+                                            finetune_epochs=1, finetune_budget=60, patience=None),
+                     tmp_path / "tuned", progress=False)
+    assert tuned["evidence_holes"] == choice[finetuned_on]
+    assert load_model(tmp_path / "tuned")[0].evidence.holes == choice[finetuned_on]
