@@ -142,6 +142,11 @@ def test_compare_tables_have_the_paper_layout_with_mean_and_std():
     assert "| decoy_mnist_rrr | 0.010 ± 0.000 | n/a |" in lines
     assert {r["runs"] for r in rows} == {1, 2}
     assert "Architecture: lenet." in lines[0]   # runs whose config has no architecture key: the default
+    assert not [l for l in lines if l.startswith("### hole information")]     # no run looked at holes
+    runs[2]["hole_information"] = 0.7
+    lines = tables(runs, parse_modes("feedback,rrr@deterministic"))[0].splitlines()
+    i = next(k for k, l in enumerate(lines) if l.startswith("### hole information"))
+    assert lines[i + 4] == "| decoy_mnist_rrr | 0.700 ± 0.000 | n/a |"
     for r in runs:
         r["config"] = {**r.get("config", {}), "architecture": "cdep_cnn"}
     assert "Architecture: cdep_cnn." in tables(runs)[0].splitlines()[0]

@@ -434,7 +434,7 @@ def _tables(runs, modes):
     """:func:`tables`, plus the sweep rows of :func:`select_settings`."""
     runs, sweep = select_settings(_with_network(runs))
     keys = [k for k, _ in TABLE_METRICS] + list(OVERLAP_METRICS) + [k for k, _ in COST_METRICS] + \
-        ["decoy_swap_accuracy", "ece", "nll"]
+        ["decoy_swap_accuracy", "ece", "nll", "hole_information"]
     rows = summarize(runs, keys, by=("name", "network", "mode"))
     chosen = {(r.get("name"), r.get("network"), r.get("mode")): effective_weight(r) for r in runs}
     for r in rows:
@@ -467,6 +467,9 @@ def _tables(runs, modes):
     md += ["## Cost and robustness", ""]
     for key, title in COST_METRICS + (("decoy_swap_accuracy", "decoy-swap accuracy"), ("ece", "ECE")):
         md += table(key, title)
+    if any(r.get("hole_information_mean") is not None for r in rows):
+        md += table("hole_information", "hole information (feedback: how well the holes the head sees tell the "
+                    "class by themselves, 0 chance .. 1; docs/evaluation.md)")
     md += sweep_table(sweep)
     return "\n".join(md), rows, sweep
 
