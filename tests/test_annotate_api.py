@@ -211,7 +211,7 @@ def test_every_response_carries_the_security_headers(task, store, method, path):
 def test_the_page_has_no_inline_script_or_style(task, store):
     html = create_app(task, store).test_client().get("/").get_data(as_text=True)
     scripts = html.count("<script")
-    assert scripts == html.count('<script src="/static/') == 2 and '<script src="/static/annotate.js' in html
+    assert scripts == html.count('<script src="/static/') == 3 and '<script src="/static/annotate.js' in html
     assert "<style" not in html and " style=" not in html and " on" + "click=" not in html
 
 

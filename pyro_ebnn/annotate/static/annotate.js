@@ -7,8 +7,7 @@
 "use strict";
 
 (() => {
-  const TOKEN = new URLSearchParams(location.search).get("token");
-  const AUTH = TOKEN ? { "X-Annotate-Token": TOKEN } : {};
+  const { AUTH, encodeMask, decodeMask } = window.PyroEbnn;
   const DISPLAY_SIZE = 448;  // the longer side of the image on screen, in CSS pixels
   const MAX_UNDO = 100;
   const MAX_VIEW_ZOOM = 8;   // magnification on top of the fitted image
@@ -112,21 +111,6 @@
   }
 
   // -- masks -------------------------------------------------------------------------------------
-
-  function encodeMask(mask, height, width) {
-    const bytes = new Uint8Array(Math.ceil(mask.length / 8));
-    mask.forEach((v, i) => { if (v) bytes[i >> 3] |= 0x80 >> (i & 7); });
-    let text = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    return { shape: [height, width], bits: btoa(text) };
-  }
-
-  function decodeMask({ shape, bits }) {
-    const raw = atob(bits);
-    const mask = new Uint8Array(shape[0] * shape[1]);
-    for (let i = 0; i < mask.length; i++) mask[i] = (raw.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
-    return mask;
-  }
 
   function savedMask(data) {
     const answer = data.answer;

@@ -5,9 +5,8 @@
 "use strict";
 
 (() => {
-  const TOKEN = new URLSearchParams(location.search).get("token");
+  const { withToken } = window.PyroEbnn;
   const $ = (id) => document.getElementById(id);
-  const withToken = (path) => (TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path);
   const number = (v) => (v !== 0 && (Math.abs(v) >= 1e3 || Math.abs(v) < 1e-2) ? v.toExponential(1) : String(+v.toPrecision(2)));
 
   document.addEventListener("annotate:item", ({ detail: data }) => {

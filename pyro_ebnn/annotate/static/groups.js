@@ -3,18 +3,16 @@
 // (click a proposed region, brush, eraser) and saves it for the whole group; the server propagates
 // it (same place, or wherever it looks the same) and lists every propagated mask, which one action
 // undoes together with the answer. Masks are Uint8Arrays of height * width, 1 = irrelevant, sent
-// packed as base64 bits like annotate.js's. Unsaved marks stay in localStorage per group and image.
+// packed as base64 bits (common.js). Unsaved marks stay in localStorage per group and image.
 "use strict";
 
 (() => {
-  const TOKEN = new URLSearchParams(location.search).get("token");
-  const AUTH = TOKEN ? { "X-Annotate-Token": TOKEN } : {};
+  const { AUTH, withToken, encodeMask, decodeMask } = window.PyroEbnn;
   const DISPLAY_SIZE = 448;
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
   const ctx = canvas.getContext("2d");
   const small = document.createElement("canvas");  // the mask at the image's resolution
-  const withToken = (path) => (TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path);
 
   const state = {
     groups: [], group: null, view: null, mask: null, undo: [], tool: "region", brushSize: 3, stroke: null,
@@ -48,21 +46,6 @@
   }
 
   // -- masks -------------------------------------------------------------------------------------
-
-  function encodeMask(mask, height, width) {
-    const bytes = new Uint8Array(Math.ceil(mask.length / 8));
-    mask.forEach((v, i) => { if (v) bytes[i >> 3] |= 0x80 >> (i & 7); });
-    let text = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    return { shape: [height, width], bits: btoa(text) };
-  }
-
-  function decodeMask({ shape, bits }) {
-    const raw = atob(bits);
-    const mask = new Uint8Array(shape[0] * shape[1]);
-    for (let i = 0; i < mask.length; i++) mask[i] = (raw.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
-    return mask;
-  }
 
   const marked = () => state.mask.reduce((sum, v) => sum + v, 0);
   const source = () => (state.view && state.view.kind === "image" ? state.view.index : null);
