@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const { AUTH, encodeMask, decodeMask } = window.PyroEbnn;
+  const { AUTH, encodeMask, decodeMask, paintStroke } = window.PyroEbnn;
   const DISPLAY_SIZE = 448;  // the longer side of the image on screen, in CSS pixels
   const MAX_UNDO = 100;
   const MAX_VIEW_ZOOM = 8;   // magnification on top of the fitted image
@@ -157,23 +157,9 @@
     changed();
   }
 
-  // Paint (value 1) or erase (0) every pixel whose centre lies within the brush radius of the
-  // segment from `from` to `to` (image pixels), so a stroke is the same however the mouse moved.
   function paint(from, to, value) {
     const { width, height } = state.item.data;
-    const r = state.brushSize / 2;
-    const [x0, y0] = from, [x1, y1] = to;
-    const dx = x1 - x0, dy = y1 - y0, length2 = dx * dx + dy * dy;
-    const xs = [Math.max(0, Math.floor(Math.min(x0, x1) - r)), Math.min(width - 1, Math.ceil(Math.max(x0, x1) + r))];
-    const ys = [Math.max(0, Math.floor(Math.min(y0, y1) - r)), Math.min(height - 1, Math.ceil(Math.max(y0, y1) + r))];
-    for (let y = ys[0]; y <= ys[1]; y++) {
-      for (let x = xs[0]; x <= xs[1]; x++) {
-        const px = x + 0.5, py = y + 0.5;
-        const t = length2 ? Math.min(1, Math.max(0, ((px - x0) * dx + (py - y0) * dy) / length2)) : 0;
-        const ex = x0 + t * dx - px, ey = y0 + t * dy - py;
-        if (ex * ex + ey * ey <= r * r) state.mask[y * width + x] = value;
-      }
-    }
+    paintStroke(state.mask, width, height, from, to, state.brushSize, value);
   }
 
   function undo() {

@@ -1,6 +1,7 @@
-// What the annotation page and the discovery view share: the access token of the address, and the
-// wire form of a mask (a Uint8Array of height * width, row-major, 1 = irrelevant) sent packed as
-// base64 bits, the form pyro_ebnn/annotate/wire.py reads. Loaded before the pages' own scripts.
+// What the annotation page and the discovery view share: the access token of the address, the brush
+// stroke, and the wire form of a mask (a Uint8Array of height * width, row-major, 1 = irrelevant)
+// sent packed as base64 bits, the form pyro_ebnn/annotate/wire.py reads. Loaded before the pages'
+// own scripts.
 "use strict";
 
 window.PyroEbnn = (() => {
@@ -22,6 +23,24 @@ window.PyroEbnn = (() => {
       const mask = new Uint8Array(shape[0] * shape[1]);
       for (let i = 0; i < mask.length; i++) mask[i] = (raw.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
       return mask;
+    },
+
+    // Set to `value` (1 paint, 0 erase) every pixel of `mask` whose centre lies within `brushSize` / 2
+    // of the segment from `from` to `to` (image pixels), so a stroke is the same however the mouse moved.
+    paintStroke(mask, width, height, from, to, brushSize, value) {
+      const r = brushSize / 2;
+      const [x0, y0] = from, [x1, y1] = to;
+      const dx = x1 - x0, dy = y1 - y0, length2 = dx * dx + dy * dy;
+      const xs = [Math.max(0, Math.floor(Math.min(x0, x1) - r)), Math.min(width - 1, Math.ceil(Math.max(x0, x1) + r))];
+      const ys = [Math.max(0, Math.floor(Math.min(y0, y1) - r)), Math.min(height - 1, Math.ceil(Math.max(y0, y1) + r))];
+      for (let y = ys[0]; y <= ys[1]; y++) {
+        for (let x = xs[0]; x <= xs[1]; x++) {
+          const px = x + 0.5, py = y + 0.5;
+          const t = length2 ? Math.min(1, Math.max(0, ((px - x0) * dx + (py - y0) * dy) / length2)) : 0;
+          const ex = x0 + t * dx - px, ey = y0 + t * dy - py;
+          if (ex * ex + ey * ey <= r * r) mask[y * width + x] = value;
+        }
+      }
     },
   };
 })();

@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const { AUTH, withToken, encodeMask, decodeMask } = window.PyroEbnn;
+  const { AUTH, withToken, encodeMask, decodeMask, paintStroke } = window.PyroEbnn;
   const DISPLAY_SIZE = 448;
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -101,17 +101,7 @@
 
   function paint(from, to, value) {
     const { width, height } = state.view.data;
-    const r = state.brushSize / 2;
-    const [x0, y0] = from, [x1, y1] = to;
-    const dx = x1 - x0, dy = y1 - y0, length2 = dx * dx + dy * dy;
-    for (let y = Math.max(0, Math.floor(Math.min(y0, y1) - r)); y <= Math.min(height - 1, Math.ceil(Math.max(y0, y1) + r)); y++) {
-      for (let x = Math.max(0, Math.floor(Math.min(x0, x1) - r)); x <= Math.min(width - 1, Math.ceil(Math.max(x0, x1) + r)); x++) {
-        const px = x + 0.5, py = y + 0.5;
-        const t = length2 ? Math.min(1, Math.max(0, ((px - x0) * dx + (py - y0) * dy) / length2)) : 0;
-        const ex = x0 + t * dx - px, ey = y0 + t * dy - py;
-        if (ex * ex + ey * ey <= r * r) state.mask[y * width + x] = value;
-      }
-    }
+    paintStroke(state.mask, width, height, from, to, state.brushSize, value);
   }
 
   function undoMark() {
