@@ -286,6 +286,52 @@ for t in corners corners_more corners_auto position_auto; do
   cp results/rule_tables/$t/compare.md experiments/results/baselines/rule_${t}_compare.md
   cp results/rule_tables/$t/compare.csv experiments/results/baselines/rule_${t}_compare.csv
 done
+#    [000]'s color rule with smaller starting posterior scales, lambda chosen on validation
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+   --overlap saliency --overlap-images 2000 --jobs 2"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes none,feedback $C \
+    --sweep none:rho_init=-4,-5 --sweep feedback:rho_init=-4,-5 --out results/color_rho
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback $C --set rho_init=-5 \
+    --sweep feedback:lam=0.0005,0.005 --out results/color_rho/lam
+python -m pyro_ebnn.run aggregate results/color_rho --by mode,rho_init,lam \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece \
+    --out experiments/results/baselines/rule_color_rho
+#    [000]'s position rule: lambda, the holes and the pool chosen on validation
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+   --overlap saliency --overlap-images 2000 --jobs 2"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes none,feedback $C \
+    --sweep feedback:lam=0.0003,0.003,0.01 --sweep feedback:evidence_holes=own,shared,none --out results/position_grid/max
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback $C \
+    --set evidence_holes=shared --set mask_pool=receptive --sweep feedback:lam=0.003,0.01,0.03 --out results/position_grid/receptive
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback $C \
+    --set mask_fraction=1.0 --sweep feedback:evidence_holes=own,none,auto --out results/position_grid/all_masks_lam3e-4
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback $C --set lam=0.003 \
+    --set mask_fraction=1.0 --sweep feedback:evidence_holes=own,shared,none --out results/position_grid/all_masks_lam3e-3
+python -m pyro_ebnn.run aggregate results/position_grid --by mode,lam,evidence_holes,mask_pool,mask_fraction \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,hole_information \
+    --out experiments/results/baselines/rule_position_lam_holes
+#    attending channels and the step size chosen on validation, both of [000]'s rules
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+   --overlap saliency --overlap-images 2000 --jobs 2"
+F="--sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C $F \
+    --sweep feedback:lam=0.003,0.01 --sweep feedback:lr=0.001,0.003 --sweep feedback:evidence_channels=all,attending \
+    --sweep rrr:lr=0.001,0.003 --out results/position_attending/grid
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback $C $F \
+    --sweep feedback:lam=0.03,0.1 --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending \
+    --out results/position_attending/strong
+python -m pyro_ebnn.run aggregate results/position_attending --by mode,lam,lr,evidence_channels \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,seconds_per_epoch \
+    --out experiments/results/baselines/rule_position_attending
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+   --overlap saliency --overlap-images 2000 --jobs 2"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr,l1grad@deterministic $C \
+    --sweep feedback:rho_init=-5 --sweep feedback:lam=0.00005,0.0005,0.005 --sweep feedback:lr=0.003 \
+    --sweep feedback:evidence_channels=attending --sweep rrr:lr=0.003 --sweep l1grad:lr=0.001,0.003 \
+    --out results/color_attending
+python -m pyro_ebnn.run aggregate results/color_attending --by mode,network,lam,lr,evidence_channels \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,seconds_per_epoch \
+    --out experiments/results/baselines/rule_color_attending
 
 # ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
 for rule in position color; do
@@ -358,6 +404,14 @@ for n in incomplete:0.5 wrong:1.0; do
 done
 python -m pyro_ebnn.run aggregate results/rule_noise --by feedback_noise,mode,network \
     --columns balanced_accuracy,worst_group_accuracy,overlap_saliency,ece --out experiments/results/baselines/rule_position_noise
+#    CDEP and RRR-G under the same two variants
+for n in incomplete:0.5 wrong:1.0; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes cdep@deterministic,rrr_gradcam@deterministic \
+      --folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+      --set feedback_noise=$n --overlap saliency --overlap-images 2000 --jobs 2 --out results/rule_noise/position_${n%%:*}_grad
+done
+python -m pyro_ebnn.run aggregate results/rule_noise --by feedback_noise,mode,network \
+    --columns balanced_accuracy,worst_group_accuracy,overlap_saliency,ece --out experiments/results/baselines/rule_position_noise_grad
 
 # ==== docs/results/own-images.md: photograph shortcut tasks with the shipped defaults ===============
 for t in corner photos moving control textures; do
@@ -378,6 +432,10 @@ for t in moving control photos; do
 done
 python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes feedback --folds 0,1,2 \
     --set data_dir=data/textures --set evidence_channels=all --jobs 2 --overlap none --out results/own_images_all/textures
+# how much the holes the head sees tell the class, before training
+for t in corner photos moving control textures; do
+  python experiments/hole_information.py --config configs/image_folder_small.yaml --set data_dir=data/$t
+done
 R=results/own_images/moving/image_folder_small
 python experiments/patch_sensitivity.py --task-dir data/moving --run none=$R/none/fold0 --run feedback=$R/feedback/fold0 \
     --run feedback-receptive=results/own_images_receptive/moving/fold0 --out experiments/results/own_images/patch_moving.md
