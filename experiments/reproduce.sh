@@ -332,6 +332,22 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes 
 python -m pyro_ebnn.run aggregate results/color_attending --by mode,network,lam,lr,evidence_channels \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,seconds_per_epoch \
     --out experiments/results/baselines/rule_color_attending
+#    the chosen settings at 20 epochs
+C20="--folds 0,1,2 --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+     --overlap saliency --overlap-images 2000 --jobs 2"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C20 \
+    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.01 \
+    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep rrr:lr=0.003 \
+    --out results/rules_20ep/position
+python -m pyro_ebnn.run aggregate results/rules_20ep/position --by mode,lam,lr,evidence_channels \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
+    --out experiments/results/baselines/rule_position_20_epochs
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,l1grad@deterministic $C20 \
+    --sweep feedback:rho_init=-5 --sweep feedback:lam=0.00005 --sweep feedback:lr=0.003 \
+    --sweep feedback:evidence_channels=attending --sweep l1grad:lr=0.003 --out results/rules_20ep/color
+python -m pyro_ebnn.run aggregate results/rules_20ep/color --by mode,network,lam,lr,evidence_channels \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
+    --out experiments/results/baselines/rule_color_20_epochs
 
 # ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
 for rule in position color; do
