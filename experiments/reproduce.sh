@@ -428,6 +428,18 @@ for n in incomplete:0.5 wrong:1.0; do
 done
 python -m pyro_ebnn.run aggregate results/rule_noise --by feedback_noise,mode,network \
     --columns balanced_accuracy,worst_group_accuracy,overlap_saliency,ece --out experiments/results/baselines/rule_position_noise_grad
+#    the settings chosen on validation under the same two variants
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+   --overlap saliency --overlap-images 2000 --jobs 2"
+for n in incomplete:0.5 wrong:1.0; do
+  python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C --set feedback_noise=$n \
+      --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.01 \
+      --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep rrr:lr=0.003 \
+      --out results/rule_noise_chosen/position_${n%%:*}
+done
+python -m pyro_ebnn.run aggregate results/rule_noise_chosen --by feedback_noise,mode,lr \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,plugin_balanced_accuracy,overlap_saliency,ece \
+    --out experiments/results/baselines/rule_position_noise_chosen
 
 # ==== docs/results/own-images.md: photograph shortcut tasks with the shipped defaults ===============
 for t in corner photos moving control textures; do
