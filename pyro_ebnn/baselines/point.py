@@ -47,6 +47,8 @@ def point_network(net: BayesianCNN) -> nn.Sequential:
 class PointModel:
     """A deterministic network and its training objective (no prior, no posterior)."""
 
+    evidence = None   # feedback as evidence needs the Bayesian model; a plain network observes nothing
+
     def __init__(self, net: nn.Sequential, mode: str = "none", weight: Optional[float] = None, name: str = "point"):
         if mode not in POINT_MODES:
             raise ValueError(f"mode {mode!r} has no deterministic version; use one of {', '.join(POINT_MODES)} "

@@ -32,7 +32,7 @@ def holes_information(cfg: Config, model, images) -> Optional[float]:
     :data:`HOLE_SAMPLE` training images in a shuffled order, batched as training batches them
     (shared holes are lent within a batch); None when no image carries a mark or the head sees no
     holes. Draws nothing from torch's generator: the run trains as it would without this look."""
-    evidence = getattr(model, "evidence", None)    # a plain network (network: deterministic) has none
+    evidence = model.evidence
     if evidence is None or evidence.holes == "none":
         return None
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[:HOLE_SAMPLE]
@@ -50,7 +50,7 @@ def look_at_holes(cfg: Config, model, images, lam: Optional[float]) -> dict:
     """metrics.json's ``hole_information`` of a feedback run, and for ``evidence_holes: auto`` its
     choice, ``evidence_holes`` (``model.evidence`` is replaced by the one without holes when shared
     holes reach :data:`HOLES_DECIDE_CLASS`); empty for a run without evidence."""
-    if getattr(model, "evidence", None) is None:
+    if model.evidence is None:
         return {}
     information = holes_information(cfg, model, images)
     if cfg.evidence_holes != AUTO:

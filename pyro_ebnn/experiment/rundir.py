@@ -86,7 +86,7 @@ def save_model(path: Path, model, cfg: Config, input_shape, num_classes, extra=N
     """The network, the config and the shapes; ``lam``, the feedback weight it trained with (a number
     also when the config says ``lam: auto``; 0 for a feedback run that ``lam: auto`` trained without
     evidence); ``evidence_holes``, the holes its head saw (``evidence_holes: auto``'s choice)."""
-    evidence = getattr(model, "evidence", None)
+    evidence = model.evidence
     lam = evidence.lam if evidence is not None else (0.0 if cfg.mode == "feedback" else None)
     payload = {"net": model.net.state_dict(), "config": cfg.to_dict(), "input_shape": tuple(input_shape),
                "num_classes": num_classes, "lam": lam, "evidence_holes": evidence.holes if evidence is not None else None,
@@ -113,7 +113,7 @@ def load_model(path, device="cpu", cfg: Optional[Config] = None, lam=None):
     if lam is None and cfg.lam == AUTO and cfg.mode == "feedback":
         lam = payload.get("lam")
     model = build_model(cfg, payload["input_shape"], payload["num_classes"], lam=lam, initialize=False)
-    if cfg.evidence_holes == AUTO and getattr(model, "evidence", None) is not None and payload.get("evidence_holes"):
+    if cfg.evidence_holes == AUTO and model.evidence is not None and payload.get("evidence_holes"):
         model.evidence = build_evidence(cfg, lam, holes=payload["evidence_holes"])   # the run's choice
     model.net.load_state_dict(payload["net"])
     model.net.to(device)

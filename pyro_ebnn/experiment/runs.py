@@ -117,7 +117,7 @@ def finetune(run_dir, cfg: Config, out, resume: bool = True, progress: bool = Tr
     if tuple(payload["input_shape"]) != tuple(split.train.image_shape):
         raise ConfigError(f"the model in {run_dir} takes {payload['input_shape']} inputs but the data are "
                           f"{tuple(split.train.image_shape)}")
-    if cfg.evidence_holes == AUTO and getattr(model, "evidence", None) is not None:   # chosen on the images it fine-tunes on
+    if cfg.evidence_holes == AUTO and model.evidence is not None:   # chosen on the images it fine-tunes on
         model.evidence = build_evidence(cfg, lam, holes="shared")
     holes = look_at_holes(cfg, model, split.train, lam) if evaluate or cfg.evidence_holes == AUTO else {}
 
