@@ -59,6 +59,29 @@ def test_the_last_budget_takes_both_finalists_when_validation_cannot_tell_them_a
     assert successive_halving(["a", "b", "c", "d"], lambda c, e: {"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.3}[c], [1])[0] == "c"
 
 
+def test_no_feedback_goes_on_to_the_end_and_is_left_only_for_a_lambda_that_beats_it_by_more_than_the_error():
+    """The reference (no feedback) trails at the early budgets and still reaches the last one, where
+    it is kept unless the best candidate is above it by more than ``close`` allows."""
+    curves = {"none": [0.50, 0.60, 0.90], "a": [0.70, 0.85, 0.92], "b": [0.65, 0.80, 0.80], "c": [0.60, 0.70, 0.70]}
+    fitted = []
+
+    def fit(c, epochs):
+        fitted.append((c, epochs))
+        return curves[c][[1, 5, 9].index(epochs)]
+
+    close = lambda x, y: abs(x - y) <= 0.03  # noqa: E731
+    best, seen = successive_halving(["none", "a", "b", "c"], fit, [1, 5, 9], close=close, reference="none")
+    assert ("none", 5) in fitted and ("none", 9) in fitted and best == "none"   # 0.92 against 0.90: too close
+    assert seen["none"] == {1: 0.50, 5: 0.60, 9: 0.90} and seen["c"] == {1: 0.60}
+    curves["a"][2] = 0.95                                                          # 0.05 above: a is chosen
+    assert successive_halving(["none", "a", "b", "c"], fit, [1, 5, 9], close=close, reference="none")[0] == "a"
+    curves["a"][2] = 0.85                                                          # below it: none
+    assert successive_halving(["none", "a", "b", "c"], fit, [1, 5, 9], reference="none")[0] == "none"
+    # without a reference, the candidate last at epoch 1 stops there
+    assert successive_halving(["none", "a", "b", "c"], lambda c, e: curves[c][[1, 5, 9].index(e)], [1, 5, 9])[1][
+        "none"] == {1: 0.50}
+
+
 def test_two_equally_good_classifiers_are_indistinguishable_about_as_often_as_a_normal_lies_within_one_sd():
     # the rule is one standard error of the difference: for two independent classifiers of the
     # same accuracy, P(|difference| <= SE) = P(|Z| <= 1) = 0.6827
@@ -91,12 +114,19 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     assert search["entries"] == entries and search["epochs"] == [1, 2, 3]
     assert set(search["scores"]) == {f"{g:g}" for g in (NO_FEEDBACK,) + GRID}     # no feedback is a candidate
     reached = {e: {g for g, s in search["scores"].items() if str(e) in s} for e in (1, 2, 3)}
-    assert len(reached[1]) == 5 and len(reached[2]) == 3                         # 5 at epoch 1, 3 at 2
-    # at 3: the best at 2 and every candidate that validation could not tell from it
+    at1 = search["scores"]
+    better = sorted(at1, key=lambda g: (-at1[g]["1"], float(g)))[:3]               # 5 at epoch 1, the better 3 at 2
+    assert len(reached[1]) == 5 and reached[2] == set(better) | {"0"}            # and no feedback, whatever its rank
+    # at 3: the best at 2, every candidate that validation could not tell from it, and no feedback
     at2 = {g: search["scores"][g]["2"] for g in reached[2]}
     lead = max(at2.values())
-    assert reached[3] == {g for g, v in at2.items() if indistinguishable(lead, v, m["n_val"])}
+    assert reached[3] == {g for g, v in at2.items() if indistinguishable(lead, v, m["n_val"])} | {"0"}
     assert {f"{g:g}" for g in search["finalists"]} == reached[3]
+    # kept: no feedback, unless a lambda beats it at 3 by more than validation's standard error
+    at3 = {g: search["scores"][g]["3"] for g in reached[3]}
+    top = max((g for g in at3 if g != "0"), key=at3.get, default="0")
+    beaten = at3[top] > at3["0"] and not indistinguishable(at3[top], at3["0"], m["n_val"])
+    assert f"{search['per_image']:g}" == (top if beaten else "0")
     assert m["lam"] == pytest.approx(search["per_image"] / entries) and search["per_image"] in (NO_FEEDBACK,) + GRID
     assert m["config"]["lam"] == "auto" and m["epochs_run"] == 3                 # the choice trained to the end
     assert torch.load(out / "model.pt", weights_only=False)["lam"] == pytest.approx(m["lam"])

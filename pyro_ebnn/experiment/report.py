@@ -110,9 +110,10 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
             out.append(f"the {which} network gives one class to {share:.0%} of the test images (the largest class is "
                        f"{label_share:.0%} of them): it hardly tells the classes apart{side}")
     if mode == "feedback" and metrics.get("lam") == 0:
-        out.append("lam: auto found no lambda that did better on the validation images (marked regions exchanged "
-                   "between classes) than no feedback, so this run is trained without it: the network may not read "
-                   "the marked regions; compare --modes none,feedback on your test images before relying on either")
+        out.append("lam: auto found no lambda that did better than no feedback, by more than their standard error, "
+                   "on the validation images (marked regions exchanged between classes) at the full run, so this "
+                   "run is trained without it: the network may not read the marked regions; compare --modes "
+                   "none,feedback on your test images before relying on either")
     elif mode == "feedback" and len(scores) >= 2 and scores[-1] < scores[0] - 0.02:
         out.append(f"with feedback, validation ended at {fmt(scores[-1])}, below its first epoch's {fmt(scores[0])}: "
                    f"the evidence may outweigh the labels; try "
