@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -39,41 +40,33 @@ __all__ = ["training_loss", "device_loss", "chance_level", "at_chance", "Trainer
 CHANCE_EPOCHS = 5
 
 
-def training_loss(cfg: Config, model) -> Callable:
+def training_loss(cfg: Config, model, on_device: bool = False) -> Callable:
     """``(x, y, mask, data_size) -> (loss to minimize, its value for the record)``: the negative ELBO
     (an estimate for the whole training set, through Pyro) of a Bayesian model; the mean cross-entropy
-    plus penalty of a point model, recorded summed over the batch."""
+    plus penalty of a point model, recorded summed over the batch.
+
+    ``on_device``: read nothing back to the host (what a CUDA graph can capture): the record is a
+    tensor on the device, and Pyro's ELBO runs under :func:`~pyro_ebnn.experiment.steps.sync_free`
+    (the same loss and gradient); otherwise the record is a float."""
+    record = (lambda t: t.detach()) if on_device else (lambda t: t.item())
     if isinstance(model, PointModel):
         def point_loss(x, y, mask, data_size):
             loss = model.loss(x, y, mask)
-            return loss, loss.item() * len(x)
+            return loss, record(loss) * len(x)
         return point_loss
     elbo = build_elbo(cfg)
+    quiet = sync_free if on_device else nullcontext
 
     def negative_elbo(x, y, mask, data_size):
-        with pyro.validation_enabled(False), model.for_torch_optimizer():  # inputs were validated on load
+        with pyro.validation_enabled(False), model.for_torch_optimizer(), quiet():  # inputs were validated on load
             loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
-        return loss, loss.item()
+        return loss, record(loss)
     return negative_elbo
 
 
 def device_loss(cfg: Config, model) -> Callable:
-    """:func:`training_loss` that reads nothing back to the host (what a CUDA graph can capture):
-    ``(x, y, mask, data_size) -> (loss to minimize, its value for the record)``, both tensors on
-    the device; Pyro's ELBO under :func:`~pyro_ebnn.experiment.steps.sync_free` (the same loss and
-    gradient)."""
-    if isinstance(model, PointModel):
-        def point_loss(x, y, mask, data_size):
-            loss = model.loss(x, y, mask)
-            return loss, loss.detach() * len(x)
-        return point_loss
-    elbo = build_elbo(cfg)
-
-    def negative_elbo(x, y, mask, data_size):
-        with pyro.validation_enabled(False), model.for_torch_optimizer(), sync_free():
-            loss = elbo.differentiable_loss(model.model, model.guide, x, y, mask, data_size=data_size)
-        return loss, loss.detach()
-    return negative_elbo
+    """:func:`training_loss` that reads nothing back to the host (``on_device=True``)."""
+    return training_loss(cfg, model, on_device=True)
 
 
 def chance_level(num_classes: int, n: int) -> float:
