@@ -82,8 +82,8 @@ def summary(rows: list[dict]) -> str:
         t_fb = [fb[f]["train_seconds"] + (fb[f]["search_seconds"] or 0) for f in folds]
         t_none = [none[f]["train_seconds"] for f in folds if f in none]
         ratio = statistics.fmean(t_fb) / statistics.fmean(t_none) if t_none else float("nan")
-        chosen = ", ".join(f"{fb[f]['lam_per_image']:g}" for f in folds if fb[f]["lam_per_image"])
-        lams = ", ".join(f"{fb[f]['lam']:.2g}" for f in folds if fb[f]["lam"])
+        chosen = ", ".join(f"{fb[f]['lam_per_image']:g}" for f in folds if fb[f]["lam_per_image"] is not None)
+        lams = ", ".join(f"{fb[f]['lam']:.2g}" for f in folds if fb[f]["lam"] is not None)
         lines.append(f"| {task} | {chosen} | {lams} | "
                      f"{statistics.fmean(t_fb):.0f} | {statistics.fmean(t_none) if t_none else float('nan'):.0f} | "
                      f"{ratio:.2f} |")
