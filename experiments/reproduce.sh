@@ -471,6 +471,22 @@ R=results/own_images/corner/image_folder_small
 python experiments/patch_sensitivity.py --task-dir data/corner --run none=$R/none/fold0 --run feedback=$R/feedback/fold0 \
     --out experiments/results/own_images/patch_corner.md
 
+# no feedback kept to the end of lam: auto's search: the control with both modes, the seed-0 feedback runs again
+python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0,1,2 \
+    --set data_dir=data/control --jobs 2 --overlap saliency --overlap-images 500 --out results/own_images/control
+for t in corner photos textures moving; do
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes feedback \
+      --folds 0,1,2 --set data_dir=data/$t --jobs 2 --overlap none --out results/own_images/$t
+done
+python experiments/own_images_table.py --root results/own_images --out experiments/results/own_images/no_feedback_kept
+# no feedback kept to the end of lam: auto's search: two 48-px tasks of the other family, 3 folds
+python experiments/shortcut_photos.py --task moving --family living --size 48 --patch 8 --colour green --seed 47 --out data/living48
+python experiments/shortcut_photos.py --task control --family living --size 48 --seed 47 --out data/control48
+for t in living48 control48; do
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0,1,2 \
+      --set data_dir=data/$t --set threads=1 --jobs 2 --overlap none --out results/no_feedback_kept/$t
+done
+
 # ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
 python experiments/shortcut_photos.py --task corner --out data/corner
 python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/corner --mode none --fold 0 --out runs/corner
