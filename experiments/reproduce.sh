@@ -348,6 +348,20 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes 
 python -m pyro_ebnn.run aggregate results/rules_20ep/color --by mode,network,lam,lr,evidence_channels \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
     --out experiments/results/baselines/rule_color_20_epochs
+# a weaker prior, N(0, 1), for both chosen settings and RRR
+C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
+   --overlap saliency --overlap-images 2000 --jobs 2"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C \
+    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.01 \
+    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep feedback:prior_scale=1 \
+    --sweep rrr:lr=0.003 --sweep rrr:prior_scale=1 --out results/prior/position
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C \
+    --sweep feedback:rho_init=-5 --sweep feedback:lam=0.00005 --sweep feedback:lr=0.003 \
+    --sweep feedback:evidence_channels=attending --sweep feedback:prior_scale=1 --sweep rrr:lr=0.003 \
+    --sweep rrr:prior_scale=1 --out results/prior/color
+python -m pyro_ebnn.run aggregate results/prior --by rule,mode,prior_scale,lam,lr \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece \
+    --out experiments/results/baselines/rule_prior_scale
 
 # ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
 for rule in position color; do
