@@ -127,6 +127,8 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     top = max((g for g in at3 if g != "0"), key=at3.get, default="0")
     beaten = at3[top] > at3["0"] and not indistinguishable(at3[top], at3["0"], m["n_val"])
     assert f"{search['per_image']:g}" == (top if beaten else "0")
+    if len(at3) > 1:                                                          # the log gives both scores
+        assert f"validation at epoch 3: no feedback {at3['0']:.4f}, the best lambda, per image {top}" in res.output
     assert m["lam"] == pytest.approx(search["per_image"] / entries) and search["per_image"] in (NO_FEEDBACK,) + GRID
     assert m["config"]["lam"] == "auto" and m["epochs_run"] == 3                 # the choice trained to the end
     assert torch.load(out / "model.pt", weights_only=False)["lam"] == pytest.approx(m["lam"])

@@ -238,13 +238,14 @@ def _halve(cfg: Config, out: Path, entries: float, epochs: int, fit, progress: b
     group.barrier()
     chose = ("no feedback (lambda = 0): no lambda did better on the validation images by more than their "
              "standard error" if best == NO_FEEDBACK else f"lambda = {grid[best]:.3g} (per image {best:g})")
+    chose += f" in {record['seconds']:.0f} s"
     if reference is not None:
         final = {g: seen[g][budgets[-1]] for g in candidates if budgets[-1] in seen[g]}
         lead = max((g for g in final if g != reference), key=final.get, default=None)
         if lead is not None:
-            chose += (f"; validation at epoch {budgets[-1]}: no feedback {final[reference]:.4f}, "
-                      f"per image {lead:g} {final[lead]:.4f}")
-    echo(f"lam: auto chose {chose} in {record['seconds']:.0f} s; training it on to epoch {epochs}")
+            chose += (f" (validation at epoch {budgets[-1]}: no feedback {final[reference]:.4f}, the best lambda, "
+                      f"per image {lead:g}, {final[lead]:.4f})")
+    echo(f"lam: auto chose {chose}; training it on to epoch {epochs}")
     return grid[best], record
 
 
