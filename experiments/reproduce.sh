@@ -335,30 +335,25 @@ python -m pyro_ebnn.run aggregate results/color_attending --by mode,network,lam,
 #    the chosen settings at 20 epochs
 C20="--folds 0,1,2 --set epochs=20 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
      --overlap saliency --overlap-images 2000 --jobs 2"
-python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C20 \
-    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.01 \
-    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep rrr:lr=0.003 \
+POSITION_CHOSEN="--sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.01 \
+    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep rrr:lr=0.003"
+COLOR_CHOSEN="--sweep feedback:rho_init=-5 --sweep feedback:lam=0.00005 --sweep feedback:lr=0.003 \
+    --sweep feedback:evidence_channels=attending"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C20 $POSITION_CHOSEN \
     --out results/rules_20ep/position
 python -m pyro_ebnn.run aggregate results/rules_20ep/position --by mode,lam,lr,evidence_channels \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
     --out experiments/results/baselines/rule_position_20_epochs
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,l1grad@deterministic $C20 \
-    --sweep feedback:rho_init=-5 --sweep feedback:lam=0.00005 --sweep feedback:lr=0.003 \
-    --sweep feedback:evidence_channels=attending --sweep l1grad:lr=0.003 --out results/rules_20ep/color
+    $COLOR_CHOSEN --sweep l1grad:lr=0.003 --out results/rules_20ep/color
 python -m pyro_ebnn.run aggregate results/rules_20ep/color --by mode,network,lam,lr,evidence_channels \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
     --out experiments/results/baselines/rule_color_20_epochs
-# a weaker prior, N(0, 1), for both chosen settings and RRR
-C="--folds 0,1,2 --set epochs=8 --set eval_samples=10 --set threads=1 --set validation_decoys=test \
-   --overlap saliency --overlap-images 2000 --jobs 2"
-python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C \
-    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.01 \
-    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep feedback:prior_scale=1 \
-    --sweep rrr:lr=0.003 --sweep rrr:prior_scale=1 --out results/prior/position
-python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C \
-    --sweep feedback:rho_init=-5 --sweep feedback:lam=0.00005 --sweep feedback:lr=0.003 \
-    --sweep feedback:evidence_channels=attending --sweep feedback:prior_scale=1 --sweep rrr:lr=0.003 \
-    --sweep rrr:prior_scale=1 --out results/prior/color
+# a weaker prior, N(0, 1), for both chosen settings and RRR (8 epochs: $C of the attending-channel runs)
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C $POSITION_CHOSEN \
+    --sweep feedback:prior_scale=1 --sweep rrr:prior_scale=1 --out results/prior/position
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C $COLOR_CHOSEN \
+    --sweep rrr:lr=0.003 --sweep feedback:prior_scale=1 --sweep rrr:prior_scale=1 --out results/prior/color
 python -m pyro_ebnn.run aggregate results/prior --by rule,mode,prior_scale,lam,lr \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece \
     --out experiments/results/baselines/rule_prior_scale
