@@ -77,6 +77,8 @@ def test_no_feedback_goes_on_to_the_end_and_is_left_only_for_a_lambda_that_beats
     assert successive_halving(["none", "a", "b", "c"], fit, [1, 5, 9], close=close, reference="none")[0] == "a"
     curves["a"][2] = 0.85                                                          # below it: none
     assert successive_halving(["none", "a", "b", "c"], fit, [1, 5, 9], reference="none")[0] == "none"
+    with pytest.raises(ValueError, match="must be one of the candidates"):
+        successive_halving(["a", "b"], fit, [1, 5, 9], reference="none")
     # without a reference, the candidate last at epoch 1 stops there
     assert successive_halving(["none", "a", "b", "c"], lambda c, e: curves[c][[1, 5, 9].index(e)], [1, 5, 9])[1][
         "none"] == {1: 0.50}

@@ -132,6 +132,8 @@ def successive_halving(candidates: list, fit: Callable[[object, int], float], bu
     >>> best, seen[1]                               # last at epoch 1, 0.9 at the end: 4's 0.95 is too close
     (1, {1: 0.5, 2: 0.6, 3: 0.9})
     """
+    if reference is not None and reference not in candidates:
+        raise ValueError(f"the reference {reference!r} must be one of the candidates {list(candidates)!r}")
     alive, seen = list(candidates), {c: {} for c in candidates}
     rank = {c: i for i, c in enumerate(candidates)}
     for k, epochs in enumerate(budgets):
