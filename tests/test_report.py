@@ -60,7 +60,16 @@ def test_the_warnings_name_each_failure_with_the_selected_and_last_numbers():
                            "chance 0.500)") and line.endswith("so it reads the marked regions: train with mode feedback")
     assert "train with mode feedback" not in run_warnings(reads, healthy, "feedback")[0]
     assert run_warnings({**reads, "val_balanced_accuracy": 0.60}, healthy, "none") == []
-    assert run_warnings({**reads, "val_balanced_accuracy": 0.05}, healthy, "none") == []
+    # far below chance on counterfactual images is no "nothing learned": it reads the marked regions
+    # (a square on one class, exchanged to the other: validation 0.457 and worst group 0.000 on the test images)
+    line, = run_warnings({**reads, "val_balanced_accuracy": 0.05}, healthy, "none")
+    assert line.startswith("the selected network is below chance on the validation images (balanced_accuracy 0.050, "
+                           "chance 0.500), whose marked regions are replaced (exchange): it reads the marked regions; "
+                           "train with mode feedback")
+    assert "feedback did not stop it" in run_warnings({**reads, "val_balanced_accuracy": 0.05}, healthy, "feedback")[0]
+    # on ordinary validation images below chance says nothing (a reversed shortcut of the test rule)
+    assert run_warnings({**reads, "val_balanced_accuracy": 0.05, "config": {"validation_decoys": "test"}},
+                        healthy, "none") == []
 
 
 def test_train_writes_and_prints_the_shortcut_report(tmp_path):

@@ -127,10 +127,27 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
             and at_chance(best, classes, n_val):
         decoys = (metrics.get("config") or {}).get("validation_decoys")
         why = (f"; its validation images have their marked regions replaced ({decoys}), so it reads the marked "
-               f"regions: train with mode feedback" if mode == "none" and decoys in COUNTERFACTUALS else "")
+               f"regions: train with mode feedback" if mode == "none" and decoys_replaced(metrics) else "")
         out.append(f"the selected network is at chance on the validation images ({select_metric} {fmt(best)}, chance "
                    f"{1 / classes:.3f}): nothing it learned holds there{why}{side}")
+    elif select_metric == "balanced_accuracy" and best is not None and n_val and classes >= 2 \
+            and best < 1 / classes and decoys_replaced(metrics):
+        fix = ("train with mode feedback" if mode == "none" else
+               f"{mode} did not stop it (docs/evaluation.md, \"When feedback does not help\")")
+        out.append(f"the selected network is below chance on the validation images ({select_metric} {fmt(best)}, "
+                   f"chance {1 / classes:.3f}), whose marked regions are replaced "
+                   f"({metrics['config']['validation_decoys']}): it reads the marked regions; {fix}{side}")
     return out
+
+
+def decoys_replaced(metrics: dict) -> bool:
+    """Whether the run's validation images have their marked regions replaced (counterfactual
+    validation images), where scoring below chance means reading the marked regions.
+
+    >>> decoys_replaced({"config": {"validation_decoys": "exchange"}}), decoys_replaced({})
+    (True, False)
+    """
+    return (metrics.get("config") or {}).get("validation_decoys") in COUNTERFACTUALS
 
 
 def _selected_and_last(metrics: dict) -> str:
