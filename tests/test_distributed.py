@@ -72,6 +72,7 @@ def _rank(rank, port, out):
     grads = _gradient(Trainer(cfg, model, 1e-3, torch.device("cpu"), Group(rank, 2)), x[half], y[half], mask[half])
     if rank == 0:
         torch.save(grads, out)
+    dist.barrier()  # neither process closes the group while the other may still be using it
     dist.destroy_process_group()
 
 
