@@ -41,7 +41,11 @@ def test_marking_a_group_once_in_a_browser(browser, tmp_path, capsys):  # noqa: 
         _screenshot(page, "groups_view.png", capsys)
 
         _click(page, 3, 3)                                   # the proposed region on the square
-        assert _marked(page) >= square.sum()
+        marked = _marked(page)
+        assert marked >= square.sum()
+        for key, expected in (("z", 0), ("y", marked), ("c", 0), ("z", marked)):   # undo, redo, clear, undo
+            page.keyboard.press(key)
+            assert _marked(page) == expected, key
         page.keyboard.press("Enter")
         page.wait_for_selector("body[data-saved]", timeout=10_000)
         page.wait_for_selector(".answer .propagated figure")

@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const { AUTH, encodeMask, decodeMask, paintStroke } = window.PyroEbnn;
+  const { AUTH, encodeMask, decodeMask, markTools } = window.PyroEbnn;
   const DISPLAY_SIZE = 448;  // the longer side of the image on screen, in CSS pixels
   const MAX_UNDO = 100;
   const MAX_VIEW_ZOOM = 8;   // magnification on top of the fitted image
@@ -24,7 +24,7 @@
     progress: null,
     nextCommand: null,
     store: "",
-    item: null,         // {data, image, heat, outlines, pixels}
+    item: null,         // {data, image, heat, outlines}
     mask: null,
     undo: [],
     redo: [],
@@ -99,7 +99,7 @@
     if (!loaded.has(index)) {
       const base = `/api/items/${index}`;
       const item = Promise.all([api(base).then((r) => r.json()), bitmap(`${base}/image.png`), bitmap(`${base}/heatmap.png`)])
-        .then(([data, image, heat]) => ({ data, image, heat, outlines: outlines(data), pixels: new Map() }));
+        .then(([data, image, heat]) => ({ data, image, heat, outlines: outlines(data) }));
       item.catch(() => loaded.delete(index));
       loaded.set(index, item);
     }
@@ -117,71 +117,13 @@
     return answer && answer.mask ? decodeMask(answer.mask) : new Uint8Array(data.width * data.height);
   }
 
-  const markedCount = () => state.mask.reduce((sum, v) => sum + v, 0);
   const sameMask = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
   const unsaved = () => !sameMask(state.mask, savedMask(state.item.data));
 
-  function segmentPixels(segment) {
-    const { pixels, data } = state.item;
-    if (!pixels.has(segment)) {
-      const found = [];
-      data.segments.forEach((s, i) => { if (s === segment) found.push(i); });
-      pixels.set(segment, found);
-    }
-    return pixels.get(segment);
-  }
-
-  function pushUndo() {
-    state.undo.push(state.mask.slice());
-    if (state.undo.length > MAX_UNDO) state.undo.shift();
-    state.redo = [];
-  }
-
-  function toggleRegion([x, y]) {
-    const { width } = state.item.data;
-    const segment = state.item.data.segments[Math.floor(y) * width + Math.floor(x)];
-    const pixels = segmentPixels(segment);
-    const value = pixels.every((i) => state.mask[i]) ? 0 : 1;
-    pushUndo();
-    pixels.forEach((i) => { state.mask[i] = value; });
-    changed();
-  }
-
   const NO_PROPOSAL = "No proposal on this image: no region of the explanation is strong enough to propose. "
     + "Mark regions by hand (R, B), or accept the explanation.";
-
-  function markProposals() {
-    if (!state.item.data.candidates.length) return message(NO_PROPOSAL);
-    pushUndo();
-    state.item.data.candidates.forEach((segment) => segmentPixels(segment).forEach((i) => { state.mask[i] = 1; }));
-    changed();
-  }
-
-  function paint(from, to, value) {
-    const { width, height } = state.item.data;
-    paintStroke(state.mask, width, height, from, to, state.brushSize, value);
-  }
-
-  function undo() {
-    if (!state.undo.length) return message("Nothing to undo.");
-    state.redo.push(state.mask);
-    state.mask = state.undo.pop();
-    changed();
-  }
-
-  function redo() {
-    if (!state.redo.length) return message("Nothing to redo.");
-    state.undo.push(state.mask);
-    state.mask = state.redo.pop();
-    changed();
-  }
-
-  function clearMarks() {
-    if (!markedCount()) return;
-    pushUndo();
-    state.mask.fill(0);
-    changed();
-  }
+  const tools = markTools({ state, data: () => state.item.data, changed, message, noProposal: NO_PROPOSAL, maxUndo: MAX_UNDO });
+  const { marked: markedCount, pushUndo, toggleRegion, markProposals, paint, undo, redo, clear: clearMarks } = tools;
 
   function changed() {
     message("");

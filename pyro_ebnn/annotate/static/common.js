@@ -1,5 +1,5 @@
-// What the annotation page and the discovery view share: the access token of the address, the brush
-// stroke, and the wire form of a mask (a Uint8Array of height * width, row-major, 1 = irrelevant)
+// What the annotation page and the discovery view share: the access token of the address, the marking
+// tools (region, proposals, brush stroke, undo, redo, clear), and the wire form of a mask (a Uint8Array of height * width, row-major, 1 = irrelevant)
 // sent packed as base64 bits, the form pyro_ebnn/annotate/wire.py reads. Loaded before the pages'
 // own scripts.
 "use strict";
@@ -41,6 +41,72 @@ window.PyroEbnn = (() => {
           if (ex * ex + ey * ey <= r * r) mask[y * width + x] = value;
         }
       }
+    },
+
+    // The marking tools of a page, acting on `state.mask` (with `state.undo` and `state.redo`, lists of
+    // earlier and later masks) of the image `data()` returns ({width, height, segments, candidates}):
+    // `changed()` redraws and keeps the draft, `message(text)` tells the person, and `noProposal` is
+    // what a click on "mark the proposals" says where there is none.
+    markTools({ state, data, changed, message, noProposal, maxUndo = 100 }) {
+      const regions = new WeakMap();  // data -> Map(segment -> its pixel indices)
+      const { paintStroke } = window.PyroEbnn;
+
+      function segmentPixels(segment) {
+        const d = data();
+        if (!regions.has(d)) regions.set(d, new Map());
+        const cache = regions.get(d);
+        if (!cache.has(segment)) {
+          const found = [];
+          d.segments.forEach((s, i) => { if (s === segment) found.push(i); });
+          cache.set(segment, found);
+        }
+        return cache.get(segment);
+      }
+
+      function pushUndo() {
+        state.undo.push(state.mask.slice());
+        if (state.undo.length > maxUndo) state.undo.shift();
+        state.redo = [];
+      }
+
+      const step = (from, to, empty) => {
+        if (!state[from].length) return message(empty);
+        state[to].push(state.mask);
+        state.mask = state[from].pop();
+        return changed();
+      };
+
+      return {
+        marked: () => state.mask.reduce((sum, v) => sum + v, 0),
+        pushUndo,
+        // a click with the region tool: the region under the pointer, marked or unmarked whole
+        toggleRegion([x, y]) {
+          const { width, segments } = data();
+          const pixels = segmentPixels(segments[Math.floor(y) * width + Math.floor(x)]);
+          const value = pixels.every((i) => state.mask[i]) ? 0 : 1;
+          pushUndo();
+          pixels.forEach((i) => { state.mask[i] = value; });
+          changed();
+        },
+        markProposals() {
+          if (!data().candidates.length) return message(noProposal);
+          pushUndo();
+          data().candidates.forEach((segment) => segmentPixels(segment).forEach((i) => { state.mask[i] = 1; }));
+          return changed();
+        },
+        paint(from, to, value) {
+          const { width, height } = data();
+          paintStroke(state.mask, width, height, from, to, state.brushSize, value);
+        },
+        undo: () => step("undo", "redo", "Nothing to undo."),
+        redo: () => step("redo", "undo", "Nothing to redo."),
+        clear() {
+          if (!state.mask.some((v) => v)) return;
+          pushUndo();
+          state.mask.fill(0);
+          changed();
+        },
+      };
     },
   };
 })();

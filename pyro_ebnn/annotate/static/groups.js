@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const { AUTH, withToken, encodeMask, decodeMask, paintStroke } = window.PyroEbnn;
+  const { AUTH, withToken, encodeMask, decodeMask, markTools } = window.PyroEbnn;
   const DISPLAY_SIZE = 448;
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -15,7 +15,7 @@
   const small = document.createElement("canvas");  // the mask at the image's resolution
 
   const state = {
-    groups: [], group: null, view: null, mask: null, undo: [], tool: "region", brushSize: 3, stroke: null,
+    groups: [], group: null, view: null, mask: null, undo: [], redo: [], tool: "region", brushSize: 3, stroke: null,
     zoom: 1, busy: false, store: "", annotator: "", features: false,
   };
 
@@ -47,7 +47,6 @@
 
   // -- masks -------------------------------------------------------------------------------------
 
-  const marked = () => state.mask.reduce((sum, v) => sum + v, 0);
   const source = () => (state.view && state.view.kind === "image" ? state.view.index : null);
   const draftKey = () => `pyro-ebnn-groups:${state.store}:${state.annotator}:${state.group.key}:${source()}`;
 
@@ -66,56 +65,15 @@
     return kept && kept.shape[0] === data.height && kept.shape[1] === data.width ? decodeMask(kept) : null;
   }
 
-  function pushUndo() {
-    state.undo.push(state.mask.slice());
-    if (state.undo.length > 100) state.undo.shift();
-  }
-
   function changed() {
     message("");
     keepDraft();
     render();
   }
 
-  function segmentPixels(segment) {
-    const found = [];
-    state.view.data.segments.forEach((s, i) => { if (s === segment) found.push(i); });
-    return found;
-  }
-
-  function toggleRegion([x, y]) {
-    const { width, segments } = state.view.data;
-    const pixels = segmentPixels(segments[Math.floor(y) * width + Math.floor(x)]);
-    const value = pixels.every((i) => state.mask[i]) ? 0 : 1;
-    pushUndo();
-    pixels.forEach((i) => { state.mask[i] = value; });
-    changed();
-  }
-
-  function markProposals() {
-    if (!state.view.data.candidates.length) return message("No region is proposed here; paint with the brush (B).");
-    pushUndo();
-    state.view.data.candidates.forEach((segment) => segmentPixels(segment).forEach((i) => { state.mask[i] = 1; }));
-    changed();
-  }
-
-  function paint(from, to, value) {
-    const { width, height } = state.view.data;
-    paintStroke(state.mask, width, height, from, to, state.brushSize, value);
-  }
-
-  function undoMark() {
-    if (!state.undo.length) return message("Nothing to undo.");
-    state.mask = state.undo.pop();
-    changed();
-  }
-
-  function clearMarks() {
-    if (!marked()) return;
-    pushUndo();
-    state.mask.fill(0);
-    changed();
-  }
+  const tools = markTools({ state, data: () => state.view.data, changed, message,
+    noProposal: "No region is proposed here; paint with the brush (B)." });
+  const { marked, pushUndo, toggleRegion, markProposals, paint, undo, redo, clear: clearMarks } = tools;
 
   // -- drawing -----------------------------------------------------------------------------------
 
@@ -212,6 +170,7 @@
     const kept = keptDraft(data);
     state.mask = kept || new Uint8Array(data.width * data.height);
     state.undo = [];
+    state.redo = [];
     message(kept ? "Your unsaved marks were restored from this browser: save them, or clear them." : "");
     $("drawn-on").textContent = kind === "group"
       ? "Drawn on the group's mean map (mean image of its typical members, mean explanation)."
@@ -299,11 +258,11 @@
       const grid = document.createElement("div");
       grid.className = "propagated";
       grid.append(...await Promise.all(body.propagated.map(thumbnail)));
-      const undo = Object.assign(document.createElement("button"),
+      const undoButton = Object.assign(document.createElement("button"),
         { textContent: `Undo this answer and its ${body.count} propagated masks` });
-      undo.className = "undo-answer";
-      undo.addEventListener("click", () => undoAnswer(a.answer));
-      box.append(grid, undo);
+      undoButton.className = "undo-answer";
+      undoButton.addEventListener("click", () => undoAnswer(a.answer));
+      box.append(grid, undoButton);
       return box;
     }));
     $("answers").replaceChildren(...boxes);
@@ -323,6 +282,7 @@
       storage((s) => s.removeItem(draftKey()));
       state.mask.fill(0);
       state.undo = [];
+      state.redo = [];
       await refreshList();
       state.group = await api(`/api/groups/${encodeURIComponent(state.group.key)}`);
       await showAnswers();
@@ -397,7 +357,8 @@
   });
   ["show-heatmap", "show-outlines"].forEach((id) => $(id).addEventListener("input", () => state.view && render()));
   $("mark-proposals").addEventListener("click", markProposals);
-  $("undo-mark").addEventListener("click", undoMark);
+  $("undo-mark").addEventListener("click", undo);
+  $("redo-mark").addEventListener("click", redo);
   $("clear").addEventListener("click", clearMarks);
   $("save-group").addEventListener("click", save);
   $("next-group").addEventListener("click", nextGroup);
@@ -408,7 +369,7 @@
 
   const SHORTCUTS = {
     r: () => setTool("region"), b: () => setTool("brush"), e: () => setTool("eraser"), a: markProposals,
-    z: undoMark, c: clearMarks, Enter: save, n: nextGroup,
+    z: undo, y: redo, c: clearMarks, Enter: save, n: nextGroup,
     h: () => { $("show-heatmap").checked = !$("show-heatmap").checked; render(); },
     o: () => { $("show-outlines").checked = !$("show-outlines").checked; render(); },
   };
