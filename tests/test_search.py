@@ -14,8 +14,9 @@ from pyro_ebnn.experiment.build import build_evidence
 from pyro_ebnn.experiment.config import Config, load_config
 from pyro_ebnn.experiment.report import run_warnings
 from pyro_ebnn.experiment.runs import _validation_record, train
-from pyro_ebnn.experiment.search import (GRID, _close, NO_FEEDBACK, RECORD, SEARCH_DIR, evidence_entries, indistinguishable,
-                                        rungs, successive_halving)
+from pyro_ebnn.experiment.rundir import CHECKPOINT, MODEL
+from pyro_ebnn.experiment.search import (GRID, _close, _search, NO_FEEDBACK, RECORD, RULE, SEARCH_DIR, evidence_entries,
+                                        indistinguishable, rungs, successive_halving)
 
 from image_fixtures import write_folder
 
@@ -126,7 +127,7 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     assert {f"{g:g}" for g in search["finalists"]} == reached[3]
     # kept: no feedback, unless a lambda beats it at 3 by more than validation's standard error
     at3 = {g: search["scores"][g]["3"] for g in reached[3]}
-    top = max((g for g in at3 if g != "0"), key=at3.get, default="0")
+    top = max(sorted((g for g in at3 if g != "0"), key=float), key=at3.get, default="0")   # ties: the smaller
     beaten = at3[top] > at3["0"] and not indistinguishable(at3[top], at3["0"], m["n_val"])
     assert f"{search['per_image']:g}" == (top if beaten else "0")
     if len(at3) > 1:                                                          # the log gives both scores
@@ -139,6 +140,44 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "lam search" not in again.output
     assert json.loads((out / "metrics.json").read_text())["lam"] == m["lam"]
+    # another config into the same --out: refused before anything is trained, the run left as it was
+    before = {name: (out / name).read_bytes() for name in ("metrics.json", "checkpoint.pt", RECORD)}
+    other = CliRunner().invoke(cli, args + ["--set", "lr=0.01"])
+    assert other.exit_code != 0 and "holds a run with a different config (lr)" in other.output
+    assert "lam search" not in other.output and before == {name: (out / name).read_bytes() for name in before}
+
+
+def test_a_record_is_reused_only_when_made_by_this_rule_for_this_config_and_another_run_is_never_overwritten(tmp_path, capsys):
+    cfg, fitted = Config(lam="auto", mode="feedback", epochs=6), []
+
+    def fit(lam, epochs, where):                       # the larger lambda, the better; files as a run leaves them
+        fitted.append((lam, epochs))
+        where.mkdir(parents=True, exist_ok=True)
+        torch.save({"optimizer": {}, "config": cfg.to_dict(), "lam": lam, "epoch": epochs}, where / CHECKPOINT)
+        (where / MODEL).write_text(f"{lam} {epochs}")
+        return 0.5 + lam
+
+    def search(config=cfg):
+        fitted.clear()
+        return _search(config, tmp_path, 100.0, config.epochs, fit, resume=True, progress=True,
+                       grid=(NO_FEEDBACK,) + GRID)
+    lam, record = search()
+    assert lam == GRID[-1] / 100 and record["rule"] == RULE and fitted
+    assert (tmp_path / MODEL).read_text() == f"{lam} 6"
+    assert search() == (lam, json.loads((tmp_path / RECORD).read_text())) and not fitted   # reused
+    stale = json.loads((tmp_path / RECORD).read_text())
+    stale["rule"], stale["lam"] = "an older rule", 0.0
+    (tmp_path / RECORD).write_text(json.dumps(stale))
+    capsys.readouterr()
+    assert search()[0] == lam and fitted                                      # searched again
+    assert "made by an earlier rule of the search (an older rule); searching again" in capsys.readouterr().err
+    assert json.loads((tmp_path / RECORD).read_text())["rule"] == RULE
+    with pytest.raises(ConfigError, match=r"holds a run with a different config \(lr\); choose another --out"):
+        search(Config(lam="auto", mode="feedback", epochs=6, lr=0.01))         # another config: refused, nothing lost
+    assert not fitted and (tmp_path / MODEL).read_text() == f"{lam} 6"
+    (tmp_path / CHECKPOINT).unlink()                                           # only the record left: searched again
+    search(Config(lam="auto", mode="feedback", epochs=6, lr=0.01))
+    assert fitted and "was made for another config (lr); searching again" in capsys.readouterr().err
 
 
 def test_lam_auto_is_refused_where_a_number_is_needed(tmp_path):

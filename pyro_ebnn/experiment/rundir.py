@@ -24,7 +24,7 @@ from ..errors import ConfigError, RunBusyError
 from .build import build_evidence, build_model
 from .config import AUTO, EVIDENCE_KEYS, EXECUTION_KEYS, Config, config_difference, saved_config
 
-__all__ = ["CONFIG", "CHECKPOINT", "MODEL", "METRICS", "atomic_write", "write_config", "save_model", "load_model",
+__all__ = ["CONFIG", "CHECKPOINT", "MODEL", "METRICS", "atomic_write", "resumable_state", "write_config", "save_model", "load_model",
            "write_metrics", "read_metrics", "prepare_run_dir", "writing"]
 
 CONFIG = "config.yaml"
@@ -128,6 +128,27 @@ def read_metrics(out: Path) -> dict:
     return json.loads((Path(out) / METRICS).read_text())
 
 
+def resumable_state(out: Path, cfg: Config) -> Optional[dict]:
+    """The checkpoint in ``out`` that a run of ``cfg`` resumes from (``None`` where there is none);
+    a checkpoint of another config (``epochs``, ``finetune_epochs`` and :data:`EXECUTION_KEYS`
+    aside, and for a run without feedback :data:`EVIDENCE_KEYS` too) is refused in one line."""
+    ckpt = Path(out) / CHECKPOINT
+    if not ckpt.exists():
+        return None
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if "optimizer" not in state:
+        raise ConfigError(f"{ckpt} holds no optimizer state (another version of pyro-ebnn wrote it) and cannot be resumed; "
+                          "pass --no-resume to start over or choose another --out")
+    ignore = EXECUTION_KEYS + ("epochs", "finetune_epochs")
+    if cfg.mode == "none" and state["config"].get("mode") == "none":  # the evidence's keys change nothing
+        ignore += EVIDENCE_KEYS
+    diff = config_difference(state["config"], cfg.to_dict(), ignore=ignore)
+    if diff:
+        raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "
+                          "choose another --out or pass --no-resume to start over")
+    return state
+
+
 def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
     """Make ``out`` ready for ``cfg``: the checkpoint to resume from (when ``resume`` and the run there
     has the same config, ``epochs``, ``finetune_epochs`` and :data:`EXECUTION_KEYS` aside, and for a run without
@@ -135,19 +156,8 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> Optional[dict]:
     an earlier run left. A checkpoint of another config is refused in one line."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / CHECKPOINT
-    if ckpt.exists() and resume:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if "optimizer" not in state:
-            raise ConfigError(f"{ckpt} holds no optimizer state (another version of pyro-ebnn wrote it) and cannot be resumed; "
-                              "pass --no-resume to start over or choose another --out")
-        ignore = EXECUTION_KEYS + ("epochs", "finetune_epochs")
-        if cfg.mode == "none" and state["config"].get("mode") == "none":  # the evidence's keys change nothing
-            ignore += EVIDENCE_KEYS
-        diff = config_difference(state["config"], cfg.to_dict(), ignore=ignore)
-        if diff:
-            raise ConfigError(f"{out} holds a run with a different config ({', '.join(diff)}); "
-                              "choose another --out or pass --no-resume to start over")
+    state = resumable_state(out, cfg) if resume else None
+    if state is not None:
         return state
     for name in (CHECKPOINT, MODEL, METRICS):
         (out / name).unlink(missing_ok=True)

@@ -42,7 +42,8 @@ exchange`` (the folder configs' default) puts the marked pattern on the other cl
 Each candidate is an ordinary run directory under ``OUT/lam_search/`` (resumable); the search's
 record is ``OUT/lam_search.json`` (the grid, every candidate's scores, the choice, the time) and
 goes into ``metrics.json`` as ``lam_search``; the candidates' directories are removed once the
-chosen one is copied to ``OUT``. Running the command again reuses the record.
+chosen one is copied to ``OUT``. Running the command again reuses the record, unless it was made
+by another rule of the search (:data:`RULE`) or for another config.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ from .build import build_net, resolve_device
 from .config import AUTO, Config, config_difference
 from .distributed import join
 from .protocol import prepare_split
-from .rundir import CHECKPOINT, MODEL, atomic_write, writing
+from .rundir import CHECKPOINT, MODEL, atomic_write, resumable_state, writing
 from .runs import finetune, train
 
 __all__ = ["GRID", "FINETUNE_GRID", "NO_FEEDBACK", "RECORD", "evidence_entries", "rungs", "successive_halving",
@@ -77,6 +78,8 @@ FINETUNE_GRID = GRID + (30.0,)
 #: the candidate of ``train``'s search that observes nothing: lambda = 0, the run without evidence
 NO_FEEDBACK = 0.0
 RECORD = "lam_search.json"
+#: the rule a record was made by: a record of another rule is not reused (the search runs again)
+RULE = "successive halving; no feedback to the full budget, kept unless beaten by more than one standard error"
 SEARCH_DIR = "lam_search"
 
 
@@ -196,11 +199,20 @@ def _search(cfg: Config, out: Path, entries: float, epochs: int, fit, resume: bo
     record, leaving the chosen candidate's checkpoint and model in ``out`` to be resumed."""
     out = Path(out)
     record_file = out / RECORD
+    if resume:
+        resumable_state(out, cfg)  # a run of another config in ``out`` is refused before anything is trained
     if resume and record_file.exists():
         record = json.loads(record_file.read_text())
-        if record.get("grid") == list(grid) and record.get("entries") == entries and not config_difference(
-                record["config"], cfg.to_dict(), ignore=("epochs", "finetune_epochs", "device", "threads", "workers")):
+        changed = config_difference(record["config"], cfg.to_dict(),
+                                    ignore=("epochs", "finetune_epochs", "device", "threads", "workers"))
+        if record.get("grid") != list(grid) or record.get("entries") != entries:
+            changed.append("the grid of lambda")
+        if not changed and record.get("rule") == RULE:
             return float(record["lam"]), record
+        if progress:
+            why = (f"for another config ({', '.join(changed)})" if changed else
+                   f"by an earlier rule of the search ({record.get('rule', 'no feedback stopped by rank')})")
+            _echo(f"lam: auto: {record_file} was made {why}; searching again")
     group, _ = join(resolve_device(cfg.device))
     # nobody else trains into OUT meanwhile (under torchrun, process 0 holds it and writes for the
     # group); train claims it again afterwards
@@ -231,7 +243,7 @@ def _halve(cfg: Config, out: Path, entries: float, epochs: int, fit, progress: b
               "epochs": budgets, "scores": {f"{g:g}": {str(e): s for e, s in seen[g].items()} for g in candidates},
               "finalists": [g for g in candidates if budgets[-1] in seen[g]],
               "epochs_trained": sum(max(seen[g]) for g in candidates if seen[g]),
-              "seconds": time.time() - t0, "config": cfg.to_dict()}
+              "seconds": time.time() - t0, "rule": RULE, "config": cfg.to_dict()}
     if group.is_main:
         for name in (CHECKPOINT, MODEL):
             shutil.copyfile(winner / name, out / name)
