@@ -486,6 +486,21 @@ def action_table(rows, rule, annotators, actions) -> list[str]:
     return lines
 
 
+def _decorate(ax, ticks, start, spread, title: str, xlabel: str):
+    """A learning-curve panel's frame: the start model's accuracy (mean ± std band), log x with the
+    measured points as ticks, title and labels."""
+    if start is not None:
+        ax.axhspan(start - spread, start + spread, color="grey", alpha=0.25, lw=0)
+        ax.axhline(start, color="grey", ls="--", lw=1, label="no annotated image")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test balanced accuracy")
+    ax.grid(alpha=0.3)
+
+
 def action_figure(rows, root: Path, rules, annotators, actions, seeds, stem: Path):
     """Balanced accuracy against actions, one panel per rule, mean ± std over seeds; the band is
     the control."""
@@ -502,16 +517,7 @@ def action_figure(rows, root: Path, rules, annotators, actions, seeds, stem: Pat
             if points:
                 a, mean, std = zip(*points)
                 ax.errorbar(a, mean, yerr=std, marker="o", ms=4, capsize=3, label=annotator)
-        if start is not None:
-            ax.axhspan(start - spread, start + spread, color="grey", alpha=0.25, lw=0)
-            ax.axhline(start, color="grey", ls="--", lw=1, label="no annotated image")
-        ax.set_xscale("log")
-        ax.minorticks_off()
-        ax.set_xticks(sorted(actions), [str(a) for a in sorted(actions)])
-        ax.set_title(f"{rule} rule", fontsize=10)
-        ax.set_xlabel("annotator's actions")
-        ax.set_ylabel("test balanced accuracy")
-        ax.grid(alpha=0.3)
+        _decorate(ax, actions, start, spread, f"{rule} rule", "annotator's actions")
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -676,16 +682,7 @@ def figure(rows, root: Path, rules, oracles, strategies, budgets, seeds, stem: P
                 if points:
                     b, mean, std = zip(*points)
                     ax.errorbar(b, mean, yerr=std, marker="o", ms=4, capsize=3, label=strategy)
-            if start is not None:
-                ax.axhspan(start - spread, start + spread, color="grey", alpha=0.25, lw=0)
-                ax.axhline(start, color="grey", ls="--", lw=1, label="no annotated image")
-            ax.set_xscale("log")
-            ax.minorticks_off()
-            ax.set_xticks(sorted(budgets), [str(b) for b in sorted(budgets)])
-            ax.set_title(f"{rule} rule, oracle: {oracle}", fontsize=10)
-            ax.set_xlabel("annotated images (B)")
-            ax.set_ylabel("test balanced accuracy")
-            ax.grid(alpha=0.3)
+            _decorate(ax, budgets, start, spread, f"{rule} rule, oracle: {oracle}", "annotated images (B)")
     axes[0][-1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     stem.parent.mkdir(parents=True, exist_ok=True)
