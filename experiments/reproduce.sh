@@ -484,7 +484,7 @@ python experiments/patch_sensitivity.py --task-dir data/corner --run none=$R/non
 python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0,1,2 \
     --set data_dir=data/control --jobs 2 --overlap saliency --overlap-images 500 --out results/own_images/control
 for t in corner photos textures moving; do
-  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes feedback \
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback \
       --folds 0,1,2 --set data_dir=data/$t --jobs 2 --overlap none --out results/own_images/$t
 done
 python experiments/own_images_table.py --root results/own_images --out experiments/results/own_images/no_feedback_kept
