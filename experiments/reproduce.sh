@@ -357,6 +357,20 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes 
 python -m pyro_ebnn.run aggregate results/prior --by rule,mode,prior_scale,lam,lr \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece \
     --out experiments/results/baselines/rule_prior_scale
+# a tempered posterior: the weights' KL at 0.1 and 0.01 of the ELBO's (kl_scale), 8 and 20 epochs
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C $POSITION_CHOSEN \
+    --sweep feedback:kl_scale=0.1,0.01 --sweep rrr:kl_scale=0.1,0.01 --out results/kl/position
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes none,feedback $C \
+    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.0003,0.001,0.003 \
+    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=attending --sweep feedback:kl_scale=0.1 \
+    --sweep none:lr=0.003 --sweep none:kl_scale=0.1 --out results/kl/position_lam
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C $COLOR_CHOSEN \
+    --sweep feedback:kl_scale=0.1,0.01 --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/color
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C20 $COLOR_CHOSEN \
+    --sweep feedback:kl_scale=0.1 --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/color_20ep
+python -m pyro_ebnn.run aggregate results/kl --by rule,mode,kl_scale,lam,epochs \
+    --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
+    --out experiments/results/baselines/rule_kl_scale
 
 # ==== docs/results/channels.md: channel-selective against all-channel evidence ([000] rules) ========
 for rule in position color; do
