@@ -147,7 +147,7 @@ def test_lam_auto_chooses_on_validation_and_trains_the_choice_on(tmp_path):
     assert "lam search" not in other.output and before == {name: (out / name).read_bytes() for name in before}
 
 
-def test_a_record_is_reused_only_when_made_by_this_rule_for_this_config_and_another_run_is_never_overwritten(tmp_path, capsys):
+def test_a_record_is_reused_only_when_made_by_this_rule_for_this_config(tmp_path, capsys):
     cfg, fitted = Config(lam="auto", mode="feedback", epochs=6), []
 
     def fit(lam, epochs, where):                       # the larger lambda, the better; files as a run leaves them
@@ -172,11 +172,7 @@ def test_a_record_is_reused_only_when_made_by_this_rule_for_this_config_and_anot
     assert search()[0] == lam and fitted                                      # searched again
     assert "made by an earlier rule of the search (an older rule); searching again" in capsys.readouterr().err
     assert json.loads((tmp_path / RECORD).read_text())["rule"] == RULE
-    with pytest.raises(ConfigError, match=r"holds a run with a different config \(lr\); choose another --out"):
-        search(Config(lam="auto", mode="feedback", epochs=6, lr=0.01))         # another config: refused, nothing lost
-    assert not fitted and (tmp_path / MODEL).read_text() == f"{lam} 6"
-    (tmp_path / CHECKPOINT).unlink()                                           # only the record left: searched again
-    search(Config(lam="auto", mode="feedback", epochs=6, lr=0.01))
+    search(Config(lam="auto", mode="feedback", epochs=6, lr=0.01))             # another config: searched again
     assert fitted and "was made for another config (lr); searching again" in capsys.readouterr().err
 
 
@@ -239,6 +235,26 @@ def test_finetune_lam_auto_searches_its_own_grid_without_a_no_feedback_candidate
     again = CliRunner().invoke(cli, ["finetune", "--run", str(base), "--out", str(out), "--set", "finetune_lam=auto",
                                      "--set", "finetune_budget=4", "--set", "finetune_epochs=2", *TINY])
     assert again.exit_code == 0 and "lam search" in again.output
+
+
+def test_finetune_lam_auto_of_a_run_without_feedback_resumes_and_refuses_another_config(tmp_path):
+    """Fine-tuning trains with feedback whatever the run's mode: running it again reuses the search and
+    the run; another config into the same --out is refused before anything is trained."""
+    root = write_folder(tmp_path / "data", per_class=(12, 4), masked=range(8))
+    base, out = tmp_path / "base", tmp_path / "tuned"
+    res = CliRunner().invoke(cli, ["train", "--config", "configs/image_folder_small.yaml", "--out", str(base),
+                                   "--set", f"data_dir={root}", "--set", "epochs=1", "--set", "mode=none", *TINY])
+    assert res.exit_code == 0, res.output
+    args = ["finetune", "--run", str(base), "--out", str(out), "--set", "finetune_lam=auto",
+            "--set", "finetune_budget=4", "--set", "finetune_epochs=2", *TINY]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and "lam search" in first.output, first.output
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "lam search" not in again.output, again.output
+    before = (out / "checkpoint.pt").read_bytes()
+    other = CliRunner().invoke(cli, args + ["--set", "finetune_lr=0.01"])
+    assert other.exit_code != 0 and "holds a run with a different config (finetune_lr)" in other.output
+    assert "lam search" not in other.output and (out / "checkpoint.pt").read_bytes() == before
 
 
 def test_finetune_lam_auto_with_no_mask_among_the_annotated_images_runs(tmp_path):

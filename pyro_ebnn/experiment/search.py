@@ -199,8 +199,6 @@ def _search(cfg: Config, out: Path, entries: float, epochs: int, fit, resume: bo
     record, leaving the chosen candidate's checkpoint and model in ``out`` to be resumed."""
     out = Path(out)
     record_file = out / RECORD
-    if resume:
-        resumable_state(out, cfg)  # a run of another config in ``out`` is refused before anything is trained
     if resume and record_file.exists():
         record = json.loads(record_file.read_text())
         changed = config_difference(record["config"], cfg.to_dict(),
@@ -275,6 +273,8 @@ def train_choosing_lam(cfg: Config, out, resume: bool = True, progress: bool = T
     if not resume:
         (out / RECORD).unlink(missing_ok=True)
         shutil.rmtree(out / SEARCH_DIR, ignore_errors=True)
+    if resume:
+        resumable_state(out, cfg)  # a run of another config in ``out`` is refused before anything is trained
     entries = evidence_entries(cfg, split.train.image_shape, split.train.num_classes)
 
     def fit(lam, epochs, where):
@@ -299,6 +299,8 @@ def finetune_choosing_lam(run_dir, cfg: Config, out, resume: bool = True, progre
     split = prepare_split(cfg, annotated=cfg.finetune_budget, feedback=cfg.finetune_feedback, progress=progress)
     if not (split.feedback["feedback_irrelevant"] > 0 if split.feedback else cfg.finetune_budget > 0):
         return finetune(run_dir, cfg, out, resume=resume, progress=progress)  # no feedback: nothing to weigh
+    if resume:  # as finetune trains it: with feedback; a run of another config in ``out`` is refused
+        resumable_state(out, dataclasses.replace(cfg, mode="feedback"))
     # lambda = g / (C u v x the share of training images with a mask): the evidence of a few annotated
     # images weighs against the likelihood of all of them as that of many does
     # (no annotated image with a mask: no evidence to weigh, any lambda is the same run)
