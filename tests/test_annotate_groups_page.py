@@ -69,6 +69,11 @@ def test_marking_a_group_once_in_a_browser(browser, tmp_path, capsys):  # noqa: 
         page.wait_for_selector(f"body[data-view='{member}']")
         page.keyboard.press("b")
         page.locator("#brush-size").fill("1")
+        page.keyboard.press("]")                             # the brush keys of the annotation page
+        assert page.locator("#brush-size-value").inner_text() == "2"
+        page.keyboard.press("[")
+        page.keyboard.press("[")                             # not below the slider's least size
+        assert page.locator("#brush-size-value").inner_text() == "1"
         for y in range(2, 6):
             for x in range(2, 6):
                 _click(page, x, y)

@@ -518,10 +518,7 @@
   }
 
   function setBrushSize(size) {
-    const slider = $("brush-size");
-    state.brushSize = Math.min(Number(slider.max), Math.max(Number(slider.min), size));
-    slider.value = String(state.brushSize);
-    $("brush-size-value").textContent = String(state.brushSize);
+    window.PyroEbnn.setBrushSize(state, size);
     scheduleRender();
   }
 

@@ -25,6 +25,14 @@ window.PyroEbnn = (() => {
       return mask;
     },
 
+    // The brush's side in image pixels, kept within the page's #brush-size slider, which shows it.
+    setBrushSize(state, size) {
+      const slider = document.getElementById("brush-size");
+      state.brushSize = Math.min(Number(slider.max), Math.max(Number(slider.min), size));
+      slider.value = String(state.brushSize);
+      document.getElementById("brush-size-value").textContent = String(state.brushSize);
+    },
+
     // Set to `value` (1 paint, 0 erase) every pixel of `mask` whose centre lies within `brushSize` / 2
     // of the segment from `from` to `to` (image pixels), so a stroke is the same however the mouse moved.
     paintStroke(mask, width, height, from, to, brushSize, value) {

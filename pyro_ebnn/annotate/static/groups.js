@@ -351,10 +351,8 @@
   canvas.addEventListener("pointercancel", endStroke);
 
   document.querySelectorAll("input[name=tool]").forEach((radio) => radio.addEventListener("change", () => setTool(radio.value)));
-  $("brush-size").addEventListener("input", (event) => {
-    state.brushSize = Number(event.target.value);
-    $("brush-size-value").textContent = event.target.value;
-  });
+  const setBrushSize = (size) => window.PyroEbnn.setBrushSize(state, size);
+  $("brush-size").addEventListener("input", (event) => setBrushSize(Number(event.target.value)));
   ["show-heatmap", "show-outlines"].forEach((id) => $(id).addEventListener("input", () => state.view && render()));
   $("mark-proposals").addEventListener("click", markProposals);
   $("undo-mark").addEventListener("click", undo);
@@ -370,6 +368,7 @@
   const SHORTCUTS = {
     r: () => setTool("region"), b: () => setTool("brush"), e: () => setTool("eraser"), a: markProposals,
     z: undo, y: redo, c: clearMarks, Enter: save, n: nextGroup,
+    "[": () => setBrushSize(state.brushSize - 1), "]": () => setBrushSize(state.brushSize + 1),
     h: () => { $("show-heatmap").checked = !$("show-heatmap").checked; render(); },
     o: () => { $("show-outlines").checked = !$("show-outlines").checked; render(); },
   };
