@@ -102,3 +102,26 @@ def test_the_family_and_colour_of_a_preset_can_be_changed_from_the_command_line(
     summary = json.loads((tmp_path / "shortcut_photos.json").read_text())
     assert summary["classes"] == ["living", "made"] and summary["colour"] == [230, 0, 0]
     assert summary["placement"] == "random" and summary["fraction"] == 0.9          # the rest is the preset's
+
+
+def test_the_digit_shortcut_task_has_five_classes_and_squares_on_one_class_in_training(tmp_path):
+    out = tmp_path / "digits"
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "shortcut_digits.py"), "--out", str(out),
+                          "--task", "faint", "--train", "4", "--test", "6", "--size", "32", "--patch", "6",
+                          "--shortcut", "one", "--seed", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "shortcut_digits.json").read_text())
+    assert summary["train_squares"] == 4 and summary["fraction"] == 1.0          # every image of "one"
+
+    cfg = load_config("configs/image_folder_small.yaml", {"data_dir": str(out), "image_size": 32})
+    trainval, sets = load_dataset(cfg)
+    train, test = in_memory(trainval), in_memory(sets["test"])
+    assert train.class_names == ["four", "one", "three", "two", "zero"] and train.images.shape == (20, 3, 32, 32)
+    one = train.class_names.index("one")
+    assert train.masks.flatten(1).any(1).tolist() == (train.labels == one).tolist()
+    red = torch.tensor([230, 30, 30]) / 255
+    for data in (train, test):
+        for x, m in zip(data.images, data.masks):
+            if m.any():
+                assert int(m.sum()) == 36 and torch.allclose(x[:, m[0]].T, red.expand(36, 3), atol=1 / 255)
+    assert 0 < int(test.masks.flatten(1).any(1).sum()) < 30                      # about half of the test images
