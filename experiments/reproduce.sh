@@ -518,6 +518,24 @@ for t in living48 control48; do
   python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0,1,2 \
       --set data_dir=data/$t --set threads=1 --jobs 2 --overlap none --out results/no_feedback_kept/$t
 done
+# tasks built after the defaults were fixed, fold 0, the shipped config
+python experiments/shortcut_photos.py --task corner --size 96 --patch 20 --seed 11 --out data/new_corner96
+python experiments/shortcut_photos.py --task control --size 96 --patch 20 --seed 11 --out data/new_control96
+for t in new_corner96 new_control96; do
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0 \
+      --set data_dir=data/$t --jobs 2 --overlap none --out results/new_tasks_shared/$t
+done
+python experiments/shortcut_photos.py --task moving --family living --size 80 --patch 14 --colour red --seed 23 --out data/living80
+python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0 \
+    --set data_dir=data/living80 --jobs 2 --overlap none --out results/living80
+python experiments/shortcut_photos.py --task photos --family grey --size 72 --patch 10 --colour cyan --seed 113 --out data/grey72
+python experiments/shortcut_photos.py --task control --family grey --size 72 --seed 114 --out data/ctl72
+python experiments/shortcut_digits.py --task clear --seed 7 --out data/digits_clear
+python experiments/shortcut_digits.py --task faint --seed 8 --out data/digits_faint
+for t in grey72 ctl72 digits_clear digits_faint; do
+  python -m pyro_ebnn.run compare --config configs/image_folder_small.yaml --modes none,feedback --folds 0 \
+      --set data_dir=data/$t --set threads=1 --jobs 2 --overlap none --out results/untuned/$t
+done
 
 # ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
 python experiments/shortcut_photos.py --task corner --out data/corner
