@@ -369,6 +369,10 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --mod
     --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=all --sweep feedback:kl_scale=0.1 --out results/kl/position_all
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback $C $POSITION_CHOSEN \
     --sweep feedback:kl_scale=0.1 --sweep feedback:rho_init=-5 --out results/kl/position_rho
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback $C \
+    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lr=0.003 \
+    --sweep feedback:evidence_channels=attending --sweep feedback:kl_scale=0.1 --sweep feedback:lam=0.03,0.1 \
+    --out results/kl/position_strong
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr $C20 \
     --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.003 \
     --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=all --sweep feedback:kl_scale=0.1 \
