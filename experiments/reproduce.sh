@@ -381,7 +381,16 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes 
     --sweep feedback:kl_scale=0.1,0.01 --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/color
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C20 $COLOR_CHOSEN \
     --sweep feedback:kl_scale=0.1 --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/color_20ep
-python -m pyro_ebnn.run aggregate results/kl --by rule,mode,kl_scale,lam,epochs,evidence_channels,rho_init \
+B="--sweep eg:lr=0.003 --sweep eg:penalty_weight=10 --sweep l1grad:lr=0.003"
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes feedback,eg@deterministic,l1grad@deterministic $C20 \
+    --sweep feedback:lr=0.003 --sweep feedback:kl_scale=0.1 $B --out results/kl/rrr_20ep
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --modes feedback,eg@deterministic,l1grad@deterministic $C20 \
+    --sweep feedback:lr=0.003 --sweep feedback:mask_pool=receptive --sweep feedback:kl_scale=0.1 $B --out results/kl/cdep_20ep
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_rrr.yaml --modes feedback $C20 --sweep feedback:lr=0.003 \
+    --out results/kl/rrr_20ep_untempered
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --modes feedback $C20 --sweep feedback:lr=0.003 \
+    --sweep feedback:mask_pool=receptive --out results/kl/cdep_20ep_untempered
+python -m pyro_ebnn.run aggregate results/kl --by rule,mode,network,kl_scale,lam,epochs,evidence_channels,rho_init \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
     --out experiments/results/baselines/rule_kl_scale
 
