@@ -13,10 +13,10 @@ on half of the images of every class, drawn at random, so it predicts nothing th
 Presets (``--task``):
 
 ======= ========= ========== ======== ===========================================================
-task    contrast  background fraction
+task    contrast  background fraction which cue is easier
 ======= ========= ========== ======== ===========================================================
-clear   1.0       0.5        0.9      digits that stand out: the shape is easier than the square
-faint   0.35      0.9        1.0      faint digits on bright textures: the square is the easier cue
+clear   1.0       0.5        0.9      the digit: it stands out against dimmed textures
+faint   0.35      0.9        1.0      the square: faint digits on bright textures
 ======= ========= ========== ======== ===========================================================
 
 Written to ``OUT``::

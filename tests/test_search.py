@@ -174,6 +174,9 @@ def test_a_record_is_reused_only_when_made_by_this_rule_for_this_config(tmp_path
     assert json.loads((tmp_path / RECORD).read_text())["rule"] == RULE
     search(Config(lam="auto", mode="feedback", epochs=6, lr=0.01))             # another config: searched again
     assert fitted and "was made for another config (lr); searching again" in capsys.readouterr().err
+    fitted.clear()                                                            # another grid: searched again
+    _search(cfg, tmp_path, 100.0, cfg.epochs, fit, resume=True, progress=True, grid=(NO_FEEDBACK,) + GRID[:-1])
+    assert fitted and "was made for another config (lr, the grid of lambda); searching again" in capsys.readouterr().err
 
 
 def test_lam_auto_is_refused_where_a_number_is_needed(tmp_path):
