@@ -553,6 +553,10 @@ for t in grey72 ctl72 digits_clear digits_faint; do
       --set data_dir=data/$t --set threads=1 --jobs 2 --overlap none --out results/untuned/$t
 done
 
+# ==== docs/evaluation.md: the warning for a class whose marked test images score apart =============
+python experiments/marked_gaps.py --root results/own_images --root results/untuned \
+    --out experiments/results/own_images/marked_gaps.md
+
 # ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
 python experiments/shortcut_photos.py --task corner --out data/corner
 python -m pyro_ebnn.run train --config configs/image_folder_small.yaml --set data_dir=data/corner --mode none --fold 0 --out runs/corner

@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import fisher_exact
 from click.testing import CliRunner
 
 from pyro_ebnn.cli import cli
-from pyro_ebnn.experiment.report import run_warnings, shortcut_report
+from pyro_ebnn.experiment.report import marked_gap, run_warnings, shortcut_report
 from pyro_ebnn.metrics import group_accuracies
 
 from image_fixtures import write_folder
@@ -87,3 +88,45 @@ def test_train_writes_and_prints_the_shortcut_report(tmp_path):
     assert {"marked_noise_balanced_accuracy", "marked_swap_balanced_accuracy", "plugin_balanced_accuracy"} <= set(m)
     assert isinstance(m["warnings"], list)
     assert shortcut_report(m) in res.output and "worst group: " in res.output
+
+
+def test_a_class_right_on_its_marked_images_and_wrong_on_its_unmarked_ones_is_named():
+    healthy = [{"val_balanced_accuracy": v} for v in (0.6, 0.8, 0.9)]
+    base = {"best_epoch": 3, "plugin_confusion_matrix": [[40, 10], [10, 40]]}
+    reads = {**base, "accuracy_tex_marked": 0.752, "images_tex_marked": 250, "accuracy_tex_unmarked": 0.084,
+             "images_tex_unmarked": 250, "accuracy_scene_marked": 0.1, "images_scene_marked": 250,
+             "accuracy_scene_unmarked": 0.98, "images_scene_unmarked": 250}
+    line, = run_warnings(reads, healthy, "none")
+    # the largest gap is named (scene, 0.88), with its counts; p is Fisher's exact test times the 2 classes
+    _, p = fisher_exact([[25, 225], [245, 5]])
+    assert line.startswith("class scene is right on 0.100 of its test images with a marked region and on 0.980 of "
+                           f"those without (250 and 250 images, Fisher's exact test p = {2 * p:.1g})")
+    assert line.endswith("train with mode feedback")
+    assert "feedback did not keep it off them; compare --modes none,feedback" in run_warnings(reads, healthy, "feedback")[0]
+    # a control task's gap (marks on every class alike: up to 0.20 measured) is not a shortcut ...
+    control = {**base, "accuracy_a_marked": 0.764, "images_a_marked": 250, "accuracy_a_unmarked": 0.564,
+               "images_a_unmarked": 250}
+    assert run_warnings(control, healthy, "none") == []
+    # ... and neither is a large gap on a handful of images (p of 5 against 0 right of 6: 0.015)
+    few = {**base, "accuracy_a_marked": 5 / 6, "images_a_marked": 6, "accuracy_a_unmarked": 0.0, "images_a_unmarked": 6}
+    assert marked_gap(few)["gap"] > 0.8 and run_warnings(few, healthy, "none") == []
+    # a test set marked on every image has nothing to compare
+    assert marked_gap({"accuracy_a_marked": 0.9, "images_a_marked": 10}) is None
+
+
+def test_the_marked_gaps_table_reads_compare_runs_and_counts_the_warned_ones(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("marked_gaps", Path(__file__).parents[1] / "experiments" / "marked_gaps.py")
+    marked_gaps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(marked_gaps)
+    for mode, marked in (("none", 0.1), ("feedback", 0.8)):
+        run = tmp_path / "runs" / "corner" / "image_folder_small" / mode / "fold0"
+        run.mkdir(parents=True)
+        run.joinpath("metrics.json").write_text(json.dumps({
+            "mode": mode, "fold": 0, "accuracy_a_marked": marked, "images_a_marked": 100,
+            "accuracy_a_unmarked": 0.9, "images_a_unmarked": 100}))
+    out = tmp_path / "gaps.md"
+    marked_gaps.main(["--root", str(tmp_path / "runs"), "--out", str(out)])
+    text = out.read_text()
+    assert "| corner | none | 1 | 0.800 – 0.800 | 1 |" in text and "| corner | feedback | 1 | 0.100 – 0.100 | 0 |" in text

@@ -11,12 +11,14 @@ import math
 from typing import Optional
 
 import numpy as np
+from scipy.stats import fisher_exact
 
 from ..data.counterfactual import KINDS as COUNTERFACTUALS
 from ..metrics import groups_of
 from .training import at_chance
 
-__all__ = ["ONE_CLASS_SHARE", "predicted_share", "run_warnings", "shortcut_report", "fmt", "number"]
+__all__ = ["ONE_CLASS_SHARE", "MARKED_GAP", "MARKED_GAP_P", "predicted_share", "marked_gap", "marked_gap_warning",
+           "run_warnings", "shortcut_report", "fmt", "number"]
 
 #: a network that gives one class to more than this share of the test images, where the labels'
 #: largest class is at most :data:`LABEL_SHARE_GAP` below it, "predicts one class for most images"
@@ -83,6 +85,64 @@ def hole_warning(information: Optional[float], holes: str) -> str:
             f"--modes feedback --sweep feedback:evidence_holes=own,shared,none (docs/evaluation.md)")
 
 
+#: a class whose test images with a marked region and without differ in accuracy by at least this
+#: much (and by Fisher's exact test at :data:`MARKED_GAP_P`) is "read through the marked regions".
+#: On the tasks of docs/results/own-images.md the runs without feedback differ by 0.44 to 0.88 where
+#: there is a shortcut, by at most 0.18 on the control task (marks on both classes alike).
+MARKED_GAP = 0.25
+MARKED_GAP_P = 1e-3
+
+
+def marked_gap(metrics: dict) -> Optional[dict]:
+    """The class whose test images with a marked region and without differ most in accuracy, with
+    Fisher's exact test of the two groups' right and wrong counts (``p`` two-sided, times the number
+    of classes compared); None where no class has both groups.
+
+    >>> gap = marked_gap({"accuracy_three_marked": 0.35, "images_three_marked": 100,
+    ...                   "accuracy_three_unmarked": 0.95, "images_three_unmarked": 100,
+    ...                   "accuracy_four_marked": 0.9, "images_four_marked": 100,
+    ...                   "accuracy_four_unmarked": 0.92, "images_four_unmarked": 100})
+    >>> gap["class"], round(gap["gap"], 2), gap["p"] < 1e-15
+    ('three', 0.6, True)
+    """
+    by_class: dict = {}
+    for name, state, accuracy, images in groups_of(metrics):
+        by_class.setdefault(name, {})[state] = (accuracy, images)
+    pairs = {name: g for name, g in by_class.items() if len(g) == 2 and min(n for _, n in g.values()) > 0}
+    if not pairs:
+        return None
+    name = max(pairs, key=lambda c: abs(pairs[c]["marked"][0] - pairs[c]["unmarked"][0]))
+    (a_m, n_m), (a_u, n_u) = pairs[name]["marked"], pairs[name]["unmarked"]
+    right_m, right_u = round(a_m * n_m), round(a_u * n_u)
+    _, p = fisher_exact([[right_m, n_m - right_m], [right_u, n_u - right_u]])
+    return {"class": name, "marked": a_m, "unmarked": a_u, "images_marked": n_m, "images_unmarked": n_u,
+            "gap": abs(a_m - a_u), "p": min(1.0, float(p) * len(pairs))}
+
+
+def marked_gap_warning(metrics: dict, mode: str) -> str:
+    """The line for a class whose marked test images score far from its unmarked ones
+    (:data:`MARKED_GAP`), "" otherwise. A network that reads a pattern is right on the marked images of
+    the class that carried it in training and wrong on the marked images of the others; the mean
+    accuracy and the validation score can hide it where only some test images carry the pattern.
+
+    >>> groups = {"accuracy_three_marked": 0.35, "images_three_marked": 108,
+    ...           "accuracy_three_unmarked": 0.96, "images_three_unmarked": 92}
+    >>> marked_gap_warning(groups, "none").split(": ")[-1]
+    'a sign that the network reads the marked regions; train with mode feedback'
+    >>> marked_gap_warning({**groups, "accuracy_three_marked": 0.9}, "none")
+    ''
+    """
+    gap = marked_gap(metrics)
+    if gap is None or gap["gap"] < MARKED_GAP or gap["p"] > MARKED_GAP_P:
+        return ""
+    fix = ("train with mode feedback" if mode == "none" else
+           f"{mode} did not keep it off them; compare --modes none,{mode} and read both shortcut reports "
+           f"(docs/evaluation.md, \"When feedback does not help\")")
+    return (f"class {gap['class']} is right on {fmt(gap['marked'])} of its test images with a marked region and on "
+            f"{fmt(gap['unmarked'])} of those without ({gap['images_marked']} and {gap['images_unmarked']} images, "
+            f"Fisher's exact test p = {gap['p']:.1g}): a sign that the network reads the marked regions; {fix}")
+
+
 def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "balanced_accuracy") -> list[str]:
     """One line per sign that the run did not learn what it should (empty when none):
 
@@ -91,6 +151,7 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
     * a feedback run's last validation score is below its first epoch's;
     * ``lam: auto`` found no lambda that beat training without feedback (the run has no evidence);
     * the holes the head sees tell the class by themselves (:func:`hole_warning`);
+    * a class's marked test images score far from its unmarked ones (:func:`marked_gap_warning`);
     * the selected network is at chance on the validation images (:func:`~.training.at_chance`):
       nothing it learned holds there; on counterfactual validation images, it reads the marked regions.
     """
@@ -121,6 +182,8 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
     holes = metrics.get("evidence_holes") or (metrics.get("config") or {}).get("evidence_holes", "own")
     if mode == "feedback" and hole_warning(metrics.get("hole_information"), holes):
         out.append(hole_warning(metrics["hole_information"], holes))
+    if marked_gap_warning(metrics, mode):
+        out.append(marked_gap_warning(metrics, mode))
     best, n_val = metrics.get(key), metrics.get("n_val")
     classes = len(metrics.get("plugin_confusion_matrix") or metrics.get("confusion_matrix") or [])
     if select_metric == "balanced_accuracy" and best is not None and n_val and classes >= 2 \
