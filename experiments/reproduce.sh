@@ -393,6 +393,9 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --modes f
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --modes feedback $C20 --sweep feedback:lr=0.003 \
     --sweep feedback:mask_pool=receptive --sweep feedback:kl_scale=0.1 --sweep feedback:lam=0.0005,0.005 \
     --out results/kl/cdep_20ep_lam
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_cdep.yaml --modes feedback,eg@deterministic,l1grad@deterministic \
+    ${C20/epochs=20/epochs=40} --sweep feedback:lr=0.003 --sweep feedback:mask_pool=receptive --sweep feedback:kl_scale=0.1 $B \
+    --out results/kl/cdep_40ep
 python -m pyro_ebnn.run aggregate results/kl --by rule,mode,network,kl_scale,lam,epochs,evidence_channels,rho_init \
     --columns val_balanced_accuracy,balanced_accuracy,worst_group_accuracy,overlap_saliency,ece,best_epoch \
     --out experiments/results/baselines/rule_kl_scale
