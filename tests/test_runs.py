@@ -573,3 +573,20 @@ def test_finetune_chooses_auto_holes_again_on_the_images_it_finetunes_on(tmp_pat
                      tmp_path / "tuned", progress=False)
     assert tuned["evidence_holes"] == choice[finetuned_on]
     assert load_model(tmp_path / "tuned")[0].evidence.holes == choice[finetuned_on]
+
+
+def test_the_hole_information_fit_converges_on_lent_text_boxes():
+    """Shared holes of a watermark's boxes (every image a block of cells from the bottom-right
+    corner, lent across classes) are nested, nearly collinear features; lbfgs needs more than its 200
+    default iterations for them and scikit-learn then prints a ConvergenceWarning per fold."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    from pyro_ebnn.metrics.holes import hole_information
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(450) % 3
+    holes = torch.zeros(450, 1, 29, 29, dtype=torch.bool)
+    for i in range(450):
+        holes[i, 0, int(torch.randint(20, 24, (1,), generator=g)):, int(torch.randint(0, 13, (1,), generator=g)):] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert hole_information(holes, labels, 3) < 0.1   # the boxes do not depend on the class
