@@ -34,9 +34,9 @@ def table(rows: list[dict]) -> str:
     by = defaultdict(list)
     for r in rows:
         by[(r["task"], r["mode"])].append(r)
-    lines = [f"Largest gap in test accuracy between a class's images with a marked region and without; the "
-             f"warning needs a gap of at least {MARKED_GAP} and p <= {MARKED_GAP_P:g} (Fisher's exact test, times "
-             "the classes compared).", "",
+    lines = [f"Per run, the class whose test images with a marked region and without differ most in accuracy (a "
+             f"class that warns first); the warning needs a gap of at least {MARKED_GAP} and p <= {MARKED_GAP_P:g} "
+             "(Fisher's exact test, times the classes compared).", "",
              "| task | mode | runs | gap, lowest – highest | runs warned |", "|---|---|---|---|---|"]
     for (task, mode), rs in by.items():
         gaps = [r["gap"] for r in rs]

@@ -110,6 +110,9 @@ def test_a_class_right_on_its_marked_images_and_wrong_on_its_unmarked_ones_is_na
     # ... and neither is a large gap on a handful of images (p of 5 against 0 right of 6: 0.015)
     few = {**base, "accuracy_a_marked": 5 / 6, "images_a_marked": 6, "accuracy_a_unmarked": 0.0, "images_a_unmarked": 6}
     assert marked_gap(few)["gap"] > 0.8 and run_warnings(few, healthy, "none") == []
+    # ... but it does not hide a smaller gap on many images of another class
+    both = {**few, "accuracy_b_marked": 0.3, "images_b_marked": 200, "accuracy_b_unmarked": 0.9, "images_b_unmarked": 200}
+    assert marked_gap(both)["class"] == "b" and run_warnings(both, healthy, "none")[0].startswith("class b is right on 0.300")
     # a test set marked on every image has nothing to compare
     assert marked_gap({"accuracy_a_marked": 0.9, "images_a_marked": 10}) is None
 
