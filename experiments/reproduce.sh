@@ -559,6 +559,9 @@ done
 # ==== docs/evaluation.md: the warning for a class whose marked test images score apart =============
 python experiments/marked_gaps.py --root results/own_images --root results/untuned \
     --out experiments/results/own_images/marked_gaps.md
+python -m pyro_ebnn.run evaluate --run results/own_images/corner/image_folder_small/none/fold0 \
+    --out results/eval_corner_none --no-attributions
+cp results/eval_corner_none/shortcut_groups.png docs/figures/shortcut_groups_corner.png
 
 # ==== docs/tutorial.md: a shortcut fixed in an image folder, played in Chromium =====================
 python experiments/shortcut_photos.py --task corner --out data/corner

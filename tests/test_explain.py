@@ -292,6 +292,26 @@ def test_reliability_and_mutual_information_axes_read_plainly(drawn):
     assert all(len(t.get_text()) <= 7 for t in ax.get_xticklabels() + ax.get_yticklabels())
 
 
+def test_the_shortcut_figure_shows_every_group_and_names_the_class_read_through_its_marks(drawn):
+    metrics = {"balanced_accuracy": 0.777, "accuracy_three_marked": 0.957, "images_three_marked": 92,
+               "accuracy_three_unmarked": 0.352, "images_three_unmarked": 108, "accuracy_two_marked": 0.5,
+               "images_two_marked": 104, "accuracy_two_unmarked": 0.896, "images_two_unmarked": 96}
+    figures.shortcut_groups(metrics, "unused")
+    ax = drawn[0].axes[0]
+    assert sorted(round(p.get_width(), 3) for p in ax.patches) == [0.352, 0.5, 0.896, 0.957]
+    assert {t.get_text() for t in ax.texts} >= {"0.957 (92)", "0.352 (108)", "0.500 (104)", "0.896 (96)"}
+    three, = [t for t in ax.get_yticklabels() if t.get_text() == "three"]
+    two, = [t for t in ax.get_yticklabels() if t.get_text() == "two"]
+    assert three.get_color() == figures.WRONG_COLOUR != two.get_color()
+    assert any(t.get_text().startswith("three: marked and unmarked 0.605 apart") for t in ax.texts)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["with a marked region", "without",
+                                                                   "balanced accuracy 0.777"]
+    # below the warning's thresholds no class is named; no groups, no figure
+    figures.shortcut_groups({**metrics, "accuracy_three_unmarked": 0.9, "accuracy_two_marked": 0.8}, "unused")
+    assert all(t.get_color() != figures.WRONG_COLOUR for t in drawn[1].axes[0].get_yticklabels())
+    assert figures.shortcut_groups({"balanced_accuracy": 0.9}, "unused") == [] and len(drawn) == 2
+
+
 # -- the CLI ----------------------------------------------------------------------------------------
 def test_train_without_config_and_evaluate_without_out_say_what_they_do(tmp_path, monkeypatch):
     from pyro_ebnn.cli import evaluation, search
@@ -332,7 +352,7 @@ def test_evaluate_and_explain_from_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["n_overlap_images"] == 5 and 0 <= m["overlap_occlusion"] <= 1 and "overlap_deeplift" not in m
-    for name in ("reliability_test", "mutual_information_test", "attributions_gradcam"):
+    for name in ("reliability_test", "mutual_information_test", "attributions_gradcam", "shortcut_groups"):
         assert (tmp_path / "ev" / f"{name}.png").stat().st_size > 1000 and (tmp_path / "ev" / f"{name}.pdf").exists()
     res = r.invoke(cli, ["evaluate", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "ev2"),
                          "--no-attributions", "--no-figures"])

@@ -19,7 +19,7 @@ from ..metrics import classification_metrics, group_accuracies, plugin_metrics, 
 from ..progress import progress_bar
 from .build import resolve_device
 from .config import DATA_KEYS, Config, config_difference, load_config, parse_sets
-from .figures import attribution_grid, attribution_title, evaluation_figures, validation_curve
+from .figures import attribution_grid, attribution_title, evaluation_figures, shortcut_groups, validation_curve
 from .protocol import images_of, prepare_split, set_seed, use_threads
 from .report import run_warnings
 from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, load_model, read_metrics, write_metrics, writing
@@ -285,6 +285,7 @@ def evaluate_run(run_dir, out, sets=(), device=None, progress=True, attributions
             t1 = time.time()
             paths = evaluation_figures(out, keep, run_name=f"{cfg.name} [{cfg.mode}]", samples=samples,
                                        reference=cfg.attribution_reference)
+            paths += shortcut_groups(metrics, out / "shortcut_groups", title=f"{cfg.name} [{cfg.mode}]: shortcut report")
             if state is not None and state.get("history"):
                 paths += validation_curve(state["history"], cfg.select_metric, out / "validation_curve",
                                           selected=payload.get("epoch"), title=f"{cfg.name} [{cfg.mode}]")

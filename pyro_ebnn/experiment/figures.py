@@ -17,7 +17,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from ..explain import REFERENCE_METHODS  # noqa: E402
 from ..metrics import ece, mutual_information_per_image, reliability  # noqa: E402
-from .report import number  # noqa: E402
+from ..metrics import groups_of  # noqa: E402
+from .report import marked_gap, marked_gap_warning, number  # noqa: E402
 
 METHOD_TITLES = {"saliency": "Saliency (input gradient)", "deeplift": "DeepLIFT",
                  "gradcam": "Grad-CAM (last conv, upsampled)", "occlusion": "Occlusion"}
@@ -244,6 +245,56 @@ def validation_curve(history: Sequence[dict], metric: str, stem, selected=None, 
     handles = ax.get_legend_handles_labels()[0] + loss.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="lower left", fontsize=8, frameon=False)
     ax.set_title(title, fontsize=10)
+    return _save(fig, stem)
+
+
+MARKED_COLOUR, UNMARKED_COLOUR = "#dd8452", "#4c72b0"
+
+
+def shortcut_groups(metrics: dict, stem, title: str = "") -> list[str]:
+    """The shortcut report as a figure: per class, the test accuracy of its images with a marked
+    region and without, side by side, with their image counts; the class that the marked-gap
+    warning names (:func:`~.report.marked_gap_warning`) in red, with its gap; the balanced
+    accuracy as a dashed line. Nothing is drawn (``[]``) where the metrics hold no groups."""
+    groups = groups_of(metrics)
+    if not groups:
+        return []
+    classes = list(dict.fromkeys(g[0] for g in groups))
+    cell = {(c, s): (a, n) for c, s, a, n in groups}
+    gap = marked_gap(metrics)
+    warned = gap["class"] if gap is not None and marked_gap_warning(metrics, "none") else None
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.62 * len(classes)))
+    rows = np.arange(len(classes))[::-1]
+    for offset, state, colour in ((0.19, "marked", MARKED_COLOUR), (-0.19, "unmarked", UNMARKED_COLOUR)):
+        for row, c in zip(rows, classes):
+            if (c, state) not in cell:
+                continue
+            accuracy, n = cell[(c, state)]
+            ax.barh(row + offset, accuracy, height=0.36, color=colour, edgecolor="white",
+                    label="with a marked region" if state == "marked" else "without")
+            ax.text(min(accuracy, 1.0) + 0.01, row + offset, f"{number(accuracy)} ({n})", va="center", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if metrics.get("balanced_accuracy") is not None:
+        ax.axvline(metrics["balanced_accuracy"], color="0.3", ls="--", lw=1)
+        unique[f"balanced accuracy {number(metrics['balanced_accuracy'])}"] = ax.lines[-1]
+    ax.set_yticks(rows, classes)
+    for label in ax.get_yticklabels():
+        if label.get_text() == warned:
+            label.set_color(WRONG_COLOUR)
+            label.set_fontweight("bold")
+    if warned is not None:
+        ax.annotate(f"{warned}: marked and unmarked {number(gap['gap'])} apart (Fisher's exact test p = "
+                    f"{gap['p']:.1g}): a sign that the network reads the marked regions", xy=(1, 0),
+                    xycoords="axes fraction", xytext=(0, -36), textcoords="offset points", ha="right", va="top",
+                    fontsize=8, color=WRONG_COLOUR)
+    ax.set_xlim(0, 1.18)
+    ax.xaxis.set_major_locator(FixedLocator([0, 0.25, 0.5, 0.75, 1]))
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.set_xlabel("test accuracy of the class")
+    ax.legend(unique.values(), unique.keys(), loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=8,
+              frameon=False)
+    ax.set_title(title or "shortcut report", fontsize=10, pad=24)
     return _save(fig, stem)
 
 
