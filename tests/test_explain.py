@@ -310,6 +310,11 @@ def test_the_shortcut_figure_shows_every_group_and_names_the_class_read_through_
     figures.shortcut_groups({**metrics, "accuracy_three_unmarked": 0.9, "accuracy_two_marked": 0.8}, "unused")
     assert all(t.get_color() != figures.WRONG_COLOUR for t in drawn[1].axes[0].get_yticklabels())
     assert figures.shortcut_groups({"balanced_accuracy": 0.9}, "unused") == [] and len(drawn) == 2
+    # a test set marked on every image (Decoy MNIST): one bar a class, on its row
+    figures.shortcut_groups({"accuracy_0_marked": 0.9, "images_0_marked": 10, "accuracy_1_marked": 0.8,
+                             "images_1_marked": 10}, "unused")
+    bars = drawn[2].axes[0].patches
+    assert sorted(b.get_y() + b.get_height() / 2 for b in bars) == [0, 1]
 
 
 # -- the CLI ----------------------------------------------------------------------------------------

@@ -265,12 +265,14 @@ def shortcut_groups(metrics: dict, stem, title: str = "") -> list[str]:
     warned = gap["class"] if gap is not None and marked_gap_warning(metrics, "none") else None
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.62 * len(classes)))
     rows = np.arange(len(classes))[::-1]
+    both = len({state for _, state in cell}) == 2     # a test set marked on every image has one bar a class
     for offset, state, colour in ((0.19, "marked", MARKED_COLOUR), (-0.19, "unmarked", UNMARKED_COLOUR)):
+        offset = offset if both else 0.0
         for row, c in zip(rows, classes):
             if (c, state) not in cell:
                 continue
             accuracy, n = cell[(c, state)]
-            ax.barh(row + offset, accuracy, height=0.36, color=colour, edgecolor="white",
+            ax.barh(row + offset, accuracy, height=0.36 if both else 0.5, color=colour, edgecolor="white",
                     label="with a marked region" if state == "marked" else "without")
             ax.text(min(accuracy, 1.0) + 0.01, row + offset, f"{number(accuracy)} ({n})", va="center", fontsize=8)
     handles, labels = ax.get_legend_handles_labels()
