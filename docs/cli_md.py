@@ -87,8 +87,9 @@ COMMANDS = {
                 "`none`, `feedback`, `augment`, `rrr`, `l1grad`, `cdep`, `eg`, `rrr_gradcam`, `hint`, `rbr` on the "
                 "Bayesian network, or `MODE@deterministic` on the plain network of the baselines' papers. Every mode "
                 "is also set against `none` of the same network, fold by fold: the section \"Against no feedback\" "
-                "of `compare.md` gives the paired differences of balanced and worst-group accuracy and a verdict "
-                "(helped, no change within 0.01, hurt), and a mode that hurt gets a warning line at the end "
+                "of `compare.md` gives the paired differences of balanced and worst-group accuracy, a verdict "
+                "(helped, no change within 0.01, hurt) and how many runs without and with the mode the "
+                "marked-gap warning names (they read the marked regions), and a mode that hurt gets a warning line at the end "
                 "([evaluation.md](evaluation.md#when-feedback-does-not-help)). With `--penalty-weights` or "
                 "`--sweep`, the tables report per rule and mode the setting with the best mean validation score "
                 "(never the test score), list the whole sweep and write `OUT/compare_sweep.csv`; pair them with "
@@ -213,7 +214,6 @@ KEYS = {
     "step": "how a training step runs: `auto` (a CUDA graph on a GPU, eager on the CPU), `eager`, `graph` (the "
             "whole step captured as a CUDA graph and replayed), `compile` (the loss through torch.compile) "
             "([cost.md](results/cost.md#on-a-gpu))",
-    "workers": "DataLoader processes that read images from disk (streamed data sets)",
     "eval_attributions": "compute the overlap at the end of train / finetune",
     "attribution_reference": "reference image of DeepLIFT and Occlusion: `black` or `mean`",
     "finetune_budget": "annotated training images when fine-tuning (fraction < 1, count ≥ 1; 0: the control)",

@@ -166,7 +166,13 @@ def test_compare_says_per_rule_whether_each_mode_beat_none_fold_by_fold():
     assert rows["augment/bayesian"]["verdict"] == "no change" and rows["rrr/bayesian"]["verdict"] == "helped"
     assert (rows["rrr/bayesian"]["pairs"], rows["rrr/bayesian"]["balanced_accuracy"]) == (2, "+0.100 ± 0.000")
     text, _ = tables(runs, parse_modes("none,feedback,augment,rrr"))
-    assert "| r | feedback | -0.050 ± 0.014 | -0.050 ± 0.014 | 2 | hurt |" in text.splitlines()
+    assert "| r | feedback | -0.050 ± 0.014 | -0.050 ± 0.014 | 2 | hurt | 0/2 → 0/2 |" in text.splitlines()
+    # the runs whose marked and unmarked test images of one class score far apart: both without
+    # feedback, one of the two with it
+    reads = {"accuracy_a_marked": 0.95, "images_a_marked": 100, "accuracy_a_unmarked": 0.3, "images_a_unmarked": 100}
+    for r in runs[:3]:
+        r.update(reads)
+    assert {r["mode"]: r["marks_read"] for r in against_none(runs)}["feedback"] == "2/2 → 1/2"
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ from ..errors import ConfigError
 from .build import resolve_device
 from .config import KEYS, MODES, NETWORKS, coerce, config_difference, load_config, parse_sets, saved_config, setting_of
 from .evaluation import add_overlap
+from .report import marked_gap_warning
 from .rundir import METRICS, read_metrics
 from .search import train_choosing_lam as train_run
 from .tables import collect, mean_std, summarize
@@ -383,8 +384,11 @@ def _with_network(runs):
 
 def against_none(runs: list[dict]) -> list[dict]:
     """Every mode against ``none`` on the same rule, network, fold and seed: the paired differences
-    of balanced accuracy and worst-group accuracy, mean ± std over the pairs, and a verdict
-    ("helped", "no change" within :data:`NO_CHANGE`, "hurt") from the balanced accuracy.
+    of balanced accuracy and worst-group accuracy, mean ± std over the pairs, a verdict
+    ("helped", "no change" within :data:`NO_CHANGE`, "hurt") from the balanced accuracy, and
+    ``marks_read``: how many of the pairs' runs without and with the mode the marked-gap warning names
+    (:func:`~.report.marked_gap_warning`: a class whose marked test images score far from its unmarked
+    ones), "3/3 → 0/3".
 
     >>> run = lambda mode, fold, acc, worst: dict(name="r", network="bayesian", mode=mode, fold=fold, seed=0,
     ...                                           balanced_accuracy=acc, worst_group_accuracy=worst)
@@ -407,6 +411,9 @@ def against_none(runs: list[dict]) -> list[dict]:
             diffs = [r[metric] - b[metric] for r, b in pp if r.get(metric) is not None and b.get(metric) is not None]
             _, mean, std = mean_std(diffs)
             row[metric], row[f"{metric}_mean"] = ("n/a" if mean is None else f"{mean:+.3f} ± {std:.3f}"), mean
+        read = [sum(bool(marked_gap_warning(run, m)) for run in runs) for m, runs in
+                (("none", [b for _, b in pp]), (mode, [r for r, _ in pp]))]
+        row["marks_read"] = f"{read[0]}/{len(pp)} → {read[1]}/{len(pp)}"
         change = row["balanced_accuracy_mean"]
         row["verdict"] = ("n/a" if change is None else "helped" if change > NO_CHANGE
                           else "hurt" if change < -NO_CHANGE else "no change")
@@ -418,9 +425,10 @@ def _against_none_table(rows) -> list[str]:
     if not rows:
         return []
     md = ["## Against no feedback (mode minus none, paired by fold)", "",
-          "| rule | mode | balanced accuracy | worst-group accuracy | folds | verdict |", "|---|---|---|---|---|---|"]
+          "| rule | mode | balanced accuracy | worst-group accuracy | folds | verdict | runs that read the marks: "
+          "none → mode |", "|---|---|---|---|---|---|---|"]
     md += [f"| {r['name']} | {label(r['mode'], r['network'])} | {r['balanced_accuracy']} | "
-           f"{r['worst_group_accuracy']} | {r['pairs']} | {r['verdict']} |" for r in rows]
+           f"{r['worst_group_accuracy']} | {r['pairs']} | {r['verdict']} | {r['marks_read']} |" for r in rows]
     return md + [""]
 
 
