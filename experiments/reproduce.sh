@@ -377,6 +377,10 @@ python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --mod
     --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.003 \
     --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=all --sweep feedback:kl_scale=0.1 \
     --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/position_20ep
+python -m pyro_ebnn.run compare --config configs/decoy_mnist_position.yaml --modes feedback,rrr ${C20/epochs=20/epochs=40} \
+    --sweep feedback:evidence_holes=shared --sweep feedback:mask_pool=receptive --sweep feedback:lam=0.003 \
+    --sweep feedback:lr=0.003 --sweep feedback:evidence_channels=all --sweep feedback:kl_scale=0.1 \
+    --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/position_40ep
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C $COLOR_CHOSEN \
     --sweep feedback:kl_scale=0.1,0.01 --sweep rrr:lr=0.003 --sweep rrr:kl_scale=0.1 --out results/kl/color
 python -m pyro_ebnn.run compare --config configs/decoy_mnist_color.yaml --modes feedback,rrr $C20 $COLOR_CHOSEN \
