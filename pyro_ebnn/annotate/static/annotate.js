@@ -655,11 +655,7 @@
       return undo();
     }
     if (event.ctrlKey || event.metaKey) return;
-    const action = SHORTCUTS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-    if (action) {
-      event.preventDefault();
-      action();
-    }
+    window.PyroEbnn.runShortcut(SHORTCUTS, event);
   });
 
   // -- start -------------------------------------------------------------------------------------

@@ -33,6 +33,16 @@ window.PyroEbnn = (() => {
       document.getElementById("brush-size-value").textContent = String(state.brushSize);
     },
 
+    // Run the action that a page's table of shortcuts gives the key of a keydown `event` (letters in
+    // either case); false where the table has none, so the key keeps its browser meaning.
+    runShortcut(shortcuts, event) {
+      const action = shortcuts[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+      if (!action) return false;
+      event.preventDefault();
+      action();
+      return true;
+    },
+
     // Set to `value` (1 paint, 0 erase) every pixel of `mask` whose centre lies within `brushSize` / 2
     // of the segment from `from` to `to` (image pixels), so a stroke is the same however the mouse moved.
     paintStroke(mask, width, height, from, to, brushSize, value) {

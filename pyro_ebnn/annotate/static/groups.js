@@ -375,11 +375,7 @@
   document.addEventListener("keydown", (event) => {
     if (!state.view || event.altKey || event.ctrlKey || event.metaKey || event.target.matches("input[type=text], select")) return;
     if (event.target.matches("button") && (event.key === "Enter" || event.key === " ")) return;
-    const action = SHORTCUTS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-    if (action) {
-      event.preventDefault();
-      action();
-    }
+    window.PyroEbnn.runShortcut(SHORTCUTS, event);
   });
 
   async function start() {
