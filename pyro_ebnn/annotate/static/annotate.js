@@ -123,7 +123,8 @@
   const NO_PROPOSAL = "No proposal on this image: no region of the explanation is strong enough to propose. "
     + "Mark regions by hand (R, B), or accept the explanation.";
   const tools = markTools({ state, data: () => state.item.data, changed, message, noProposal: NO_PROPOSAL, maxUndo: MAX_UNDO });
-  const { marked: markedCount, pushUndo, toggleRegion, markProposals, paint, undo, redo, clear: clearMarks } = tools;
+  const { marked: markedCount, toggleRegion, markProposals, startStroke, continueStroke, undo, redo,
+    clear: clearMarks } = tools;
 
   function changed() {
     message("");
@@ -540,9 +541,7 @@
     const point = toImage(event);
     if (state.tool === "region") return toggleRegion(point);
     canvas.setPointerCapture(event.pointerId);
-    pushUndo();
-    state.stroke = { last: point, value: state.tool === "brush" ? 1 : 0 };
-    paint(point, point, state.stroke.value);
+    startStroke(point);
     changed();
   });
   canvas.addEventListener("pointermove", (event) => {
@@ -555,8 +554,7 @@
     }
     state.pointer = toImage(event);
     if (state.stroke) {
-      paint(state.stroke.last, state.pointer, state.stroke.value);
-      state.stroke.last = state.pointer;
+      continueStroke(state.pointer);
     }
     scheduleRender();
   });

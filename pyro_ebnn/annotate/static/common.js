@@ -87,6 +87,11 @@ window.PyroEbnn = (() => {
         state.redo = [];
       }
 
+      function paint(from, to, value) {
+        const { width, height } = data();
+        paintStroke(state.mask, width, height, from, to, state.brushSize, value);
+      }
+
       const step = (from, to, empty) => {
         if (!state[from].length) return message(empty);
         state[to].push(state.mask);
@@ -112,9 +117,17 @@ window.PyroEbnn = (() => {
           data().candidates.forEach((segment) => segmentPixels(segment).forEach((i) => { state.mask[i] = 1; }));
           return changed();
         },
-        paint(from, to, value) {
-          const { width, height } = data();
-          paintStroke(state.mask, width, height, from, to, state.brushSize, value);
+        paint,
+        // the brush (paint) and the eraser: a stroke starts where the left button goes down (state.stroke)
+        // and follows the pointer until it goes up
+        startStroke(point) {
+          pushUndo();
+          state.stroke = { last: point, value: state.tool === "brush" ? 1 : 0 };
+          paint(point, point, state.stroke.value);
+        },
+        continueStroke(point) {
+          paint(state.stroke.last, point, state.stroke.value);
+          state.stroke.last = point;
         },
         undo: () => step("undo", "redo", "Nothing to undo."),
         redo: () => step("redo", "undo", "Nothing to redo."),

@@ -73,7 +73,8 @@
 
   const tools = markTools({ state, data: () => state.view.data, changed, message,
     noProposal: "No region is proposed here; paint with the brush (B)." });
-  const { marked, pushUndo, toggleRegion, markProposals, paint, undo, redo, clear: clearMarks } = tools;
+  const { marked, toggleRegion, markProposals, startStroke, continueStroke, undo, redo,
+    clear: clearMarks } = tools;
 
   // -- drawing -----------------------------------------------------------------------------------
 
@@ -334,16 +335,13 @@
     const point = toImage(event);
     if (state.tool === "region") return toggleRegion(point);
     canvas.setPointerCapture(event.pointerId);
-    pushUndo();
-    state.stroke = { last: point, value: state.tool === "brush" ? 1 : 0 };
-    paint(point, point, state.stroke.value);
+    startStroke(point);
     render();
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!state.stroke) return;
     const point = toImage(event);
-    paint(state.stroke.last, point, state.stroke.value);
-    state.stroke.last = point;
+    continueStroke(point);
     render();
   });
   const endStroke = () => { if (state.stroke) changed(); state.stroke = null; };
