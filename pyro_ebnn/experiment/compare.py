@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from .build import resolve_device
 from .config import KEYS, MODES, NETWORKS, coerce, config_difference, load_config, parse_sets, saved_config, setting_of
 from .evaluation import add_overlap
-from .report import marked_gap_warning
+from .report import marked_gap, reads_marks
 from .rundir import METRICS, read_metrics
 from .search import train_choosing_lam as train_run
 from .tables import collect, mean_std, summarize
@@ -387,8 +387,8 @@ def against_none(runs: list[dict]) -> list[dict]:
     of balanced accuracy and worst-group accuracy, mean ± std over the pairs, a verdict
     ("helped", "no change" within :data:`NO_CHANGE`, "hurt") from the balanced accuracy, and
     ``marks_read``: how many of the pairs' runs without and with the mode the marked-gap warning names
-    (:func:`~.report.marked_gap_warning`: a class whose marked test images score far from its unmarked
-    ones), "3/3 → 0/3".
+    (:func:`~.report.reads_marks`: a class whose marked test images score far from its unmarked ones),
+    "3/3 → 0/3".
 
     >>> run = lambda mode, fold, acc, worst: dict(name="r", network="bayesian", mode=mode, fold=fold, seed=0,
     ...                                           balanced_accuracy=acc, worst_group_accuracy=worst)
@@ -411,8 +411,7 @@ def against_none(runs: list[dict]) -> list[dict]:
             diffs = [r[metric] - b[metric] for r, b in pp if r.get(metric) is not None and b.get(metric) is not None]
             _, mean, std = mean_std(diffs)
             row[metric], row[f"{metric}_mean"] = ("n/a" if mean is None else f"{mean:+.3f} ± {std:.3f}"), mean
-        read = [sum(bool(marked_gap_warning(run, m)) for run in runs) for m, runs in
-                (("none", [b for _, b in pp]), (mode, [r for r, _ in pp]))]
+        read = [sum(reads_marks(marked_gap(run)) for run in side) for side in ([b for _, b in pp], [r for r, _ in pp])]
         row["marks_read"] = f"{read[0]}/{len(pp)} → {read[1]}/{len(pp)}"
         change = row["balanced_accuracy_mean"]
         row["verdict"] = ("n/a" if change is None else "helped" if change > NO_CHANGE

@@ -18,7 +18,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 from ..explain import REFERENCE_METHODS  # noqa: E402
 from ..metrics import ece, mutual_information_per_image, reliability  # noqa: E402
 from ..metrics import groups_of  # noqa: E402
-from .report import marked_gap, marked_gap_warning, number  # noqa: E402
+from .report import marked_gap, number, reads_marks  # noqa: E402
 
 METHOD_TITLES = {"saliency": "Saliency (input gradient)", "deeplift": "DeepLIFT",
                  "gradcam": "Grad-CAM (last conv, upsampled)", "occlusion": "Occlusion"}
@@ -262,7 +262,7 @@ def shortcut_groups(metrics: dict, stem, title: str = "") -> list[str]:
     classes = list(dict.fromkeys(g[0] for g in groups))
     cell = {(c, s): (a, n) for c, s, a, n in groups}
     gap = marked_gap(metrics)
-    warned = gap["class"] if gap is not None and marked_gap_warning(metrics, "none") else None
+    warned = gap["class"] if reads_marks(gap) else None
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.62 * len(classes)))
     rows = np.arange(len(classes))[::-1]
     both = len({state for _, state in cell}) == 2     # a test set marked on every image has one bar a class

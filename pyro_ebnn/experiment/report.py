@@ -17,7 +17,8 @@ from ..data.counterfactual import KINDS as COUNTERFACTUALS
 from ..metrics import groups_of
 from .training import at_chance
 
-__all__ = ["ONE_CLASS_SHARE", "MARKED_GAP", "MARKED_GAP_P", "predicted_share", "marked_gap", "marked_gap_warning",
+__all__ = ["ONE_CLASS_SHARE", "MARKED_GAP", "MARKED_GAP_P", "predicted_share", "marked_gap", "reads_marks",
+           "marked_gap_warning",
            "run_warnings", "shortcut_report", "fmt", "number"]
 
 #: a network that gives one class to more than this share of the test images, where the labels'
@@ -120,7 +121,13 @@ def marked_gap(metrics: dict) -> Optional[dict]:
                      "gap": abs(a_m - a_u), "p": min(1.0, float(p) * len(pairs))})
     if not gaps:
         return None
-    return max(gaps, key=lambda g: (g["gap"] >= MARKED_GAP and g["p"] <= MARKED_GAP_P, g["gap"]))
+    return max(gaps, key=lambda g: (reads_marks(g), g["gap"]))
+
+
+def reads_marks(gap: Optional[dict]) -> bool:
+    """Whether a :func:`marked_gap` passes both thresholds, :data:`MARKED_GAP` and :data:`MARKED_GAP_P`
+    (False for None: no class has both groups)."""
+    return gap is not None and gap["gap"] >= MARKED_GAP and gap["p"] <= MARKED_GAP_P
 
 
 def marked_gap_warning(metrics: dict, mode: str) -> str:
@@ -137,7 +144,7 @@ def marked_gap_warning(metrics: dict, mode: str) -> str:
     ''
     """
     gap = marked_gap(metrics)
-    if gap is None or gap["gap"] < MARKED_GAP or gap["p"] > MARKED_GAP_P:
+    if not reads_marks(gap):
         return ""
     fix = ("train with mode feedback" if mode == "none" else
            f"{mode} did not keep it off them; compare --modes none,{mode} and read both shortcut reports "
@@ -186,8 +193,8 @@ def run_warnings(metrics: dict, history: list, mode: str, select_metric: str = "
     holes = metrics.get("evidence_holes") or (metrics.get("config") or {}).get("evidence_holes", "own")
     if mode == "feedback" and hole_warning(metrics.get("hole_information"), holes):
         out.append(hole_warning(metrics["hole_information"], holes))
-    if marked_gap_warning(metrics, mode):
-        out.append(marked_gap_warning(metrics, mode))
+    if line := marked_gap_warning(metrics, mode):
+        out.append(line)
     best, n_val = metrics.get(key), metrics.get("n_val")
     classes = len(metrics.get("plugin_confusion_matrix") or metrics.get("confusion_matrix") or [])
     if select_metric == "balanced_accuracy" and best is not None and n_val and classes >= 2 \
