@@ -87,6 +87,8 @@ def test_train_writes_and_prints_the_shortcut_report(tmp_path):
     assert m["worst_group_accuracy"] == min(m[f"accuracy_{c}_{s}"] for c in ("cat", "dog") for s in ("marked", "unmarked"))
     assert {"marked_noise_balanced_accuracy", "marked_swap_balanced_accuracy", "plugin_balanced_accuracy"} <= set(m)
     assert isinstance(m["warnings"], list)
+    assert set(k for k in m if k.startswith("train_marked_share_")) == {"train_marked_share_cat", "train_marked_share_dog"}
+    assert all(0 < m[f"train_marked_share_{c}"] < 1 for c in ("cat", "dog"))
     assert shortcut_report(m) in res.output and "worst group: " in res.output
 
 
@@ -113,6 +115,15 @@ def test_a_class_right_on_its_marked_images_and_wrong_on_its_unmarked_ones_is_na
     # ... but it does not hide a smaller gap on many images of another class
     both = {**few, "accuracy_b_marked": 0.3, "images_b_marked": 200, "accuracy_b_unmarked": 0.9, "images_b_unmarked": 200}
     assert marked_gap(both)["class"] == "b" and run_warnings(both, healthy, "none")[0].startswith("class b is right on 0.300")
+    # training marks on every class alike (a control: shares within 0.1) tell no class, so the gap is what
+    # the marks hide, not a shortcut; marks on one class, or no word on the training marks, still warn
+    alike = {**reads, "train_marked_share_tex": 0.50, "train_marked_share_scene": 0.46}
+    assert marked_gap(alike)["marks_alike"] is True and run_warnings(alike, healthy, "none") == []
+    one_class = {**alike, "train_marked_share_scene": 0.0}
+    assert marked_gap(one_class)["marks_alike"] is False and len(run_warnings(one_class, healthy, "none")) == 1
+    assert marked_gap(reads)["marks_alike"] is None
+    unmarked = {**alike, "train_marked_share_tex": 0.0, "train_marked_share_scene": 0.0}   # no mark in training
+    assert marked_gap(unmarked)["marks_alike"] is None and len(run_warnings(unmarked, healthy, "none")) == 1
     # a test set marked on every image has nothing to compare
     assert marked_gap({"accuracy_a_marked": 0.9, "images_a_marked": 10}) is None
 

@@ -15,7 +15,7 @@ from ..data import Split, batches
 from ..errors import ConfigError
 from ..explain import (METHODS, REFERENCE_METHODS, REFERENCES, SAMPLE_IMAGES, ExplainError, channel_mean, explain,
                        figure_indices, overlap_metrics, parse_methods)
-from ..metrics import classification_metrics, group_accuracies, plugin_metrics, uncertainty_metrics
+from ..metrics import classification_metrics, group_accuracies, marked_shares, plugin_metrics, uncertainty_metrics
 from ..progress import progress_bar
 from .build import resolve_device
 from .config import DATA_KEYS, Config, config_difference, load_config, parse_sets
@@ -61,7 +61,9 @@ def evaluate_sets(model, split: Split, cfg: Config, device, progress=True, attri
     standard error over the images ``overlap_<method>_se``.
     ``keep`` (a dict) receives the predictive probabilities and the attributions of
     ``figure_images`` masked test images of every class, for figures."""
-    metrics = {}
+    # how the training marks fall on the classes: the marked-gap warning's control (pyro_ebnn.experiment.report)
+    metrics = {f"train_{k}": v for k, v in marked_shares(split.train.labels.numpy(), split.train.has_mask.numpy(),
+                                                         split.train.class_names).items()}
     sets = {"test": split.test, **split.extra_tests}
     bar = progress_bar(total=sum(len(s) for s in sets.values()), desc="posterior predictive", unit="img",
                        disable=not progress, leave=False)

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import fisher_exact
 
 from ..data.counterfactual import KINDS as COUNTERFACTUALS
-from ..metrics import groups_of
+from ..metrics import groups_of, marked_shares_of
 from .training import at_chance
 
 __all__ = ["ONE_CLASS_SHARE", "MARKED_GAP", "MARKED_GAP_P", "predicted_share", "marked_gap", "reads_marks",
@@ -92,14 +92,19 @@ def hole_warning(information: Optional[float], holes: str) -> str:
 #: there is a shortcut, by at most 0.18 on the control task (marks on both classes alike).
 MARKED_GAP = 0.25
 MARKED_GAP_P = 1e-3
+#: training marks whose share of each class's images spreads less than this fall on every class
+#: alike: they cannot tell the network a class, so a test gap is what the marks hide, not a shortcut
+MARKS_ALIKE = 0.1
 
 
 def marked_gap(metrics: dict) -> Optional[dict]:
     """The class whose test images with a marked region and without differ most in accuracy, with
     Fisher's exact test of the two groups' right and wrong counts (``p`` two-sided, times the number
     of classes compared); a class that passes both thresholds (:data:`MARKED_GAP`,
-    :data:`MARKED_GAP_P`) goes before a larger gap on a handful of images. None where no class has
-    both groups.
+    :data:`MARKED_GAP_P`) goes before a larger gap on a handful of images. ``marks_alike``: the
+    training images' marks fall on every class alike (``train_marked_share_<class>`` within
+    :data:`MARKS_ALIKE`; None where the metrics do not say or no training image is marked). None
+    where no class has both groups.
 
     >>> gap = marked_gap({"accuracy_three_marked": 0.35, "images_three_marked": 100,
     ...                   "accuracy_three_unmarked": 0.95, "images_three_unmarked": 100,
@@ -121,13 +126,20 @@ def marked_gap(metrics: dict) -> Optional[dict]:
                      "gap": abs(a_m - a_u), "p": min(1.0, float(p) * len(pairs))})
     if not gaps:
         return None
+    shares = marked_shares_of(metrics)
+    alike = (max(shares.values()) - min(shares.values()) < MARKS_ALIKE) if shares and any(shares.values()) else None
+    for g in gaps:
+        g["marks_alike"] = alike
     return max(gaps, key=lambda g: (reads_marks(g), g["gap"]))
 
 
 def reads_marks(gap: Optional[dict]) -> bool:
-    """Whether a :func:`marked_gap` passes both thresholds, :data:`MARKED_GAP` and :data:`MARKED_GAP_P`
-    (False for None: no class has both groups)."""
-    return gap is not None and gap["gap"] >= MARKED_GAP and gap["p"] <= MARKED_GAP_P
+    """Whether a :func:`marked_gap` passes both thresholds, :data:`MARKED_GAP` and :data:`MARKED_GAP_P`,
+    where the training marks do not fall on every class alike (False for None: no class has both
+    groups). Marks on every class alike (a control) can hide what a class needs, and cost it accuracy,
+    without telling the network any class."""
+    return (gap is not None and gap["gap"] >= MARKED_GAP and gap["p"] <= MARKED_GAP_P
+            and not gap.get("marks_alike"))
 
 
 def marked_gap_warning(metrics: dict, mode: str) -> str:

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["GROUP_STATES", "group_accuracies", "groups_of"]
+__all__ = ["GROUP_STATES", "group_accuracies", "groups_of", "marked_shares", "marked_shares_of"]
 
 GROUP_STATES = ("marked", "unmarked")
 
@@ -62,3 +62,22 @@ def group_accuracies(labels, predicted, marked, class_names: Optional[Sequence[s
     if worst is not None:
         out["worst_group_accuracy"], out["worst_group"] = worst
     return out
+
+
+def marked_shares(labels, marked, class_names: Optional[Sequence[str]] = None) -> dict:
+    """``marked_share_<class>``: the share of each class's images that carry a mark (classes without
+    images left out). Marks that fall on every class alike cannot tell a network the class.
+
+    >>> marked_shares([0, 0, 1, 1], [True, False, False, False], ["cat", "dog"])
+    {'marked_share_cat': 0.5, 'marked_share_dog': 0.0}
+    """
+    labels, marked = np.asarray(labels), np.asarray(marked, dtype=bool)
+    names = list(class_names) if class_names is not None else [str(k) for k in range(int(labels.max()) + 1)]
+    return {f"marked_share_{name}": float(marked[labels == k].mean()) for k, name in enumerate(names)
+            if (labels == k).any()}
+
+
+def marked_shares_of(metrics: dict, prefix: str = "train_") -> dict:
+    """``{class: share}`` from a metrics dict's ``<prefix>marked_share_<class>`` keys."""
+    key = f"{prefix}marked_share_"
+    return {k[len(key):]: float(v) for k, v in metrics.items() if k.startswith(key)}
