@@ -190,8 +190,10 @@ def _validation_record(cfg: Config, trainer: Trainer, epochs: int, start: Option
 
 def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=None) -> dict:
     """Evaluate the selected model and write metrics.json (last: its presence marks a finished run);
-    on process 0 of a group only."""
+    on process 0 of a group only. The other processes wait for it at a barrier: one that left the
+    group (its exit closes it) while process 0 still evaluated could abort in the group's teardown."""
     if not trainer.group.is_main:
+        trainer.group.barrier()
         return {}
     best, _, _ = load_model(out / MODEL, device, cfg)
     t0 = time.time()
@@ -215,4 +217,5 @@ def _finish(out, cfg, split, device, trainer, train_seconds, progress, extra=Non
     for line in metrics["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
     write_metrics(out, metrics)
+    trainer.group.barrier()
     return metrics
